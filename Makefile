@@ -1,0 +1,35 @@
+# Enclave. Every target bootstraps what it needs: `make demo` and `make test` on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# --no-deps: the lock is complete, and the resolver must never swap in a CUDA torch or torchvision.
+$(STAMP): requirements.lock pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	@! $(PY) -m pip show --quiet torchvision 2>/dev/null || { echo "error: torchvision is installed; it breaks transformers beside CPU torch"; exit 1; }
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/enclave demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Answering: retrieval policy, prompts, the vLLM client, extractive answers and citations."""

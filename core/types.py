@@ -1,0 +1,99 @@
+"""Domain types that cross package boundaries. Plain frozen dataclasses, no library types."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["staff", "auditor", "admin"]
+AnswerMode = Literal["llm", "extractive", "no_answer", "error"]
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a signed-in user, or a name given on the command line by an operator."""
+
+    name: str
+    role: Role = "staff"
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable passage of a document, with where it came from."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    source: str
+    groups: tuple[str, ...]
+    index: int = 0
+    title: str = ""
+    section: str = ""
+    page: int | None = None
+
+    @property
+    def content_hash(self) -> str:
+        return sha256_text(self.text)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk returned by a search, with its similarity (higher is better, cosine in [-1, 1])."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source as shown to the user: `[n]` in the answer refers to it."""
+
+    n: int
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    section: str
+    page: int | None
+    snippet: str
+
+
+@dataclass
+class Answer:
+    """The outcome of one question: what the user sees and what the auditor needs."""
+
+    question: str
+    text: str
+    mode: AnswerMode
+    citations: list[Citation] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    reasoning: str = ""
+    model: str = ""
+    error: str | None = None
+    finish_reason: str | None = None
+    latency_ms: float = 0.0
+    audit_id: int | None = None
+
+
+StreamKind = Literal["sources", "reasoning", "token", "done"]
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of a streamed answer.
+
+    sources: the numbered citations available to the answer (before any token);
+    reasoning / token: a text delta of the model's reasoning or of the answer;
+    done: the final Answer, already written to the audit log (answer.audit_id).
+    """
+
+    kind: StreamKind
+    text: str = ""
+    citations: tuple[Citation, ...] = ()
+    answer: Answer | None = None

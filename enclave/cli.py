@@ -1,0 +1,303 @@
+"""The `enclave` command. Domain errors become one clear line and a non-zero exit here only.
+
+The offline switches are set before anything heavy is imported: keep imports of torch,
+transformers, chromadb, gradio and unstructured inside the commands.
+"""
+
+from __future__ import annotations
+
+from core.offline import disable_telemetry
+
+disable_telemetry()
+
+import getpass  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Any, NoReturn  # noqa: E402
+
+import click  # noqa: E402
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from core.errors import EnclaveError  # noqa: E402
+from core.settings import Settings, flatten, load_settings, setting_sources  # noqa: E402
+from core.users import parse_groups  # noqa: E402
+from enclave import wiring  # noqa: E402
+
+
+
+class _EnclaveGroup(TyperGroup):
+    """Turns domain errors into one clear line and exit code 1, at the edge only."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EnclaveError as exc:
+            logging.getLogger("enclave").debug("command failed", exc_info=True)
+            raise click.ClickException(str(exc)) from exc
+
+
+app = typer.Typer(
+    cls=_EnclaveGroup,
+    help="Enclave: an air-gapped assistant over your organisation's documents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+users_app = typer.Typer(help="Manage local users.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect and verify the audit log.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.add_typer(config_app, name="config")
+
+log = logging.getLogger("enclave")
+
+
+class _State:
+    config: Path | None = None
+    data_dir: Path | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            overrides: dict[str, Any] = {"data_dir": self.data_dir} if self.data_dir else {}
+            self._settings = load_settings(self.config, **overrides)
+            wiring.guard(self._settings)
+        return self._settings
+
+
+state = _State()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML settings file (default: $ENCLAVE_CONFIG or ./enclave.yaml).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder of all state (default: $ENCLAVE_DATA_DIR or ./var).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress and details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    state.config = config
+    state.data_dir = data_dir
+    state._settings = None
+
+
+# -- ingest ----------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    groups: Annotated[
+        str | None, typer.Option("--groups", help="Comma-separated groups that may read these documents.")
+    ] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files vanished under PATHS.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+) -> None:
+    """Parse, chunk, embed and store documents; unchanged files are skipped.
+
+    Exit code: 0 when every file was ingested or skipped, 1 when any file failed.
+    """
+    settings = state.settings
+    group_list = parse_groups(groups) or tuple(settings.ingest.default_groups)
+    if not sys.stderr.isatty():
+        logging.getLogger("ingest").setLevel(logging.INFO)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.WARNING)
+    pipeline = wiring.build_pipeline(settings)
+    report = pipeline.run(paths, group_list, prune=prune)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        for f in report.files:
+            if f.status in ("failed", "skipped"):
+                typer.echo(f"{f.status}: {f.error}", err=True)
+        typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
+
+
+# -- ask -------------------------------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    user: Annotated[str, typer.Option("--user", help="Answer as this user (their groups decide what is searched).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
+) -> None:
+    """Answer a question from the documents USER may read, and audit it."""
+    settings = state.settings
+    record = wiring.build_users(settings).get(user)
+    if record is None:
+        fail(f"unknown user '{user}': add it with `enclave users add {user} ...`")
+    assistant = wiring.build_assistant(settings)
+    answer = assistant.ask(record.principal, question)
+    if as_json:
+        emit_json(
+            {
+                "answer": answer.text,
+                "mode": answer.mode,
+                "reasoning": answer.reasoning,
+                "model": answer.model,
+                "audit_id": answer.audit_id,
+                "finish_reason": answer.finish_reason,
+                "citations": [asdict(c) for c in answer.citations],
+            }
+        )
+        return
+    typer.echo(answer.text)
+    if answer.citations:
+        typer.echo("\nSources:")
+        for c in answer.citations:
+            page = f", page {c.page}" if c.page is not None else ""
+            typer.echo(f"  [{c.n}] {c.title} ({c.source}{page})")
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name used to sign in.")],
+    role: Annotated[str, typer.Option("--role", help="staff, auditor or admin.")] = "staff",
+    groups: Annotated[str, typer.Option("--groups", help="Comma-separated groups the user may read.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user, or replace one of the same name."""
+    settings = state.settings
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+    record = wiring.build_users(settings).add(name, password, role, parse_groups(groups))
+    typer.echo(f"user {record.name}: role {record.role}, groups {', '.join(record.groups) or '(none)'}")
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List users with their role and groups."""
+    users = wiring.build_users(state.settings).list()
+    if as_json:
+        emit_json([{"name": u.name, "role": u.role, "groups": list(u.groups)} for u in users])
+        return
+    for u in users:
+        typer.echo(f"{u.name}\t{u.role}\t{','.join(u.groups)}")
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exit 1 and name the first bad record if it is broken."""
+    result = wiring.build_audit(state.settings).verify()
+    if result.ok:
+        typer.echo(f"audit log intact: {result.checked} records verified")
+        return
+    fail(f"audit log BROKEN at record {result.first_bad_id}: {result.reason}")
+
+
+@audit_app.command("show")
+def audit_show(
+    last: Annotated[int, typer.Option("--last", help="How many of the newest records.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print recent audit records, newest first."""
+    records = wiring.build_audit(state.settings).last(last)
+    if as_json:
+        emit_json([asdict(r) for r in records])
+        return
+    for r in records:
+        status = f"ERROR {r.error}" if r.error else r.data.get("mode", "")
+        typer.echo(f"#{r.id} {r.ts} {r.user} [{r.event}] {status}\n  Q: {r.question}")
+        answer = str(r.data.get("answer", ""))
+        if answer:
+            typer.echo(f"  A: {answer[:300]}")
+
+
+# -- config, serve, demo --------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print every effective setting and where its value came from."""
+    settings = state.settings
+    values = flatten(settings.model_dump(mode="json"))
+    sources = setting_sources(settings, state.config)
+    if state.data_dir:
+        sources["data_dir"] = "cli"
+    if as_json:
+        emit_json({k: {"value": v, "source": sources.get(k, "default")} for k, v in values.items()})
+        return
+    for key, value in values.items():
+        typer.echo(f"{key} = {json.dumps(value)}  ({sources.get(key, 'default')})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default ui.host).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default ui.port).")] = None,
+) -> None:
+    """Start the web UI."""
+    settings = state.settings
+    if host:
+        settings.ui.host = host
+    if port:
+        settings.ui.port = port
+    from ui.app import build_app, serve as serve_app
+
+    gr_app = build_app(wiring.build_assistant(settings), wiring.build_users(settings), settings)
+    serve_app(gr_app, settings, block=True)
+
+
+@app.command()
+def demo(
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Ingest and create users, then stop.")] = False,
+) -> None:
+    """Ingest the bundled sample corpus, create the demo users, and start the web UI."""
+    from enclave.demo import prepare_demo
+
+    settings = state.settings
+    logins = prepare_demo(settings)
+    if no_serve:
+        return
+    from ui.app import build_app, serve as serve_app
+
+    gr_app = build_app(wiring.build_assistant(settings), wiring.build_users(settings), settings)
+    url = f"http://{settings.ui.host}:{settings.ui.port}"
+    typer.echo(f"\nEnclave demo at {url}\nSign in as:")
+    for name, password, role, groups in logins:
+        typer.echo(f"  {name:8} / {password:18} {role:8} groups: {', '.join(groups)}")
+    serve_app(gr_app, settings, block=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

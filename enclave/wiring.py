@@ -1,0 +1,116 @@
+"""Build Enclave's objects from settings. The one place that knows which class goes where.
+
+Heavy libraries are imported inside the factories, so that `enclave --help` stays fast and the
+offline switches are set before any of them loads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.offline import host_of, install_guard
+from core.settings import Settings
+from core.users import UserStore
+
+if TYPE_CHECKING:
+    from assistant.llm import VllmChatModel
+    from assistant.service import Assistant
+    from audit.log import AuditLog
+    from ingest.pipeline import IngestPipeline
+    from vectorstore.chroma import ChromaStore
+    from vectorstore.embedding import SentenceTransformerEmbedder
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    hosts = list(settings.network.allowed_hosts)
+    llm_host = host_of(settings.llm.base_url)
+    if llm_host:
+        hosts.append(llm_host)
+    if settings.store.mode == "http":
+        hosts.append(settings.store.host)
+    return hosts
+
+
+def guard(settings: Settings) -> None:
+    install_guard(settings.network.guard, allowed_hosts(settings))
+
+
+def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+    from vectorstore.embedding import SentenceTransformerEmbedder
+
+    e = settings.embedding
+    return SentenceTransformerEmbedder(e.model_path, e.batch_size, e.device, e.threads)
+
+
+def build_store(settings: Settings) -> ChromaStore:
+    from vectorstore.chroma import ChromaStore
+
+    s = settings.store
+    if s.mode == "http":
+        return ChromaStore.http(s.host, s.port, s.collection_prefix)
+    return ChromaStore.embedded(settings.chroma_path, s.collection_prefix)
+
+
+def build_audit(settings: Settings) -> AuditLog:
+    from audit.log import AuditLog
+
+    return AuditLog(settings.audit_path)
+
+
+def build_users(settings: Settings) -> UserStore:
+    return UserStore(settings.users_path)
+
+
+def build_llm(settings: Settings) -> VllmChatModel | None:
+    from core.errors import ConfigError
+
+    llm = settings.llm
+    if not llm.base_url:
+        return None
+    if not llm.model:
+        raise ConfigError("llm.base_url is set but llm.model is not: set the served model's name")
+    from assistant.llm import VllmChatModel
+
+    return VllmChatModel(llm.base_url, llm.model, llm.api_key, llm.timeout_s, llm.max_tokens, llm.temperature)
+
+
+def build_assistant(
+    settings: Settings,
+    embedder: SentenceTransformerEmbedder | None = None,
+    store: ChromaStore | None = None,
+) -> Assistant:
+    from assistant.extractive import ExtractiveAnswerer
+    from assistant.retrieval import Retriever
+    from assistant.service import Assistant
+
+    embedder = embedder or build_embedder(settings)
+    retriever = Retriever(
+        store or build_store(settings), embedder, settings.retrieval.top_k, settings.retrieval.min_score
+    )
+    return Assistant(
+        retriever,
+        build_audit(settings),
+        build_llm(settings),
+        ExtractiveAnswerer(embedder),
+        org_name=settings.ui.org_name,
+    )
+
+
+def build_pipeline(
+    settings: Settings,
+    embedder: SentenceTransformerEmbedder | None = None,
+    store: ChromaStore | None = None,
+) -> IngestPipeline:
+    from ingest.chunking import Chunker
+    from ingest.manifest import Manifest
+    from ingest.pipeline import IngestPipeline
+
+    i = settings.ingest
+    return IngestPipeline(
+        store=store or build_store(settings),
+        embedder=embedder or build_embedder(settings),
+        manifest=Manifest(settings.manifest_path),
+        chunker=Chunker(i.chunk_chars, i.chunk_overlap),
+        max_file_bytes=int(i.max_file_mb * 1024 * 1024),
+        lock_path=settings.data_dir / "ingest.lock",
+    )

@@ -1,0 +1,1 @@
+"""Embedding and vector search: the Embedder, the Chroma store (embedded or server)."""

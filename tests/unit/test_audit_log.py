@@ -1,0 +1,559 @@
+"""The audit log on real SQLite files: the chain, its verification, tampering, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit import GENESIS_HASH, SCHEMA_VERSION, AuditLog, AuditRecord, record_hash
+from core.errors import AuditIntegrityError
+
+COLUMNS = "id, ts, event, user, question, error, data, prev_hash, hash"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "var" / "audit.sqlite3"
+
+
+@pytest.fixture
+def five(path: Path) -> list[AuditRecord]:
+    """A log of five records: answers with retrieval data, and one failed attempt."""
+    log = AuditLog(path)
+    records = [
+        log.append(
+            "answer",
+            "alice",
+            f"question {i}",
+            data={"chunks": [f"doc{i}#0", f"doc{i}#1"], "scores": [0.91, 0.42], "latency_ms": 12.5},
+        )
+        for i in range(1, 5)
+    ]
+    records.append(log.append("answer_error", "bob", "question 5", error="LLM unavailable"))
+    return records
+
+
+def attack(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Tamper with the file as someone with write access would: drop the triggers, then edit."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        for (name,) in triggers:
+            conn.execute(f"DROP TRIGGER {name}")
+        for sql, params in statements:
+            conn.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def raw_rows(path: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(f"SELECT {COLUMNS} FROM records ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+# -- writing and reading ------------------------------------------------------------------------
+
+
+def test_append_returns_the_stored_record(path: Path) -> None:
+    log = AuditLog(path)
+    record = log.append(
+        "answer", "alice", "What is the leave policy?", data={"model": "m", "citations": [1, 2]}
+    )
+
+    assert record.id == 1
+    assert record.event == "answer"
+    assert record.user == "alice"
+    assert record.question == "What is the leave policy?"
+    assert record.error is None
+    assert record.data == {"model": "m", "citations": [1, 2]}
+    assert record.prev_hash == GENESIS_HASH
+    assert len(record.hash) == 64
+    assert datetime.fromisoformat(record.ts).utcoffset() is not None
+    assert "." in record.ts  # microseconds are kept
+    assert log.get(1) == record
+    assert log.get(2) is None
+
+
+def test_last_is_newest_first(path: Path, five: list[AuditRecord]) -> None:
+    log = AuditLog(path)
+
+    assert [r.id for r in log.last(3)] == [5, 4, 3]
+    assert log.last(100) == list(reversed(five))
+    assert log.last(0) == []
+    with pytest.raises(ValueError, match="n >= 0"):
+        log.last(-1)
+
+
+def test_records_form_a_chain_that_verifies(path: Path, five: list[AuditRecord]) -> None:
+    log = AuditLog(path)
+
+    assert five[0].prev_hash == GENESIS_HASH
+    for before, after in itertools.pairwise(five):
+        assert after.prev_hash == before.hash
+        assert after.id == before.id + 1
+    assert log.head() == (5, five[-1].hash)
+    result = log.verify()
+    assert result.ok, result.reason
+    assert (result.checked, result.first_bad_id) == (5, None)
+
+
+def test_hash_is_recomputable_from_raw_rows_as_documented(
+    path: Path, five: list[AuditRecord]
+) -> None:
+    # The module docstring promises an auditor can rebuild the hashed text by concatenation.
+    def q(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    prev = GENESIS_HASH
+    for rid, ts, event, user, question, error, data, prev_hash, digest in raw_rows(path):
+        pre = (
+            '{"data":' + data + ',"error":' + q(error) + ',"event":' + q(event)
+            + ',"id":' + str(rid) + ',"prev_hash":' + q(prev_hash) + ',"question":'
+            + q(question) + ',"ts":' + q(ts) + ',"user":' + q(user) + "}"
+        )  # fmt: skip
+        assert hashlib.sha256(pre.encode("utf-8")).hexdigest() == digest
+        assert prev_hash == prev
+        prev = digest
+
+
+def test_a_reopened_log_continues_the_chain(path: Path, five: list[AuditRecord]) -> None:
+    with AuditLog(path) as log:
+        record = log.append("login", "carol")
+
+    assert (record.id, record.prev_hash) == (6, five[-1].hash)
+    assert AuditLog(path).verify().ok
+
+
+def test_schema_is_versioned_and_a_newer_one_refused(path: Path, five: list[AuditRecord]) -> None:
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    with pytest.raises(AuditIntegrityError, match="newer than this Enclave"):
+        AuditLog(path).append("answer", "alice")
+
+
+def test_reads_of_a_missing_log_see_it_empty_and_create_nothing(path: Path) -> None:
+    log = AuditLog(path)
+
+    assert log.head() == (0, GENESIS_HASH)
+    assert log.last(5) == []
+    assert log.get(1) is None
+    result = log.verify()
+    assert (result.ok, result.checked, result.first_bad_id) == (True, 0, None)
+    assert not path.exists()
+
+
+def test_data_keeps_floats_and_nesting(path: Path) -> None:
+    data = {
+        "scores": [0.1 + 0.2, 1e-300, -0.0, 123456789.123456789],
+        "nested": {"b": [1, {"c": None}], "a": True},
+        "clé": "valeur",
+        "ids": ("x", "y"),  # tuples come back as lists, as JSON has them
+    }
+    log = AuditLog(path)
+    log.append("answer", "alice", data=data)
+
+    stored = log.get(1)
+    assert stored is not None
+    assert stored.data["scores"] == [0.1 + 0.2, 1e-300, -0.0, 123456789.123456789]
+    assert math.copysign(1.0, stored.data["scores"][2]) == -1.0
+    assert stored.data["nested"] == {"b": [1, {"c": None}], "a": True}
+    assert stored.data["ids"] == ["x", "y"]
+    assert log.verify().ok
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [object(), datetime(2025, 1, 1), {1, 2}, b"bytes", float("nan"), float("inf")],
+    ids=["object", "datetime", "set", "bytes", "nan", "inf"],
+)
+def test_non_json_data_is_a_type_error_and_writes_nothing(path: Path, bad: object) -> None:
+    log = AuditLog(path)
+    log.append("answer", "alice")
+
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        log.append("answer", "alice", data={"value": bad})
+    assert log.head()[0] == 1
+
+
+def test_bad_arguments_are_refused_before_writing(path: Path) -> None:
+    log = AuditLog(path)
+
+    with pytest.raises(ValueError, match="event"):
+        log.append("", "alice")
+    with pytest.raises(TypeError, match="user"):
+        log.append("answer", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="data"):
+        log.append("answer", "alice", data=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="question"):
+        log.append("answer", "alice", "lone \ud800 surrogate")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Quelle est la politique de congés ?",
+        "Was gilt für Überstunden?",
+        "年次有給休暇は何日ですか？",
+        "ما هي سياسة الإجازات؟",
+        "Emoji 🔒🧾 and ZWJ 👩‍💻",
+        "Quotes \" ' backslash \\ tab\t newline\n and \u2028 separator",
+        "e\u0301 (combining) vs \u00e9 (precomposed)",
+        "nul \x00 inside",
+    ],
+)
+def test_unicode_questions_round_trip(path: Path, question: str) -> None:
+    log = AuditLog(path)
+    record = log.append("answer", "zoë", question, error="échec ✗", data={question: question})
+
+    assert log.get(record.id) == record
+    assert record.question == question
+    assert record.data == {question: question}
+    assert log.verify().ok
+
+
+# -- the database itself refuses changes -----------------------------------------------------
+
+
+def test_triggers_block_update_and_delete(path: Path, five: list[AuditRecord]) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only: records cannot be updated"):
+            conn.execute("UPDATE records SET question = 'edited' WHERE id = 3")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only: records cannot be deleted"):
+            conn.execute("DELETE FROM records WHERE id = 5")
+        with pytest.raises(sqlite3.IntegrityError, match="must extend the chain head"):
+            conn.execute(
+                f"INSERT OR REPLACE INTO records ({COLUMNS}) SELECT {COLUMNS} FROM records "
+                "WHERE id = 3"
+            )
+        with pytest.raises(sqlite3.IntegrityError, match="chain head may only advance"):
+            conn.execute("UPDATE chain_head SET count = 4")
+        with pytest.raises(sqlite3.IntegrityError, match="chain head cannot be deleted"):
+            conn.execute("DELETE FROM chain_head")
+    finally:
+        conn.close()
+
+    assert raw_rows(path)[2][4] == "question 3"
+    assert AuditLog(path).verify().ok
+
+
+# -- tampering is detected and located ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("ts", "2020-01-01T00:00:00.000000+00:00"),
+        ("event", "login"),
+        ("user", "mallory"),
+        ("question", "question 3 (edited)"),
+        ("error", "invented failure"),
+        ("prev_hash", "f" * 64),
+        ("hash", "e" * 64),
+    ],
+)
+def test_an_edited_field_is_found(
+    path: Path, five: list[AuditRecord], column: str, value: str
+) -> None:
+    attack(path, (f"UPDATE records SET {column} = ? WHERE id = 3", (value,)))
+
+    result = AuditLog(path).verify()
+
+    assert not result.ok
+    assert result.first_bad_id == 3
+    assert result.checked == 2
+    assert "record 3" in result.reason
+
+
+def test_edited_data_json_is_found(path: Path, five: list[AuditRecord]) -> None:
+    data = json.loads(raw_rows(path)[2][6])
+    data["scores"][0] = 0.99
+    edited = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    attack(path, ("UPDATE records SET data = ? WHERE id = 3", (edited,)))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id) == (False, 3)
+    assert "contents do not match its hash" in result.reason
+
+
+def test_reformatted_data_json_is_found(path: Path, five: list[AuditRecord]) -> None:
+    # Same values, different bytes: the stored text must stay the exact form that was hashed.
+    spaced = json.dumps(json.loads(raw_rows(path)[3][6]), indent=1)
+    attack(path, ("UPDATE records SET data = ? WHERE id = 4", (spaced,)))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id) == (False, 4)
+    assert "canonical" in result.reason
+
+
+def test_a_deleted_middle_record_is_found(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("DELETE FROM records WHERE id = 3", ()))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id, result.checked) == (False, 3, 2)
+    assert "record 3 is missing" in result.reason
+
+
+def test_a_deleted_first_record_is_found(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("DELETE FROM records WHERE id = 1", ()))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id, result.checked) == (False, 1, 0)
+
+
+def test_a_deleted_last_record_is_found(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("DELETE FROM records WHERE id = 5", ()))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id, result.checked) == (False, 5, 4)
+    assert "newest records were deleted" in result.reason
+
+
+def test_a_rewound_head_is_caught_by_an_outside_anchor(path: Path, five: list[AuditRecord]) -> None:
+    # Deleting the newest record and rewinding the head leaves a consistent file: only a head
+    # written down elsewhere shows it. This is what head() is for.
+    anchor = AuditLog(path).head()
+    attack(
+        path,
+        ("DELETE FROM records WHERE id = 5", ()),
+        ("UPDATE chain_head SET count = 4, last_hash = ?", (five[3].hash,)),
+    )
+
+    log = AuditLog(path)
+    assert log.verify().ok
+    assert log.head() != anchor
+
+
+def test_swapped_records_are_found(path: Path, five: list[AuditRecord]) -> None:
+    attack(
+        path,
+        ("UPDATE records SET id = -2 WHERE id = 2", ()),
+        ("UPDATE records SET id = 2 WHERE id = 3", ()),
+        ("UPDATE records SET id = 3 WHERE id = -2", ()),
+    )
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id) == (False, 2)
+
+
+@pytest.mark.parametrize(("old", "new", "first_bad"), [(3, 30, 3), (5, 6, 5), (1, 0, 0)])
+def test_a_renumbered_record_is_found(
+    path: Path, five: list[AuditRecord], old: int, new: int, first_bad: int
+) -> None:
+    attack(path, ("UPDATE records SET id = ? WHERE id = ?", (new, old)))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id) == (False, first_bad)
+
+
+def test_a_forged_record_without_head_update_is_found(path: Path, five: list[AuditRecord]) -> None:
+    # The forger knows the hashing rule: the new record links and hashes correctly.
+    ts = "2030-01-01T00:00:00.000000+00:00"
+    digest = record_hash(6, ts, "answer", "mallory", "forged", None, {}, five[-1].hash)
+    attack(
+        path,
+        (
+            f"INSERT INTO records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (6, ts, "answer", "mallory", "forged", None, "{}", five[-1].hash, digest),
+        ),
+    )
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id, result.checked) == (False, 6, 5)
+    assert "not covered by the chain head" in result.reason
+
+
+def test_a_rehashed_edit_breaks_the_next_link(path: Path, five: list[AuditRecord]) -> None:
+    r = five[2]
+    digest = record_hash(r.id, r.ts, r.event, "mallory", r.question, r.error, r.data, r.prev_hash)
+    attack(path, ("UPDATE records SET user = 'mallory', hash = ? WHERE id = 3", (digest,)))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id) == (False, 4)
+    assert "prev_hash does not match the hash of record 3" in result.reason
+
+
+def test_a_blob_put_in_a_text_field_is_found(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("UPDATE records SET question = ? WHERE id = 2", (b"question 2",)))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id) == (False, 2)
+
+
+def test_an_altered_head_hash_is_found(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("UPDATE chain_head SET last_hash = ?", ("d" * 64,)))
+
+    result = AuditLog(path).verify()
+
+    assert (result.ok, result.first_bad_id, result.checked) == (False, 5, 4)
+    assert "chain head" in result.reason
+
+
+def test_a_missing_head_table_fails_verification(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("DROP TABLE chain_head", ()))
+
+    result = AuditLog(path).verify()
+
+    assert not result.ok
+    assert str(path) in result.reason
+
+
+def test_append_refuses_to_extend_a_damaged_chain(path: Path, five: list[AuditRecord]) -> None:
+    attack(path, ("DELETE FROM records WHERE id = 5", ()))
+    log = AuditLog(path)
+
+    with pytest.raises(AuditIntegrityError, match="does not match the chain head") as caught:
+        log.append("answer", "alice", "after the damage")
+    assert str(path) in str(caught.value)
+    assert log.head() == (5, five[-1].hash)
+    assert log.get(6) is None
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+def append_many(path: str, worker: int, count: int, start: Any) -> None:
+    """Runs in a separate process, as an app replica would."""
+    log = AuditLog(Path(path))
+    start.wait()
+    for i in range(count):
+        log.append("answer", f"worker{worker}", f"q{worker}-{i}", data={"i": i, "w": worker})
+
+
+def test_concurrent_processes_keep_one_chain(path: Path) -> None:
+    workers, each = 4, 25
+    ctx = multiprocessing.get_context("spawn")  # nothing shared but the file, like replicas
+    start = ctx.Barrier(workers)
+    procs = [
+        ctx.Process(target=append_many, args=(str(path), w, each, start)) for w in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)  # a guard against a hang, not a timing check
+    assert [proc.exitcode for proc in procs] == [0] * workers
+
+    log = AuditLog(path)
+    result = log.verify()
+    assert result.ok, result.reason
+    assert result.checked == workers * each
+    rows = raw_rows(path)
+    assert [row[0] for row in rows] == list(range(1, workers * each + 1))
+    assert sorted(row[4] for row in rows) == sorted(
+        f"q{w}-{i}" for w in range(workers) for i in range(each)
+    )
+    assert log.head() == (workers * each, rows[-1][8])
+
+
+def test_threads_share_one_instance(path: Path) -> None:
+    log = AuditLog(path)
+
+    def work(n: int) -> None:
+        for i in range(10):
+            log.append("answer", f"thread{n}", f"t{n}-{i}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(work, n) for n in range(8)]:
+            future.result()  # re-raises anything a thread hit
+
+    assert log.verify().checked == 80
+    assert [r.id for r in log.last(80)] == list(range(80, 0, -1))
+
+
+# -- failures to write --------------------------------------------------------------------------
+
+
+def test_a_location_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    path = blocker / "audit.sqlite3"
+
+    with pytest.raises(AuditIntegrityError, match="cannot create the folder") as caught:
+        AuditLog(path).append("answer", "alice")
+    assert str(path) in str(caught.value)
+
+
+def test_a_folder_in_place_of_the_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    path.mkdir()
+
+    with pytest.raises(AuditIntegrityError, match="cannot write to audit log") as caught:
+        AuditLog(path).append("answer", "alice")
+    assert str(path) in str(caught.value)
+    assert not isinstance(caught.value, sqlite3.Error)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+def test_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    path = folder / "audit.sqlite3"
+    try:
+        with pytest.raises(AuditIntegrityError) as caught:
+            AuditLog(path).append("answer", "alice")
+    finally:
+        folder.chmod(0o700)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux procfs")
+def test_a_folder_no_file_can_be_made_in_is_a_clear_error() -> None:
+    # procfs refuses new files even to root, so this runs wherever the suite does.
+    path = Path("/proc/self/audit.sqlite3")
+
+    with pytest.raises(AuditIntegrityError, match="cannot write to audit log") as caught:
+        AuditLog(path).append("answer", "alice")
+    assert str(path) in str(caught.value)
+    assert "folder is writable" in str(caught.value)
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    log = AuditLog(path)
+
+    with pytest.raises(AuditIntegrityError, match="cannot write to audit log") as caught:
+        log.append("answer", "alice")
+    assert str(path) in str(caught.value)
+    result = log.verify()
+    assert not result.ok
+    assert str(path) in result.reason
+
+
+def test_a_closed_log_refuses_to_write(path: Path) -> None:
+    log = AuditLog(path)
+    log.append("answer", "alice")
+    log.close()
+
+    with pytest.raises(AuditIntegrityError, match="closed"):
+        log.append("answer", "alice")
+    assert AuditLog(path).head()[0] == 1

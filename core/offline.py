@@ -30,6 +30,7 @@ TELEMETRY_ENV = {
     "HF_HUB_DISABLE_UPDATE_CHECK": "1",
     "DO_NOT_TRACK": "1",
     "SCARF_NO_ANALYTICS": "true",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
     "GRADIO_ANALYTICS_ENABLED": "False",
     "ORT_DISABLE_TELEMETRY": "1",
     "ANONYMIZED_TELEMETRY": "False",  # chromadb's setting, read from the environment
@@ -73,9 +74,10 @@ class _Guard:
             f"offline guard: connection to {target} refused; Enclave only talks to loopback and "
             "configured services (network.allowed_hosts, llm.base_url, store.host)"
         )
+        # Logged in both modes: a library may swallow the exception, the log line stays.
+        log.warning(message)
         if self.mode == "strict":
             raise EgressBlocked(message)
-        log.warning(message)
 
 
 _guard = _Guard()

@@ -1,0 +1,74 @@
+"""The staff web UI: `build_app` assembles the Gradio app, `serve` runs it on settings.ui.
+
+Only loopback traffic: analytics are off on the Blocks itself (not only through the
+environment), the theme is a built-in one whose fonts Gradio serves from its own static files,
+and share links, run history (which can sync to a Hugging Face bucket), PWA, MCP and the
+monitoring page are switched off at launch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from core.settings import Settings
+from core.users import UserStore
+from ui.chat import ChatPage
+from ui.login import login_message, password_check
+
+log = logging.getLogger(__name__)
+
+# The login check travels with the app it was built for: `serve` takes only the app and the
+# settings, and the users file belongs to the app, not to the server.
+_PASSWORD_CHECK = "_enclave_password_check"
+
+
+def build_app(assistant: Any, users: UserStore, settings: Settings) -> gr.Blocks:
+    """The chat UI for `assistant` (anything with the Assistant's `stream` method)."""
+    org = settings.ui.org_name
+    app = gr.Blocks(title=f"{org} · Enclave", analytics_enabled=False, fill_height=True)
+    with app:
+        page = ChatPage(assistant, users, settings.ui)
+        page.build()
+        page.register_events(app)
+    setattr(app, _PASSWORD_CHECK, password_check(users))
+    return app
+
+
+def serve(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
+    """Run `app` on settings.ui.host:port behind the login page; return its local URL.
+
+    With block=False, return once the server answers (tests, embedding); close it with
+    `app.close()`.
+    """
+    check = getattr(app, _PASSWORD_CHECK, None)
+    if check is None:
+        raise ValueError("serve() runs apps made by ui.build_app(); this one has no login check")
+    _, url, _ = app.launch(
+        server_name=settings.ui.host,
+        server_port=settings.ui.port,
+        auth=check,
+        auth_message=login_message(settings.ui.org_name),
+        theme=gr.themes.Default(),
+        share=False,
+        ssr_mode=False,  # SSR needs a Node 24+ proxy process; the client-rendered page is enough
+        pwa=False,
+        mcp_server=False,
+        run_history=False,  # would keep questions and answers in the browser's storage
+        enable_monitoring=False,
+        footer_links=["api"],
+        show_error=False,  # our handlers produce the messages users see; tracebacks stay in the log
+        max_file_size="1mb",  # nothing is uploaded through the chat
+        inbrowser=False,
+        inline=False,
+        quiet=True,
+        prevent_thread_lock=True,
+    )
+    log.info("web UI for %s listening on %s", settings.ui.org_name, url)
+    if block:
+        # Gradio's own banner is off (quiet): it suggests share=True, which has no place here.
+        print(f"Enclave web UI for {settings.ui.org_name} on {url} (Ctrl+C stops it)", flush=True)
+        app.block_thread()
+    return str(url)

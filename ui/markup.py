@@ -1,0 +1,142 @@
+"""Text shown in the chat, made safe: document text is hostile input and is escaped here.
+
+Gradio renders chat messages as Markdown and lets some HTML through its sanitiser, so text that
+comes from documents (titles, sections, snippets, and answers quoted from them) must never reach
+it raw. Plain functions of `core` types, no gradio: they are unit-testable on their own.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from core.types import Answer, Citation
+
+SNIPPET_CHARS = 320
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark; these are the ones
+# that can start Markdown structure (emphasis, links, images, code, tables, headings, autolinks,
+# KaTeX). Escaping them keeps document text literal: no link, no image fetch, no formatting.
+_MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()#+-.!|~$:\"'=^")
+_WHITESPACE = re.compile(r"\s+")
+# `![alt](url)` or `![alt][ref]`: the browser would fetch the image without a click.
+_IMAGE_OPENER = re.compile(r"!\[")
+
+
+def literal(text: str) -> str:
+    """Document text as inert Markdown: HTML escaped, Markdown punctuation backslash-escaped."""
+    out = []
+    for char in text:
+        if char == "&":
+            out.append("&amp;")
+        elif char == "<":
+            out.append("&lt;")
+        elif char == ">":
+            out.append("&gt;")
+        elif char in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """Whitespace collapsed (so no line can open a Markdown block), cut at `limit` characters."""
+    flat = _WHITESPACE.sub(" ", text).strip()
+    if limit is not None and len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return flat
+
+
+def prose(text: str) -> str:
+    """Model or extractive answer text: Markdown kept, HTML and images neutralised.
+
+    Answers are meant to be read formatted (lists, emphasis), so only what could run code or
+    fetch from elsewhere is escaped: every `<` (no tag, comment or autolink survives) and the
+    image opener `![`.
+    """
+    return _IMAGE_OPENER.sub(r"!\\[", text.replace("<", "&lt;"))
+
+
+def page_label(page: int | None) -> str:
+    return f"p. {page}" if page is not None else ""
+
+
+def citation_markdown(citation: Citation) -> str:
+    """One source: number, title, page, section, file, then the snippet quoted below."""
+    title = citation.title or citation.source or citation.doc_id
+    parts = [f"**\\[{citation.n}\\] {literal(one_line(title))}**"]
+    if citation.page is not None:
+        parts.append(page_label(citation.page))
+    if citation.section:
+        parts.append(literal(one_line(citation.section)))
+    if citation.source and citation.source != title:
+        # A code span shows the path literally; only a backtick could end it early.
+        path = one_line(citation.source).replace("`", "'")
+        parts.append(f"`{path}`")
+    head = " · ".join(parts)
+    snippet = one_line(citation.snippet, SNIPPET_CHARS)
+    return f"{head}\n\n{literal(snippet)}" if snippet else head
+
+
+def sources_markdown(citations: Sequence[Citation]) -> str:
+    return "\n\n---\n\n".join(citation_markdown(c) for c in citations)
+
+
+EXTRACTIVE_LABEL = (
+    "**Extractive answer** · passages quoted from the documents; "
+    "no language model is configured, nothing below was generated."
+)
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The final answer as shown: a mode label where it matters, the text, its audit record."""
+    lines = []
+    if answer.mode == "extractive":
+        lines.append(EXTRACTIVE_LABEL)
+    if answer.mode == "error":
+        detail = answer.error or answer.text or "no detail was given"
+        lines.append(f"**The answer failed:** {literal(one_line(detail))}")
+    elif answer.text:
+        lines.append(prose(answer.text))
+    if answer.audit_id is not None:
+        lines.append(f"*Audit record {answer.audit_id}*")
+    return "\n\n".join(lines)
+
+
+def toast(message: str) -> str:
+    """Text for gr.Error / gr.Warning, which render their message as HTML."""
+    return html.escape(one_line(message), quote=False)
+
+
+def error_markdown(message: str) -> str:
+    return f"**Error:** {literal(one_line(message))}"
+
+
+def citation_record(citation: Citation) -> dict[str, Any]:
+    """A citation as the `/ask` API returns it (raw text: callers escape for their own output)."""
+    return {
+        "n": citation.n,
+        "source": citation.source,
+        "page": citation.page,
+        "title": citation.title,
+        "section": citation.section,
+        "chunk_id": citation.chunk_id,
+    }
+
+
+def answer_record(answer: Answer) -> dict[str, Any]:
+    """An Answer as the `/ask` API returns it: JSON-able, no library types."""
+    return {
+        "answer": answer.text,
+        "mode": answer.mode,
+        "citations": citation_records(answer.citations),
+        "audit_id": answer.audit_id,
+        "error": answer.error,
+    }
+
+
+def citation_records(citations: Iterable[Citation]) -> list[dict[str, Any]]:
+    return [citation_record(c) for c in citations]

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv vllm-venv clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,11 @@ $(STAMP): requirements.lock pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/enclave demo
 
-test: $(STAMP)
+# The vLLM CPU server lives in its own venv (.venv-vllm): it pins its own torch and friends.
+vllm-venv:
+	PYTHON=$(PYTHON) deploy/vllm/make-cpu-venv.sh
+
+test: $(STAMP) vllm-venv
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -33,4 +37,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) .venv-vllm var

@@ -35,6 +35,8 @@ class ExtractiveAnswerer:
         candidates: list[tuple[int, int, str]] = []  # (citation n, position, sentence)
         for hit, citation in list(zip(hits, citations))[: self.max_sources]:
             for pos, sentence in enumerate(split_sentences(hit.chunk.text) or [hit.chunk.text.strip()]):
+                if sentence in (hit.chunk.section, hit.chunk.title):
+                    continue  # a heading repeated as the section's first line says nothing
                 candidates.append((citation.n, pos, sentence))
         if not candidates:
             return ""

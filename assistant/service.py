@@ -109,12 +109,13 @@ class Assistant:
                 answer.text, answer.citations, unknown = resolve("".join(raw), supplied)
                 if unknown:
                     log.info("removed citations to sources not supplied: %s", unknown)
+                answer.text = answer.text.strip()
+                if not answer.text:
+                    answer.text = "The language model returned no answer. Please try again."
                 if answer.finish_reason == "length":
                     answer.text += (
                         f"\n\n(The answer was cut off at the limit of {self.llm.max_tokens} tokens.)"
                     )
-                if not answer.text.strip():
-                    answer.text = "The language model returned no answer. Please try again."
         except EnclaveError as exc:
             answer.mode = "error"
             answer.error = str(exc)

@@ -7,6 +7,7 @@ the next run redoes the file; removing the old chunks first keeps exactly one co
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -176,33 +177,25 @@ class IngestPipeline:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _exclusive(self) -> Any:
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
         """An advisory lock so that two ingests into one data folder never interleave."""
-        pipeline = self
-
-        class _Lock:
-            fh: IO[str] | None = None
-
-            def __enter__(self) -> None:
-                if pipeline.lock_path is None:
-                    return
-                pipeline.lock_path.parent.mkdir(parents=True, exist_ok=True)
-                self.fh = pipeline.lock_path.open("w")
-                try:
-                    fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError as exc:
-                    self.fh.close()
-                    raise IngestError(
-                        f"another ingest is running on this data folder (lock {pipeline.lock_path}); "
-                        "wait for it to finish"
-                    ) from exc
-
-            def __exit__(self, *exc: object) -> None:
-                if self.fh is not None:
-                    fcntl.flock(self.fh, fcntl.LOCK_UN)
-                    self.fh.close()
-
-        return _Lock()
+        if self.lock_path is None:
+            yield
+            return
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_path.open("w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise IngestError(
+                    f"another ingest is running on this data folder (lock {self.lock_path}); "
+                    "wait for it to finish"
+                ) from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _one(self, path: Path, groups: tuple[str, ...]) -> FileOutcome:
         source = str(path)

@@ -54,7 +54,10 @@ class SentenceTransformerEmbedder:
         with self._lock:
             if self._model is None:
                 import torch
+                import transformers
                 from sentence_transformers import SentenceTransformer
+
+                transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar
 
                 if self.threads:
                     torch.set_num_threads(self.threads)

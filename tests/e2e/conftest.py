@@ -19,7 +19,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {variant: build_tiny_model(root / variant, variant) for variant in ("random", "scripted")}
 
 
-def _serve(variant: str, tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+def _serve(
+    variant: str, tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
     if vllm_command() is None:
         # CI sets REQUIRE_VLLM=1 so that a missing venv fails instead of skipping quietly.
         if os.environ.get("REQUIRE_VLLM") == "1":
@@ -31,12 +33,16 @@ def _serve(variant: str, tiny_models: dict[str, Path], tmp_path_factory: pytest.
 
 
 @pytest.fixture(scope="session")
-def vllm_scripted(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+def vllm_scripted(
+    tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
     """Serves the scripted model: greedy output is SCRIPTED_REASONING, </think>, SCRIPTED_ANSWER."""
     yield from _serve("scripted", tiny_models, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def vllm_random(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+def vllm_random(
+    tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
     """Serves the random model: arbitrary output that never ends before max_tokens."""
     yield from _serve("random", tiny_models, tmp_path_factory)

@@ -81,7 +81,9 @@ def test_server_not_listening_is_llm_unavailable_naming_the_url() -> None:
 
 
 @pytest.fixture
-def assistant_on_vllm(settings: Settings, embedder: Any, vllm_scripted: VllmServer, tmp_path: Path) -> Settings:
+def assistant_on_vllm(
+    settings: Settings, embedder: Any, vllm_scripted: VllmServer, tmp_path: Path
+) -> Settings:
     """Settings for a stack on the scripted server, with one document ingested for `public`."""
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -14,6 +14,7 @@ Only numpy, safetensors and tokenizers are used, so the model is built inside th
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Literal
@@ -37,10 +38,8 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 SCRIPTED_REASONING = "Okay, the question asks about launch dates; source one gives that"
 SCRIPTED_ANSWER = "The mission lifted off in July [1]."
 
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-# Room for Enclave's real prompt (system rules and a few sources, ~500 tokens per source with this
+QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+# Room for Enclave's real prompt (its system rules and one short source take ~460 tokens with this
 # small vocabulary); a prompt over it is refused before the model runs, so the limit test stays cheap.
 CONTEXT_LENGTH = 2048
 HIDDEN, HEADS, HEAD_DIM, LAYERS, INTERMEDIATE = 64, 2, 32, 2, 128
@@ -149,7 +148,7 @@ def _weights(variant: Variant, vocab: int, chain: list[int], banned: list[int]) 
         # Token i of the script is the unit vector e_i; after the final RMSNorm it is ~8 e_i, so
         # the next token's logit is ~80 and every other logit is 0.
         lm_head[:] = 0
-        for i, (current, following) in enumerate(zip(chain, chain[1:], strict=False)):
+        for i, (current, following) in enumerate(itertools.pairwise(chain)):
             embed[current] = 0
             embed[current, i] = 1
             lm_head[following, i] = 10
@@ -235,7 +234,17 @@ def build_tiny_model(folder: Path, variant: Variant) -> Path:
         json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, indent=2)
     )
     # The random model may emit `</think>`, so it can show both reasoning and answer.
-    banned = [bos, eos, pad, tok.token_to_id(ENDOFTEXT), tok.token_to_id(USER), tok.token_to_id(ASSISTANT), tok.token_to_id(THINK_OPEN)]
+    banned = [
+        bos,
+        eos,
+        pad,
+        tok.token_to_id(ENDOFTEXT),
+        tok.token_to_id(USER),
+        tok.token_to_id(ASSISTANT),
+        tok.token_to_id(THINK_OPEN),
+    ]
     banned += range(tok.get_vocab_size(), vocab)
-    save_file(_weights(variant, vocab, chain, banned), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        _weights(variant, vocab, chain, banned), str(folder / "model.safetensors"), metadata={"format": "pt"}
+    )
     return folder

@@ -117,7 +117,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], root_url: str, model: str, log_pa
         except (urllib.error.URLError, OSError):
             pass  # not listening yet, or the engine is still loading
         time.sleep(0.5)
-    raise RuntimeError(f"vLLM was not ready within {START_TIMEOUT_S:g} s; log {log_path}:\n{_log_tail(log_path)}")
+    raise RuntimeError(
+        f"vLLM was not ready within {START_TIMEOUT_S:g} s; log {log_path}:\n{_log_tail(log_path)}"
+    )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -170,8 +172,8 @@ def running_vllm(
         "--enforce-eager",  # no torch.compile at start-up: slow on two cores, and needs a C++ compiler
         "--max-num-seqs", "8",
         # ~1 KiB of KV cache per token for the tiny model: 64 MiB holds every sequence at full
-        # length. Without it vLLM CPU reserves a share of the machine's memory (VLLM_CPU_KVCACHE_SPACE,
-        # whole GiB only).
+        # length. Without it vLLM CPU claims --gpu-memory-utilization of the machine's memory and
+        # refuses to start when less than that is free.
         "--kv-cache-memory-bytes", str(64 * 2**20),
         "--distributed-executor-backend", "uni",  # each process imports torch and vLLM: ~20 s
         *extra_args,

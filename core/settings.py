@@ -37,7 +37,16 @@ class EmbeddingSettings(_Section):
     )
     batch_size: int = Field(32, ge=1, description="Passages embedded per forward pass.")
     device: str = Field("cpu", description="torch device for the embedding model.")
-    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+    threads: int = Field(0, ge=0, description="Intra-op threads; 0 keeps the runtime's default.")
+    backend: Literal["torch-fp32", "torch-bf16", "onnx-int8"] = Field(
+        "torch-fp32",
+        description="torch-fp32: the model as shipped; torch-bf16: bfloat16 autocast on CPU; "
+        "onnx-int8: ONNX Runtime with an int8 model exported and quantised locally from the "
+        "same folder (no download). See docs/benchmarks.md for speed and quality of each.",
+    )
+    cache_dir: Path | None = Field(
+        None, description="Where derived models (the ONNX export) are kept. Empty: <data_dir>/models."
+    )
 
 
 class StoreSettings(_Section):
@@ -60,6 +69,9 @@ class IngestSettings(_Section):
     chunk_chars: int = Field(1000, ge=100, description="Target chunk size in characters.")
     chunk_overlap: int = Field(120, ge=0, description="Characters shared by neighbouring chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are refused.")
+    workers: int = Field(
+        0, ge=0, description="Parser processes; 0: one per CPU core, 1: parse in the ingest process."
+    )
     manifest_path: Path | None = Field(
         None, description="SQLite manifest of ingested files. Empty: <data_dir>/manifest.sqlite3."
     )
@@ -148,6 +160,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.store.path or self.data_dir / "chroma"
+
+    @property
+    def models_cache(self) -> Path:
+        return self.embedding.cache_dir or self.data_dir / "models"
 
     @property
     def manifest_path(self) -> Path:

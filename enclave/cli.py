@@ -51,9 +51,11 @@ app = typer.Typer(
 users_app = typer.Typer(help="Manage local users.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify the audit log.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
+docs_app = typer.Typer(help="List, show, remove and reindex ingested documents.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
+app.add_typer(docs_app, name="docs")
 
 log = logging.getLogger("enclave")
 
@@ -113,29 +115,147 @@ def ingest(
     groups: Annotated[
         str | None, typer.Option("--groups", help="Comma-separated groups that may read these documents.")
     ] = None,
+    acl: Annotated[
+        Path | None, typer.Option("--acl", help="YAML file mapping folders to groups (longest match wins).")
+    ] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files vanished under PATHS.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Parse and embed again even if unchanged.")] = False,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Write the per-file outcome to this JSON file.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged files are skipped.
 
     Exit code: 0 when every file was ingested or skipped, 1 when any file failed.
     """
+    from ingest.acl import GroupPolicy
+
     settings = state.settings
-    group_list = parse_groups(groups) or tuple(settings.ingest.default_groups)
+    default = parse_groups(groups) or (() if acl else tuple(settings.ingest.default_groups))
+    policy = GroupPolicy.from_file(acl, default) if acl else GroupPolicy(default)
     if not sys.stderr.isatty():
         logging.getLogger("ingest").setLevel(logging.INFO)
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.WARNING)
     pipeline = wiring.build_pipeline(settings)
-    report = pipeline.run(paths, group_list, prune=prune)
+    report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
+    if report_file:
+        report_file.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     if as_json:
         emit_json(report.as_dict())
     else:
         for f in report.files:
-            if f.status in ("failed", "skipped"):
-                typer.echo(f"{f.status}: {f.error}", err=True)
+            if f.status in ("failed", "skipped") or dry_run and f.status != "unchanged":
+                typer.echo(f"{f.status}: {f.error or f.path}", err=not dry_run)
         typer.echo(report.summary())
     if report.failed:
+        raise typer.Exit(1)
+
+
+# -- docs ------------------------------------------------------------------------------------
+
+
+def _doc_dict(doc: Any, files: list[Any]) -> dict[str, Any]:
+    return {
+        "doc_id": doc.doc_id,
+        "title": doc.title,
+        "groups": list(doc.groups),
+        "chunks": doc.chunks,
+        "size": doc.size,
+        "embed_model": doc.embed_model,
+        "updated_at": doc.updated_at,
+        "paths": [f.path for f in files],
+    }
+
+
+def _resolve_doc(manifest: Any, ref: str) -> Any:
+    doc = manifest.doc(ref)
+    if doc is None:
+        entry = manifest.file(str(Path(ref).resolve()))
+        doc = manifest.doc(entry.doc_id) if entry and entry.doc_id else None
+    if doc is None:
+        fail(f"no document with id or path '{ref}': see `enclave docs list`")
+    return doc
+
+
+@docs_app.command("list")
+def docs_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    problems: Annotated[bool, typer.Option("--problems", help="List failed and skipped files instead.")] = False,
+) -> None:
+    """List ingested documents (or, with --problems, the files that failed or were skipped)."""
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(state.settings.manifest_path)
+    if problems:
+        rows = [f for f in manifest.files() if f.status != "ingested"]
+        if as_json:
+            emit_json([{"path": f.path, "status": f.status, "error": f.error} for f in rows])
+        for f in [] if as_json else rows:
+            typer.echo(f"{f.status}\t{f.path}\t{f.error}")
+        return
+    docs = manifest.docs()
+    if as_json:
+        emit_json([_doc_dict(d, manifest.files(d.doc_id)) for d in docs])
+        return
+    for d in docs:
+        typer.echo(f"{d.doc_id}  {d.chunks:5d} chunks  {','.join(d.groups):20}  {d.source}")
+
+
+@docs_app.command("show")
+def docs_show(
+    ref: Annotated[str, typer.Argument(help="Document id or file path.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one document: title, groups, chunks, and every path that holds it."""
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(state.settings.manifest_path)
+    doc = _resolve_doc(manifest, ref)
+    data = _doc_dict(doc, manifest.files(doc.doc_id))
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key}: {value}")
+
+
+@docs_app.command("remove")
+def docs_remove(ref: Annotated[str, typer.Argument(help="Document id or file path.")]) -> None:
+    """Remove a document from the index (its files are not touched; a later ingest of them adds it back)."""
+    from ingest.manifest import Manifest
+
+    settings = state.settings
+    doc = _resolve_doc(Manifest(settings.manifest_path), ref)
+    paths = wiring.build_pipeline(settings).remove(doc.doc_id)
+    typer.echo(f"removed {doc.doc_id} ({doc.chunks} chunks) held by {len(paths)} file(s)")
+
+
+@docs_app.command("reindex")
+def docs_reindex(
+    refs: Annotated[list[str] | None, typer.Argument(help="Document ids or paths (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Parse and embed documents again from their files (after a parser or model change)."""
+    from ingest.acl import GroupPolicy
+    from ingest.manifest import Manifest
+
+    settings = state.settings
+    manifest = Manifest(settings.manifest_path)
+    docs = [_resolve_doc(manifest, r) for r in refs] if refs else manifest.docs()
+    pipeline = wiring.build_pipeline(settings)
+    failed = False
+    for doc in docs:
+        files = manifest.files(doc.doc_id)
+        if not files:
+            continue
+        report = pipeline.run([Path(files[0].path)], GroupPolicy(files[0].groups), force=True)
+        failed |= report.failed
+        if as_json:
+            emit_json(report.as_dict())
+        else:
+            typer.echo(f"{doc.doc_id}: {report.summary()}")
+    if failed:
         raise typer.Exit(1)
 
 

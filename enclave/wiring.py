@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from audit.log import AuditLog
     from ingest.pipeline import IngestPipeline
     from vectorstore.chroma import ChromaStore
-    from vectorstore.embedding import SentenceTransformerEmbedder
+    from vectorstore.embedding import Embedder
 
 
 def allowed_hosts(settings: Settings) -> list[str]:
@@ -35,11 +35,21 @@ def guard(settings: Settings) -> None:
     install_guard(settings.network.guard, allowed_hosts(settings))
 
 
-def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
-    from vectorstore.embedding import SentenceTransformerEmbedder
-
+def build_embedder(settings: Settings) -> Embedder:
     e = settings.embedding
-    return SentenceTransformerEmbedder(e.model_path, e.batch_size, e.device, e.threads)
+    match e.backend:
+        case "onnx-int8":
+            from vectorstore.onnx_embedding import OnnxEmbedder
+
+            return OnnxEmbedder(
+                e.model_path, settings.models_cache, e.batch_size, e.threads
+            )
+        case _:
+            from vectorstore.embedding import SentenceTransformerEmbedder
+
+            return SentenceTransformerEmbedder(
+                e.model_path, e.batch_size, e.device, e.threads, bf16=e.backend == "torch-bf16"
+            )
 
 
 def build_store(settings: Settings) -> ChromaStore:
@@ -76,7 +86,7 @@ def build_llm(settings: Settings) -> VllmChatModel | None:
 
 def build_assistant(
     settings: Settings,
-    embedder: SentenceTransformerEmbedder | None = None,
+    embedder: Embedder | None = None,
     store: ChromaStore | None = None,
 ) -> Assistant:
     from assistant.extractive import ExtractiveAnswerer
@@ -98,7 +108,7 @@ def build_assistant(
 
 def build_pipeline(
     settings: Settings,
-    embedder: SentenceTransformerEmbedder | None = None,
+    embedder: Embedder | None = None,
     store: ChromaStore | None = None,
 ) -> IngestPipeline:
     from ingest.chunking import Chunker
@@ -113,4 +123,7 @@ def build_pipeline(
         chunker=Chunker(i.chunk_chars, i.chunk_overlap),
         max_file_bytes=int(i.max_file_mb * 1024 * 1024),
         lock_path=settings.data_dir / "ingest.lock",
+        workers=i.workers,
+        embed_batch=max(settings.embedding.batch_size * 8, 256),
+        guard=(settings.network.guard, allowed_hosts(settings)),
     )

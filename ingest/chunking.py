@@ -7,7 +7,6 @@ boundaries, with a small overlap so that a fact cut in two is still found whole 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -18,9 +17,9 @@ from ingest.parsing import ParsedDocument
 _SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 
 
-def document_id(source: str) -> str:
-    """Stable id of the document ingested from `source` (its absolute path)."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:32]
+def document_id(sha256: str) -> str:
+    """A document is its content: files with the same bytes are one document."""
+    return sha256[:32]
 
 
 def chunk_id(doc_id: str, index: int) -> str:
@@ -37,8 +36,7 @@ class Chunker:
             strip_whitespace=True,
         )
 
-    def chunks(self, doc: ParsedDocument, source: str, groups: Sequence[str]) -> list[Chunk]:
-        doc_id = document_id(source)
+    def chunks(self, doc: ParsedDocument, doc_id: str, source: str, groups: Sequence[str]) -> list[Chunk]:
         out: list[Chunk] = []
         for section in doc.sections:
             for piece in self._splitter.split_text(section.text):

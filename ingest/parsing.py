@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import EnclaveError, ParseError
+from ingest import _classification
 from ingest._spacy_offline import ensure_offline_nlp
 
 log = logging.getLogger(__name__)
@@ -302,6 +303,7 @@ def _prepare(path: Path) -> None:
                 _setup_done = True
     try:
         ensure_offline_nlp()  # also switches unstructured's telemetry off before importing it
+        _classification.install()
     except ImportError as exc:
         raise ParseError(f"{path}: cannot be parsed: {exc}") from exc
 

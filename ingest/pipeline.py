@@ -1,19 +1,29 @@
-"""The incremental ingest: walk files, parse, chunk, embed, store, and keep the manifest.
+"""The incremental ingest: walk files, decide what changed, parse in worker processes, chunk,
+embed in large batches, store, and keep the manifest in step.
 
-Order of writes for one file: remove the document's old chunks, add the new ones, then write
-its manifest row. A crash at any point leaves a manifest row that does not match the file, so
-the next run redoes the file; removing the old chunks first keeps exactly one copy.
+Content decides identity: a document is the sha256 of its bytes. Unchanged files (same size,
+mtime and groups, or same hash) are skipped; a renamed or copied file is linked to the document
+it already holds, without parsing or embedding. A document's access class is the union of the
+groups of the files that hold it.
+
+Crash safety rests on the manifest's `pending` table (see ingest/manifest.py): every store write
+is announced there first and vouched for by a manifest commit after; `recover()` at the start of
+each run removes whatever a killed run left unvouched.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
+import multiprocessing
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,13 +31,16 @@ from typing import IO, Any, Protocol
 
 from core.errors import IngestError
 from core.types import Chunk
+from ingest.acl import GroupPolicy
 from ingest.chunking import Chunker, document_id, embedding_text
-from ingest.manifest import Manifest
+from ingest.manifest import DocEntry, FileEntry, Manifest
 from ingest.parsing import ParsedDocument, is_supported, parse_file
 
 log = logging.getLogger(__name__)
 
 _SKIP_DIRS = {".git", ".svn", ".hg", "__pycache__", ".venv", "node_modules"}
+_MIN_FILES_FOR_WORKERS = 12
+STATUSES = ("new", "changed", "linked", "unchanged", "failed", "skipped", "pruned")
 
 
 class Embedder(Protocol):
@@ -39,21 +52,24 @@ class Embedder(Protocol):
 class Store(Protocol):
     def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None: ...
     def delete_document(self, doc_id: str, groups: Sequence[str]) -> int: ...
-    def access_classes(self) -> dict[str, tuple[str, ...]]: ...
+    def move_document(self, doc_id: str, from_groups: Sequence[str], to_groups: Sequence[str]) -> int: ...
 
 
 @dataclass
 class FileOutcome:
     path: str
-    status: str  # new | changed | unchanged | failed | skipped | pruned
+    status: str  # one of STATUSES; with dry_run, what would happen
     chunks: int = 0
     error: str | None = None
+    doc_id: str | None = None
 
 
 @dataclass
 class IngestReport:
     files: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    dry_run: bool = False
+    recovered: int = 0
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -67,14 +83,16 @@ class IngestReport:
         return any(f.status == "failed" for f in self.files)
 
     def summary(self) -> str:
-        parts = [f"{self.count(s)} {s}" for s in ("new", "changed", "unchanged", "failed", "skipped", "pruned")]
-        return f"files: {', '.join(parts)}; chunks added: {self.chunks_added}; {self.seconds:.1f} s"
+        parts = [f"{self.count(s)} {s}" for s in STATUSES]
+        head = "dry run, would do: " if self.dry_run else ""
+        return f"{head}files: {', '.join(parts)}; chunks added: {self.chunks_added}; {self.seconds:.1f} s"
 
     def as_dict(self) -> dict[str, Any]:
-        counts = {s: self.count(s) for s in ("new", "changed", "unchanged", "failed", "skipped", "pruned")}
         return {
-            "counts": counts,
+            "dry_run": self.dry_run,
+            "counts": {s: self.count(s) for s in STATUSES},
             "chunks_added": self.chunks_added,
+            "recovered_writes": self.recovered,
             "seconds": round(self.seconds, 3),
             "files": [asdict(f) for f in self.files],
         }
@@ -89,7 +107,8 @@ def sha256_file(path: Path) -> str:
 
 
 def walk(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files under `paths`, in a stable order; hidden files and VCS folders are left out."""
+    """Files under `paths` in a stable order. Hidden files, VCS folders and symlinked folders
+    are left out (a symlink loop cannot trap the walk); symlinked files are followed."""
     for root in paths:
         if root.is_file():
             yield root
@@ -103,23 +122,36 @@ def walk(paths: Iterable[Path]) -> Iterator[Path]:
                     yield Path(dirpath) / name
 
 
+@dataclass
+class _Todo:
+    """A file that must be parsed and embedded."""
+
+    path: Path
+    sha: str
+    size: int
+    mtime_ns: int
+    groups: tuple[str, ...]
+    previous: FileEntry | None
+
+
 class _Progress:
-    """A tqdm bar on a terminal; one log line per file otherwise."""
+    """A live bar (files, chunks, ETA) on a terminal; one log line per file otherwise."""
 
     def __init__(self, total: int, stream: IO[str]) -> None:
-        self.tty = stream.isatty()
         self._bar: Any = None
-        if self.tty:
+        if stream.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, unit="file", file=stream, dynamic_ncols=True)
         self.total = total
         self.done = 0
+        self.chunks = 0
 
-    def update(self, outcome: FileOutcome, chunks_total: int) -> None:
+    def update(self, outcome: FileOutcome) -> None:
         self.done += 1
+        self.chunks += outcome.chunks if outcome.status in ("new", "changed") else 0
         if self._bar is not None:
-            self._bar.set_postfix(chunks=chunks_total, refresh=False)
+            self._bar.set_postfix(chunks=self.chunks, refresh=False)
             self._bar.update(1)
         else:
             detail = f" ({outcome.error})" if outcome.error else ""
@@ -128,6 +160,13 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _worker_init(guard_mode: str, allowed: list[str]) -> None:
+    from core.offline import disable_telemetry, install_guard
+
+    disable_telemetry()
+    install_guard(guard_mode, allowed)
 
 
 class IngestPipeline:
@@ -139,6 +178,9 @@ class IngestPipeline:
         chunker: Chunker,
         max_file_bytes: int,
         lock_path: Path | None = None,
+        workers: int = 1,
+        embed_batch: int = 256,
+        guard: tuple[str, list[str]] = ("strict", []),
         parse: Callable[[Path], ParsedDocument] = parse_file,
     ) -> None:
         self.store = store
@@ -147,33 +189,52 @@ class IngestPipeline:
         self.chunker = chunker
         self.max_file_bytes = max_file_bytes
         self.lock_path = lock_path
+        self.workers = workers or os.cpu_count() or 1
+        self.embed_batch = embed_batch
+        self.guard = guard
         self._parse = parse
+
+    # -- the run ---------------------------------------------------------------------------------
 
     def run(
         self,
         paths: Sequence[Path],
-        groups: Sequence[str],
+        groups: Sequence[str] | GroupPolicy,
         prune: bool = False,
+        dry_run: bool = False,
+        force: bool = False,
         progress: IO[str] | None = None,
     ) -> IngestReport:
         started = time.perf_counter()
-        if not groups:
-            raise IngestError("documents need at least one group: pass --groups")
-        groups_t = tuple(sorted(set(groups)))
+        policy = groups if isinstance(groups, GroupPolicy) else GroupPolicy(tuple(groups))
         roots = [p.resolve() for p in paths]
+        report = IngestReport(dry_run=dry_run)
         with self._exclusive():
+            if not dry_run:
+                report.recovered = self.recover()
             files = list(walk(roots))
-            report = IngestReport()
             bar = _Progress(len(files), progress or sys.stderr)
             try:
+                todo: list[_Todo] = []
                 for path in files:
-                    outcome = self._one(path, groups_t)
-                    report.files.append(outcome)
-                    bar.update(outcome, report.chunks_added)
+                    outcome, job = self._classify(path, policy, force, dry_run)
+                    if job is not None:
+                        todo.append(job)
+                    if outcome is not None:
+                        report.files.append(outcome)
+                        bar.update(outcome)
+                if dry_run:
+                    report.files.extend(FileOutcome(str(j.path), "changed" if j.previous else "new") for j in todo)
+                else:
+                    for outcome in self._ingest(todo):
+                        report.files.append(outcome)
+                        bar.update(outcome)
             finally:
                 bar.close()
             if prune:
-                report.files.extend(self._prune(roots))
+                report.files.extend(self._prune(roots, dry_run))
+        order = {str(p): i for i, p in enumerate(files)}
+        report.files.sort(key=lambda f: order.get(f.path, len(order)))
         report.seconds = time.perf_counter() - started
         return report
 
@@ -197,70 +258,265 @@ class IngestPipeline:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _one(self, path: Path, groups: tuple[str, ...]) -> FileOutcome:
+    # -- deciding what to do with each file ----------------------------------------------------
+
+    def _classify(
+        self, path: Path, policy: GroupPolicy, force: bool, dry_run: bool
+    ) -> tuple[FileOutcome | None, _Todo | None]:
         source = str(path)
-        previous = self.manifest.get(source)
-        doc_id = document_id(source)
+        previous = self.manifest.file(source)
         try:
-            size = path.stat().st_size
+            groups = policy.groups_for(path)
+            st = path.stat()
             if not is_supported(path):
-                self.manifest.record(source, doc_id, "", size, "skipped", groups,
-                                     error=f"unsupported file type '{path.suffix or path.name}'")
-                return FileOutcome(source, "skipped", error=f"unsupported file type '{path.suffix or path.name}'")
-            if size > self.max_file_bytes:
+                reason = f"{source}: unsupported file type '{path.suffix or path.name}'"
+                if not dry_run:
+                    self._record_problem(source, "skipped", groups, reason, previous)
+                return FileOutcome(source, "skipped", error=reason), None
+            if st.st_size > self.max_file_bytes:
                 raise IngestError(
-                    f"{source}: {size / 1e6:.1f} MB is over the limit of "
+                    f"{source}: {st.st_size / 1e6:.1f} MB is over the limit of "
                     f"{self.max_file_bytes / 1e6:.1f} MB (ingest.max_file_mb)"
                 )
-            sha = sha256_file(path)
+            with path.open("rb"):
+                pass  # unreadable files fail here, with the OS's reason
         except OSError as exc:
-            return self._failed(source, doc_id, previous, groups, f"{source}: cannot be read: {exc.strerror or exc}")
+            reason = f"{source}: cannot be read: {exc.strerror or exc}"
+            if not dry_run:
+                self._record_problem(source, "failed", policy.default, reason, previous)
+            return FileOutcome(source, "failed", error=reason), None
         except IngestError as exc:
-            return self._failed(source, doc_id, previous, groups, str(exc))
+            if not dry_run:
+                self._record_problem(source, "failed", groups, str(exc), previous)
+            return FileOutcome(source, "failed", error=str(exc)), None
 
-        if previous and previous.status == "ingested" and previous.sha256 == sha and previous.groups == groups:
-            return FileOutcome(source, "unchanged", chunks=previous.chunks)
+        current = self._current_doc(previous)
+        if (
+            not force and previous and current and previous.groups == groups
+            and previous.size == st.st_size and previous.mtime_ns == st.st_mtime_ns
+        ):
+            if not dry_run:
+                self._regroup(current.doc_id)
+            return FileOutcome(source, "unchanged", chunks=current.chunks, doc_id=current.doc_id), None
 
+        sha = sha256_file(path)
+        doc_id = document_id(sha)
+        if not force and previous and current and previous.sha256 == sha and previous.groups == groups:
+            if not dry_run:
+                self._link(source, doc_id, groups, sha, st, previous)
+            return FileOutcome(source, "unchanged", chunks=current.chunks, doc_id=doc_id), None
+        held = self.manifest.doc(doc_id)
+        if not force and held is not None and held.embed_model == self.embedder.model_id:
+            status = "changed" if previous and previous.sha256 == sha else "linked"
+            if not dry_run:
+                self._link(source, doc_id, groups, sha, st, previous)
+            return FileOutcome(source, status, doc_id=doc_id), None
+        return None, _Todo(path, sha, st.st_size, st.st_mtime_ns, groups, previous)
+
+    def _current_doc(self, previous: FileEntry | None) -> DocEntry | None:
+        """The document a file held, if it is still whole and made with the current model."""
+        if previous is None or previous.status != "ingested" or previous.doc_id is None:
+            return None
+        doc = self.manifest.doc(previous.doc_id)
+        return doc if doc is not None and doc.embed_model == self.embedder.model_id else None
+
+    def _record_problem(
+        self, source: str, status: str, groups: Sequence[str], reason: str, previous: FileEntry | None
+    ) -> None:
+        """A failed or skipped file. One that held a document keeps it: a broken new version
+        must not wipe the last good one from the index."""
+        if status == "failed":
+            log.warning("%s", reason)
+        if previous is not None and previous.status == "ingested":
+            return
+        with self.manifest.transaction() as db:
+            self.manifest.put_file(db, source, status, groups, error=reason)
+
+    # -- parsing and embedding -------------------------------------------------------------------
+
+    def _parsed(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, ParsedDocument | Exception]]:
+        """Parse results in input order; worker processes when there is more than one file."""
+        # Starting a worker costs seconds (it imports unstructured, spaCy and torch): small runs
+        # parse in this process.
+        if self.workers <= 1 or len(todo) < _MIN_FILES_FOR_WORKERS:
+            for job in todo:
+                try:
+                    yield job, self._parse(job.path)
+                except Exception as exc:  # a bug or a library failure on one file must not stop the run
+                    yield job, exc
+            return
+        ctx = multiprocessing.get_context("spawn")  # torch and threads do not survive fork
+        window: deque[tuple[_Todo, cf.Future[ParsedDocument]]] = deque()
+        pending = iter(todo)
+        pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init, initargs=self.guard)
         try:
-            doc = self._parse(path)
-            chunks = self.chunker.chunks(doc, source, groups)
+            while True:
+                while len(window) < self.workers * 2:
+                    job = next(pending, None)
+                    if job is None:
+                        break
+                    window.append((job, pool.submit(self._parse, job.path)))
+                if not window:
+                    return
+                job, future = window.popleft()
+                try:
+                    yield job, future.result()
+                except cf.process.BrokenProcessPool as exc:
+                    # A parser crashed its process (a native library on hostile input): this file
+                    # fails, the others are parsed again in a fresh pool.
+                    yield job, IngestError(f"{job.path}: the parser crashed on this file ({exc})")
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = cf.ProcessPoolExecutor(
+                        self.workers, mp_context=ctx, initializer=_worker_init, initargs=self.guard
+                    )
+                    retry = [j for j, _ in window]
+                    window.clear()
+                    pending = iter(retry + list(pending))
+                except Exception as exc:
+                    yield job, exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _ingest(self, todo: list[_Todo]) -> Iterator[FileOutcome]:
+        batch: list[tuple[_Todo, ParsedDocument, list[Chunk]]] = []
+        size = 0
+        for job, result in self._parsed(todo):
+            source = str(job.path)
+            if isinstance(result, Exception):
+                reason = str(result) if isinstance(result, IngestError) else f"{source}: {type(result).__name__}: {result}"
+                log.debug("parse of %s failed", source, exc_info=result)
+                self._record_problem(source, "failed", job.groups, reason, job.previous)
+                yield FileOutcome(source, "failed", error=reason)
+                continue
+            chunks = self.chunker.chunks(result, document_id(job.sha), source, job.groups)
             if not chunks:
-                raise IngestError(f"{source}: no text found")
-            vectors = self.embedder.embed_documents([embedding_text(c) for c in chunks])
-        except IngestError as exc:
-            return self._failed(source, doc_id, previous, groups, str(exc))
-        except Exception as exc:  # a bug or a library failure on one file must not stop the run
-            log.debug("ingest of %s failed", source, exc_info=True)
-            return self._failed(source, doc_id, previous, groups, f"{source}: {type(exc).__name__}: {exc}")
+                reason = f"{source}: no text found"
+                self._record_problem(source, "failed", job.groups, reason, job.previous)
+                yield FileOutcome(source, "failed", error=reason)
+                continue
+            batch.append((job, result, chunks))
+            size += len(chunks)
+            if size >= self.embed_batch:
+                yield from self._flush(batch)
+                batch, size = [], 0
+        yield from self._flush(batch)
 
-        self._remove_everywhere(doc_id)
-        self.store.upsert(chunks, vectors)
-        self.manifest.record(source, doc_id, sha, size, "ingested", groups, chunks=len(chunks), title=doc.title)
-        status = "changed" if previous and previous.status == "ingested" else "new"
-        return FileOutcome(source, status, chunks=len(chunks))
+    def _flush(self, batch: list[tuple[_Todo, ParsedDocument, list[Chunk]]]) -> Iterator[FileOutcome]:
+        if not batch:
+            return
+        texts = [embedding_text(c) for _, _, chunks in batch for c in chunks]
+        vectors = self.embedder.embed_documents(texts)
+        offset = 0
+        for job, parsed, chunks in batch:
+            doc_vectors = vectors[offset : offset + len(chunks)]
+            offset += len(chunks)
+            self._store(job, parsed, chunks, doc_vectors)
+            status = "changed" if job.previous and job.previous.status == "ingested" else "new"
+            yield FileOutcome(str(job.path), status, chunks=len(chunks), doc_id=chunks[0].doc_id)
 
-    def _failed(self, source: str, doc_id: str, previous: Any, groups: tuple[str, ...], error: str) -> FileOutcome:
-        """Record the failure. A file that was ingested before keeps its chunks: a broken new
-        version must not wipe the last good one."""
-        if previous is None or previous.status != "ingested":
-            self.manifest.record(source, doc_id, "", 0, "failed", groups, error=error)
-        log.warning("%s", error)
-        return FileOutcome(source, "failed", error=error)
+    # -- writes, each crash-safe ----------------------------------------------------------------
 
-    def _remove_everywhere(self, doc_id: str) -> None:
-        # The document may sit in another access class than now (its groups changed, or an
-        # earlier run crashed after storing): remove it from every class.
-        for groups in self.store.access_classes().values():
-            self.store.delete_document(doc_id, groups)
+    def _store(self, job: _Todo, parsed: ParsedDocument, chunks: list[Chunk], vectors: list[list[float]]) -> None:
+        m, source = self.manifest, str(job.path)
+        doc_id = chunks[0].doc_id
+        existing = m.doc(doc_id)
+        with m.transaction() as db:
+            others = {g for f in m.files(doc_id) if f.path != source for g in f.groups}
+            target = tuple(sorted(others | set(job.groups)))
+            # While the chunks are rewritten the manifest must not vouch for the document: drop
+            # its row (its files then look changed to a later run) and announce the write.
+            if existing is not None:
+                m.drop_doc(db, doc_id)
+                m.pend(db, doc_id, existing.groups)
+            m.pend(db, doc_id, target)
+        if existing is not None:
+            self.store.delete_document(doc_id, existing.groups)
+            if existing.groups != target:
+                self.store.delete_document(doc_id, target)
+        self.store.upsert([dataclasses.replace(c, groups=target) for c in chunks], vectors)
+        with m.transaction() as db:
+            m.put_doc(db, DocEntry(doc_id, target, len(chunks), parsed.title, job.size,
+                                   self.embedder.model_id, existing.source if existing else source, ""))
+            m.put_file(db, source, "ingested", job.groups, doc_id, job.sha, job.size, job.mtime_ns)
+        m.clear_pending(doc_id, target)
+        if existing is not None and existing.groups != target:
+            m.clear_pending(doc_id, existing.groups)
+        if job.previous and job.previous.doc_id and job.previous.doc_id != doc_id:
+            self._regroup(job.previous.doc_id)
 
-    def _prune(self, roots: Sequence[Path]) -> list[FileOutcome]:
+    def _link(
+        self, source: str, doc_id: str, groups: tuple[str, ...], sha: str, st: os.stat_result,
+        previous: FileEntry | None,
+    ) -> None:
+        """Point a file at a document the store already holds (a copy, a rename, new groups)."""
+        with self.manifest.transaction() as db:
+            self.manifest.put_file(db, source, "ingested", groups, doc_id, sha, st.st_size, st.st_mtime_ns)
+        self._regroup(doc_id)
+        if previous and previous.doc_id and previous.doc_id != doc_id:
+            self._regroup(previous.doc_id)
+
+    def _regroup(self, doc_id: str) -> None:
+        """Bring a document's access class in line with the files that hold it: delete it when
+        none does, move it (embeddings and all, no re-embedding) when their groups changed."""
+        m = self.manifest
+        doc = m.doc(doc_id)
+        if doc is None:
+            return
+        with m.transaction() as db:
+            wanted = m.referenced_groups(db, doc_id)
+        if wanted == doc.groups:
+            return
+        if wanted:
+            m.mark_pending(doc_id, wanted)
+            self.store.move_document(doc_id, doc.groups, wanted)
+        with m.transaction() as db:
+            if wanted:
+                m.put_doc(db, dataclasses.replace(doc, groups=wanted))
+            else:
+                m.drop_doc(db, doc_id)
+            m.pend(db, doc_id, doc.groups)
+        self.store.delete_document(doc_id, doc.groups)
+        m.clear_pending(doc_id, doc.groups)
+        if wanted:
+            m.clear_pending(doc_id, wanted)
+
+    def recover(self) -> int:
+        """Undo what a killed run left half-done; returns how many writes were rolled back."""
+        m = self.manifest
+        undone = 0
+        for doc_id, groups in m.pending():
+            doc = m.doc(doc_id)
+            if doc is None or doc.groups != groups:
+                undone += 1
+                self.store.delete_document(doc_id, groups)
+            m.clear_pending(doc_id, groups)
+        for doc_id in m.orphan_docs():
+            undone += 1
+            self._regroup(doc_id)
+        if undone:
+            log.warning("recovered from an interrupted ingest: %d unfinished writes rolled back", undone)
+        return undone
+
+    def _prune(self, roots: Sequence[Path], dry_run: bool) -> list[FileOutcome]:
         pruned: list[FileOutcome] = []
-        for entry in self.manifest.all():
+        for entry in self.manifest.files():
             path = Path(entry.path)
             if not any(path == r or r in path.parents for r in roots) or path.exists():
                 continue
-            if entry.status == "ingested":
-                self._remove_everywhere(entry.doc_id)
-            self.manifest.remove(entry.path)
-            pruned.append(FileOutcome(entry.path, "pruned", chunks=entry.chunks))
+            if not dry_run:
+                with self.manifest.transaction() as db:
+                    self.manifest.drop_file(db, entry.path)
+                if entry.doc_id:
+                    self._regroup(entry.doc_id)
+            pruned.append(FileOutcome(entry.path, "pruned", doc_id=entry.doc_id))
         return pruned
+
+    def remove(self, doc_id: str) -> list[str]:
+        """Remove a document and forget the files that held it; returns their paths."""
+        with self._exclusive():
+            paths = [f.path for f in self.manifest.files(doc_id)]
+            with self.manifest.transaction() as db:
+                for p in paths:
+                    self.manifest.drop_file(db, p)
+            self._regroup(doc_id)
+            return paths

@@ -12,6 +12,7 @@ embedding function would download a model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -166,18 +167,38 @@ class ChromaStore:
                     raise RetrievalError(f"Chroma upsert into {col.name} failed: {exc}") from exc
 
     def delete_document(self, doc_id: str, groups: Sequence[str]) -> int:
-        """Remove every chunk of a document from its access class; returns how many went."""
+        """Remove every chunk of a document from one access class; returns how many went.
+
+        Chroma's metadata index answers `doc_id` equality without scanning the vectors, and only
+        the document's own access class is touched."""
         col = self._collection(groups, create=False)
         if col is None:
             return 0
         try:
-            found = col.get(where={"doc_id": doc_id}, include=[])
-            ids = list(found["ids"])
-            if ids:
-                col.delete(ids=ids)
+            ids = list(col.get(where={"doc_id": doc_id}, include=[])["ids"])
+            for start in range(0, len(ids), _ADD_BATCH):
+                col.delete(ids=ids[start : start + _ADD_BATCH])
         except Exception as exc:
             raise RetrievalError(f"Chroma delete of document {doc_id} failed: {exc}") from exc
         return len(ids)
+
+    def move_document(self, doc_id: str, from_groups: Sequence[str], to_groups: Sequence[str]) -> int:
+        """Copy a document's chunks, with their embeddings, into another access class (the old
+        copy is left for the caller to delete once the move is recorded). No re-embedding."""
+        source = self._collection(from_groups, create=False)
+        if source is None:
+            return 0
+        try:
+            got = source.get(where={"doc_id": doc_id}, include=["documents", "metadatas", "embeddings"])
+        except Exception as exc:
+            raise RetrievalError(f"Chroma read of document {doc_id} failed: {exc}") from exc
+        groups = class_key(to_groups)
+        chunks = [
+            dataclasses.replace(_chunk(cid, text, meta), groups=groups)
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
+        ]
+        self.upsert(chunks, [list(map(float, e)) for e in got["embeddings"]])
+        return len(chunks)
 
     def count(self) -> int:
         total = 0

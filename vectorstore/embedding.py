@@ -5,9 +5,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import ConfigError
+
+
+class Embedder(Protocol):
+    """Turns passages and queries into L2-normalised vectors of one fixed dimension."""
+
+    model_id: str
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed_query(self, text: str) -> list[float]: ...
 
 
 def default_model_path() -> Path:
@@ -35,6 +44,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         device: str = "cpu",
         threads: int = 0,
+        bf16: bool = False,
     ) -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not (self.model_path / "config.json").is_file():
@@ -46,6 +56,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
+        self.bf16 = bf16  # bfloat16 autocast: not implemented yet
         self._model: Any = None
         self._lock = threading.Lock()
 

@@ -1,0 +1,63 @@
+"""Which groups may read a file: `--groups` for everything, or a mapping file per folder.
+
+The mapping file is YAML, folders relative to the file's own folder, the longest match wins:
+
+    # acl.yaml
+    .: [public]                  # everything under this folder, unless a deeper rule matches
+    finance: [finance]
+    hr/confidential: [hr-leads]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    default: tuple[str, ...]
+    rules: tuple[tuple[Path, tuple[str, ...]], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.default and not self.rules:
+            raise ConfigError("documents need at least one group: pass --groups or an ACL file")
+
+    def groups_for(self, path: Path) -> tuple[str, ...]:
+        resolved = path.resolve()
+        best: tuple[int, tuple[str, ...]] | None = None
+        for folder, groups in self.rules:
+            if resolved == folder or folder in resolved.parents:
+                depth = len(folder.parts)
+                if best is None or depth > best[0]:
+                    best = (depth, groups)
+        if best is not None:
+            return best[1]
+        if not self.default:
+            raise ConfigError(f"{path}: no rule of the ACL file covers it and no --groups was given")
+        return self.default
+
+    @classmethod
+    def from_file(cls, path: Path, default: tuple[str, ...] = ()) -> GroupPolicy:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"ACL file {path} cannot be read: {exc}") from exc
+        if not isinstance(data, dict) or not data:
+            raise ConfigError(f"ACL file {path} must map folders to lists of groups")
+        base = path.resolve().parent
+        rules = []
+        for folder, groups in data.items():
+            if isinstance(groups, str):
+                groups = [g.strip() for g in groups.split(",")]
+            if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g for g in groups):
+                raise ConfigError(f"ACL file {path}: '{folder}' must map to a non-empty list of group names")
+            target = (base / str(folder)).resolve()
+            if target != base and base not in target.parents:
+                raise ConfigError(f"ACL file {path}: '{folder}' points outside the file's folder")
+            rules.append((target, tuple(sorted(set(groups)))))
+        return cls(default=tuple(sorted(set(default))), rules=tuple(rules))

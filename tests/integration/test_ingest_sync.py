@@ -1,0 +1,238 @@
+"""Incremental ingest on the real parts: content decides identity, groups follow the files,
+and an interrupted run (SIGKILL, or a failure inside a store write) leaves exactly one copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from enclave import wiring
+from ingest.acl import GroupPolicy
+from ingest.manifest import Manifest
+
+pytestmark = pytest.mark.slow
+
+
+class CountingEmbedder:
+    """The real embedder, counting the passages it is asked to embed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.embedded = 0
+
+    def embed_documents(self, texts: Any) -> list[list[float]]:
+        self.embedded += len(texts)
+        return self.inner.embed_documents(texts)  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)  # type: ignore[no-any-return]
+
+
+def write_corpus(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"note-{i:03d}.md").write_text(
+            f"# Note {i}\n\n## Facts\n\nRoom {i} on floor {i % 7} holds {i * 3} chairs and {i + 2} tables. "
+            f"The key for room {i} is kept at reception desk {i % 4}.\n"
+        )
+
+
+def stored_chunks(store: Any) -> Counter[str]:
+    """chunk count per doc_id, over every access class, read from Chroma itself."""
+    counts: Counter[str] = Counter()
+    for groups in store.access_classes().values():
+        col = store._collection(groups, create=False)
+        for meta in col.get(include=["metadatas"])["metadatas"]:
+            counts[meta["doc_id"]] += 1
+    return counts
+
+
+def assert_consistent(settings: Settings) -> None:
+    store = wiring.build_store(settings)
+    manifest = Manifest(settings.manifest_path)
+    stored = stored_chunks(store)
+    expected = {d.doc_id: d.chunks for d in manifest.docs()}
+    assert dict(stored) == expected, "store and manifest disagree"
+    assert manifest.pending() == []
+    for doc in manifest.docs():
+        assert manifest.files(doc.doc_id), f"{doc.doc_id} is held by no file"
+    ids = [cid for groups in store.access_classes().values()
+           for cid in store._collection(groups, create=False).get(include=[])["ids"]]
+    assert len(ids) == len(set(ids)), "a chunk is stored twice"
+
+
+@pytest.fixture
+def parts(settings: Settings, embedder: Any) -> dict[str, Any]:
+    counting = CountingEmbedder(embedder)
+    store = wiring.build_store(settings)
+    settings.ingest.workers = 1
+    return {
+        "embedder": counting,
+        "store": store,
+        "pipeline": wiring.build_pipeline(settings, embedder=counting, store=store),  # type: ignore[arg-type]
+        "manifest": Manifest(settings.manifest_path),
+    }
+
+
+def test_rename_and_copy_are_not_embedded_again(parts: dict[str, Any], tmp_path: Path, settings: Settings) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, 3)
+    pipeline, emb = parts["pipeline"], parts["embedder"]
+    pipeline.run([docs], ["staff"])
+    embedded, chunks = emb.embedded, parts["store"].count()
+
+    (docs / "note-000.md").rename(docs / "renamed.md")
+    shutil.copy(docs / "note-001.md", docs / "copy-of-note-001.md")
+    report = pipeline.run([docs], ["staff"], prune=True)
+    status = {Path(f.path).name: f.status for f in report.files}
+    assert status["renamed.md"] == "linked" and status["copy-of-note-001.md"] == "linked"
+    assert status["note-000.md"] == "pruned"
+    assert emb.embedded == embedded  # nothing embedded again
+    assert parts["store"].count() == chunks  # stored once
+    copy = parts["manifest"].file(str((docs / "copy-of-note-001.md").resolve()))
+    held_by = {Path(f.path).name for f in parts["manifest"].files(copy.doc_id)}
+    assert held_by == {"note-001.md", "copy-of-note-001.md"}
+    assert_consistent(settings)
+
+
+def test_groups_are_the_union_of_the_files_holding_a_document(
+    parts: dict[str, Any], tmp_path: Path, settings: Settings
+) -> None:
+    public, hr = tmp_path / "public", tmp_path / "hr"
+    write_corpus(hr, 1)
+    public.mkdir()
+    shutil.copy(hr / "note-000.md", public / "same.md")
+    pipeline, manifest = parts["pipeline"], parts["manifest"]
+    pipeline.run([hr], ["hr"])
+    doc_id = manifest.docs()[0].doc_id
+    assert manifest.doc(doc_id).groups == ("hr",)
+    pipeline.run([public], ["public"])
+    assert manifest.doc(doc_id).groups == ("hr", "public")
+    (public / "same.md").unlink()
+    pipeline.run([public], ["public"], prune=True)
+    assert manifest.doc(doc_id).groups == ("hr",)  # moved back: public readers lose it
+    assert_consistent(settings)
+
+
+def test_acl_file_assigns_groups_per_folder(parts: dict[str, Any], tmp_path: Path, settings: Settings) -> None:
+    root = tmp_path / "share"
+    write_corpus(root / "general", 1)
+    (root / "finance" / "secret").mkdir(parents=True)
+    (root / "finance" / "q1.md").write_text("# Q1\n\nRevenue in Q1 was 7.1 million.\n")
+    (root / "finance" / "secret" / "m.md").write_text("# Merger\n\nThe merger code name is Heron.\n")
+    acl = root / "acl.yaml"
+    acl.write_text(".: [staff]\nfinance: [finance]\nfinance/secret: [board]\n")
+    policy = GroupPolicy.from_file(acl)
+    parts["pipeline"].run([root / "general", root / "finance"], policy)
+    groups = {Path(f.path).name: f.groups for f in parts["manifest"].files()}
+    assert groups == {"note-000.md": ("staff",), "q1.md": ("finance",), "m.md": ("board",)}
+
+
+def test_dry_run_changes_nothing(parts: dict[str, Any], tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, 2)
+    report = parts["pipeline"].run([docs], ["staff"], dry_run=True)
+    assert report.count("new") == 2 and report.dry_run
+    assert parts["store"].count() == 0 and parts["manifest"].files() == []
+
+
+def test_failure_inside_a_store_write_is_rolled_back(
+    parts: dict[str, Any], tmp_path: Path, settings: Settings, embedder: Any
+) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, 4)
+    store = parts["store"]
+
+    class Crash(BaseException):
+        pass
+
+    class CrashingStore:
+        """The real store, dying after half of the second document's upsert (like SIGKILL)."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def upsert(self, chunks: Any, embeddings: Any) -> None:
+            self.calls += 1
+            if self.calls == 2:
+                store.upsert(chunks[: max(1, len(chunks) // 2)], embeddings[: max(1, len(chunks) // 2)])
+                raise Crash()
+            store.upsert(chunks, embeddings)
+
+    crashing = wiring.build_pipeline(settings, embedder=embedder, store=CrashingStore())  # type: ignore[arg-type]
+    with pytest.raises(Crash):
+        crashing.run([docs], ["staff"])
+    report = wiring.build_pipeline(settings, embedder=embedder, store=store).run([docs], ["staff"])
+    assert report.recovered >= 1
+    assert report.count("new") == 3 and report.count("unchanged") == 1
+    assert_consistent(settings)
+
+
+def test_sigkill_at_any_moment_then_rerun_leaves_one_copy(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, 40)
+    env = {**os.environ, "ENCLAVE_DATA_DIR": str(tmp_path / "var"), "ENCLAVE_INGEST__WORKERS": "1",
+           "ENCLAVE_EMBEDDING__BATCH_SIZE": "1"}  # small batches: many store writes to die in
+    cmd = [str(Path(sys.executable).with_name("enclave")), "ingest", str(docs), "--groups", "staff"]
+    for kill_after in (3, 17):
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        seen = 0
+        deadline = time.monotonic() + 300
+        while seen < kill_after and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += "ingest.pipeline" in line and "] new " in line
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert seen >= kill_after, "ingest finished or stalled before it could be killed"
+    final = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    counts = json.loads(final.stdout)["counts"]
+    assert counts["new"] + counts["unchanged"] == 40
+    settings = Settings(data_dir=tmp_path / "var")
+    assert_consistent(settings)
+    assert len(Manifest(settings.manifest_path).docs()) == 40
+
+
+def test_docs_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from enclave.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    docs = tmp_path / "docs"
+    write_corpus(docs, 2)
+    shutil.copy(docs / "note-000.md", docs / "dup.md")
+    run = CliRunner()
+    base = ["--data-dir", str(tmp_path / "var")]
+    assert run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff"]).exit_code == 0
+    listed = json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)
+    assert len(listed) == 2
+    shown = json.loads(run.invoke(app, [*base, "docs", "show", str(docs / "dup.md"), "--json"]).stdout)
+    assert sorted(Path(p).name for p in shown["paths"]) == ["dup.md", "note-000.md"]
+    result = run.invoke(app, [*base, "docs", "remove", shown["doc_id"]])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)) == 1
+    dry = run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff", "--dry-run", "--json"])
+    assert json.loads(dry.stdout)["counts"]["new"] == 2  # removed, so the files would come back
+    report = tmp_path / "report.json"
+    assert run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff", "--report", str(report)]).exit_code == 0
+    assert json.loads(report.read_text())["counts"]["new"] == 2
+    assert_consistent(Settings(data_dir=tmp_path / "var"))

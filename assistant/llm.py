@@ -23,7 +23,7 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 def _chat_model_class() -> Any:
     from langchain_openai import ChatOpenAI
 
-    class _ReasoningChatOpenAI(ChatOpenAI):  # type: ignore[misc]
+    class _ReasoningChatOpenAI(ChatOpenAI):
         def _convert_chunk_to_generation_chunk(
             self, chunk: dict[str, Any], default_chunk_class: type, base_generation_info: dict[str, Any] | None
         ) -> Any:

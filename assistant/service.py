@@ -177,4 +177,4 @@ class Assistant:
         answer.audit_id = getattr(record, "id", None)
 
 
-__all__ = ["Assistant", "NO_ANSWER", "LLMUnavailable"]
+__all__ = ["NO_ANSWER", "Assistant", "LLMUnavailable"]

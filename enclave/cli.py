@@ -28,7 +28,6 @@ from core.users import parse_groups  # noqa: E402
 from enclave import wiring  # noqa: E402
 
 
-
 class _EnclaveGroup(TyperGroup):
     """Turns domain errors into one clear line and exit code 1, at the edge only."""
 
@@ -145,7 +144,7 @@ def ingest(
         emit_json(report.as_dict())
     else:
         for f in report.files:
-            if f.status in ("failed", "skipped") or dry_run and f.status != "unchanged":
+            if f.status in ("failed", "skipped") or (dry_run and f.status != "unchanged"):
                 typer.echo(f"{f.status}: {f.error or f.path}", err=not dry_run)
         typer.echo(report.summary())
     if report.failed:
@@ -389,7 +388,8 @@ def serve(
         settings.ui.host = host
     if port:
         settings.ui.port = port
-    from ui.app import build_app, serve as serve_app
+    from ui.app import build_app
+    from ui.app import serve as serve_app
 
     gr_app = build_app(wiring.build_assistant(settings), wiring.build_users(settings), settings)
     serve_app(gr_app, settings, block=True)
@@ -406,7 +406,8 @@ def demo(
     logins = prepare_demo(settings)
     if no_serve:
         return
-    from ui.app import build_app, serve as serve_app
+    from ui.app import build_app
+    from ui.app import serve as serve_app
 
     gr_app = build_app(wiring.build_assistant(settings), wiring.build_users(settings), settings)
     url = f"http://{settings.ui.host}:{settings.ui.port}"

@@ -154,6 +154,7 @@ class ChromaStore:
             by_class.setdefault(class_key(chunk.groups), []).append(i)
         for groups, indices in by_class.items():
             col = self._collection(groups, create=True)
+            assert col is not None  # create=True never answers None
             for start in range(0, len(indices), _ADD_BATCH):
                 part = indices[start : start + _ADD_BATCH]
                 try:
@@ -202,7 +203,7 @@ class ChromaStore:
 
     def count(self) -> int:
         total = 0
-        for name, groups in self.access_classes().items():
+        for groups in self.access_classes().values():
             col = self._collection(groups, create=False)
             total += col.count() if col is not None else 0
         return total

@@ -29,7 +29,7 @@ def test_outside_address_is_refused_and_named(strict_guard: None) -> None:
 
 
 def test_name_lookup_of_outside_host_is_refused(strict_guard: None) -> None:
-    with pytest.raises(EgressBlocked, match="huggingface.co"):
+    with pytest.raises(EgressBlocked, match=r"huggingface\.co"):
         socket.getaddrinfo("huggingface.co", 443)
 
 
@@ -60,7 +60,7 @@ def test_cli_sets_offline_switches_before_heavy_imports() -> None:
     code = (
         "import sys, os; import enclave.cli; "
         "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'gradio', 'unstructured') if m in sys.modules]; "
-        "print(heavy); print({k: os.environ.get(k) for k in %r})" % (sorted(TELEMETRY_ENV),)
+        f"print(heavy); print({{k: os.environ.get(k) for k in {sorted(TELEMETRY_ENV)!r}}})"
     )
     env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_ENV}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

@@ -6,6 +6,7 @@ offline switches are set before any of them loads.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from core.offline import host_of, install_guard
@@ -113,6 +114,7 @@ def build_pipeline(
 ) -> IngestPipeline:
     from ingest.chunking import Chunker
     from ingest.manifest import Manifest
+    from ingest.parsing import parse_file
     from ingest.pipeline import IngestPipeline
 
     i = settings.ingest
@@ -126,4 +128,6 @@ def build_pipeline(
         workers=i.workers,
         embed_batch=max(settings.embedding.batch_size * 8, 256),
         guard=(settings.network.guard, allowed_hosts(settings)),
+        # Tables are cut into groups of whole rows (each with its header) of about a chunk.
+        parse=functools.partial(parse_file, table_chars=i.chunk_chars),
     )

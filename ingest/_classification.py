@@ -135,7 +135,7 @@ def looks_narrative(text: str) -> bool:
 
 def _narrative_deferred(text: str, *args: Any, **kwargs: Any) -> bool:
     titles: Titles | None = getattr(_local, "titles", None)
-    if titles is None:
+    if titles is None or args or kwargs:  # a caller with its own thresholds: classified as asked
         return bool(_original["narrative"](text, *args, **kwargs))
     if cannot_be_title(text):
         return looks_narrative(text)
@@ -151,7 +151,7 @@ def _narrative_shortcut(text: str, *args: Any, **kwargs: Any) -> bool:
 
 def _title(text: str, *args: Any, **kwargs: Any) -> bool:
     titles: Titles | None = getattr(_local, "titles", None)
-    if titles is None or str(text) not in titles.candidates:
+    if titles is None or args or kwargs or str(text) not in titles.candidates:
         return bool(_original["title"](text, *args, **kwargs))
     return True  # provisional: Titles.resolve() decides
 

@@ -1,13 +1,27 @@
-"""Turn one file into headed, paged sections of text with `unstructured`, fully offline.
+"""Turn one file into headed, paged sections of text, fully offline.
 
-`parse_file()` picks unstructured's partitioner by extension, then folds its elements into
-`Section`s: a Title element, or a new page, starts a new section. A Title is both the section's
-`heading` and the first paragraph of its `text` (so no parsed text is ever dropped, even a heading
-with nothing under it); later sections keep the nearest preceding heading, across pages too.
-Tables are written one row per line, cells separated by " | ". XLSX sheets start with the sheet
-name as heading. Every failure is a `ParseError` whose message starts with the path.
+`parse_file()` checks the bytes first (empty, mislabelled, encrypted, damaged, ZIP bomb), then
+reads the file with unstructured's partitioner for its format, or with Enclave's own reader
+(CSV/TSV, JSON/NDJSON, OCR of images and scanned pages), and folds the result into `Section`s:
+a Title element, or a new page, starts a new section. A Title is both the section's `heading`
+and the first paragraph of its `text` (so no parsed text is ever dropped, even a heading with
+nothing under it); later sections keep the nearest preceding heading, across pages too.
+Tables are written one row per line, cells separated by " | "; a table longer than
+`table_chars` is cut into groups of rows that each start with the header row again. Spreadsheet
+sheets start with the sheet name as heading. Mails also give their attachments, as bytes.
 
-unstructured types stay in this module: callers get only the dataclasses below.
+Every failure is a `ParseError` whose message starts with the path. `Unsupported` and its
+subclasses (`NeedsOCR`, `NeedsLibreOffice`) mean "skipped here", not "broken";
+`unsupported_reason()` says so before parsing. Which format needs what:
+
+    unstructured only       PDF (text layer), DOCX, PPTX, XLSX, XLS, HTML, XML, Markdown, text, EML
+    + python-oxmsg          MSG
+    + pandoc (pypandoc-binary wheel)  RST, Org, RTF, ODT, EPUB
+    own reader              CSV, TSV, JSON, NDJSON
+    tesseract-ocr (apt)     images; PDF pages without a text layer
+    LibreOffice (apt)       DOC, PPT
+
+unstructured types stay in this module: callers get only the dataclasses of `ingest.document`.
 """
 
 from __future__ import annotations
@@ -17,63 +31,121 @@ import importlib
 import importlib.util
 import io
 import logging
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import EnclaveError, ParseError
 from ingest import _classification
 from ingest._spacy_offline import ensure_offline_nlp
+from ingest.document import (
+    Attachment,
+    NeedsLibreOffice,
+    NeedsOCR,
+    ParsedDocument,
+    Section,
+    Unsupported,
+)
+from ingest.formats import containers, encoding, mail, ocr, office, pdf, records, tables
+from ingest.formats import one_line as _one_line
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "TABLE_CHARS",
+    "Attachment",
+    "NeedsLibreOffice",
+    "NeedsOCR",
+    "ParseError",
+    "ParsedDocument",
+    "Section",
+    "Unsupported",
+    "is_supported",
+    "parse_file",
+    "unsupported_reason",
+]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Section:
-    """Consecutive text under one heading on one page."""
-
-    text: str  # the text exactly as parsed, elements joined by "\n\n" (tables one row a line)
-    heading: str  # nearest preceding heading ("" if none)
-    # 1-based: PDF page, PPTX slide, XLSX sheet index, DOCX page where Word saved its rendered page
-    # breaks; None where the format has no pages (HTML, Markdown, text, CSV, email).
-    page: int | None
-
-
-@dataclass(frozen=True)
-class ParsedDocument:
-    path: Path
-    title: str  # first Title element, EML Subject, HTML <title>, else the file stem
-    sections: list[Section]
+# Tables and JSON records are grouped into sections of at most this many characters: the
+# default chunk size, so that the chunker keeps each group whole, header row included.
+TABLE_CHARS = 1000
 
 
 @dataclass(frozen=True)
 class _Format:
     label: str  # as said to the user: "could not be parsed as DOCX"
-    module: str  # unstructured.partition.<module>
-    function: str
-    options: dict[str, Any]
+    reader: str  # "unstructured", or Enclave's own: "delimited", "json", "ndjson", "image"
+    container: str  # what the bytes must be: pdf, zip, ole, legacy, text, rtf, image
+    module: str = ""  # unstructured.partition.<module>
+    function: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    zip_kind: str = ""  # for container "zip": what containers.inspect_zip must find
 
+
+def _unstructured(label: str, container: str, module: str, function: str, **options: Any) -> _Format:
+    return _Format(label, "unstructured", container, module, function, options, zip_kind=label)
+
+
+_PDF = _unstructured("PDF", "pdf", "pdf", "partition_pdf", strategy="fast", languages=["eng"])
+_DOCX = _unstructured("DOCX", "zip", "docx", "partition_docx")
+_PPTX = _unstructured("PPTX", "zip", "pptx", "partition_pptx", include_slide_notes=True)
+_XLSX = _unstructured("XLSX", "zip", "xlsx", "partition_xlsx")
+_HTML = _unstructured("HTML", "text", "html", "partition_html")
+_RTF = _unstructured("RTF", "rtf", "rtf", "partition_rtf")
+_EMAIL = _unstructured(
+    # Attachments are not partitioned here: they come back as `attachments`, to be ingested as
+    # documents of their own (an image attachment would send unstructured to its OCR models).
+    "email",
+    "text",
+    "email",
+    "partition_email",
+    process_attachments=False,
+)
+_IMAGE = _Format("image", "image", "image")
 
 _FORMATS: dict[str, _Format] = {
-    # fast = pdfminer's text layer only: no OCR, no layout model, nothing to download.
-    ".pdf": _Format("PDF", "pdf", "partition_pdf", {"strategy": "fast", "languages": ["eng"]}),
-    ".docx": _Format("DOCX", "docx", "partition_docx", {}),
-    ".pptx": _Format("PPTX", "pptx", "partition_pptx", {"include_slide_notes": True}),
-    ".xlsx": _Format("XLSX", "xlsx", "partition_xlsx", {}),
-    ".html": _Format("HTML", "html", "partition_html", {}),
-    ".htm": _Format("HTML", "html", "partition_html", {}),
-    ".md": _Format("Markdown", "md", "partition_md", {}),
-    ".txt": _Format("text", "text", "partition_text", {}),
-    ".csv": _Format("CSV", "csv", "partition_csv", {}),
-    # Attachments are left out: they are better ingested as files of their own, and an image
-    # attachment would send unstructured to its OCR/layout models, which are not installed.
-    ".eml": _Format("email", "email", "partition_email", {"process_attachments": False}),
+    # fast = pdfminer's text layer only: no layout model, nothing to download; OCR is ours.
+    ".pdf": _PDF,
+    ".docx": _DOCX,
+    ".pptx": _PPTX,
+    ".xlsx": _XLSX,
+    ".xls": _unstructured("XLS", "ole", "xlsx", "partition_xlsx"),  # xlrd reads it
+    ".doc": _Format("DOC", "legacy", "ole"),
+    ".ppt": _Format("PPT", "legacy", "ole"),
+    ".odt": _unstructured("ODT", "zip", "odt", "partition_odt"),
+    ".epub": _unstructured("EPUB", "zip", "epub", "partition_epub"),
+    ".rtf": _RTF,
+    ".html": _HTML,
+    ".htm": _HTML,
+    ".xml": _unstructured("XML", "text", "xml", "partition_xml"),
+    ".md": _unstructured("Markdown", "text", "md", "partition_md"),
+    ".rst": _unstructured("reStructuredText", "text", "rst", "partition_rst"),
+    ".org": _unstructured("Org", "text", "org", "partition_org"),
+    ".txt": _unstructured("text", "text", "text", "partition_text"),
+    ".csv": _Format("CSV", "delimited", "text"),
+    ".tsv": _Format("TSV", "delimited", "text", options={"delimiter": "\t"}),
+    ".json": _Format("JSON", "json", "text"),
+    ".ndjson": _Format("NDJSON", "ndjson", "text"),
+    ".jsonl": _Format("NDJSON", "ndjson", "text"),
+    ".eml": _EMAIL,
+    ".msg": _unstructured("Outlook message", "ole", "msg", "partition_msg", process_attachments=False),
+    **{
+        ext: _IMAGE
+        for ext in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".heic", ".heif")
+    },
 }
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_FORMATS)
+
+# A legacy extension over modern content (Word and Excel save such files when asked to): read
+# what is there.
+_MODERN = {".doc": {"DOCX": _DOCX}, ".ppt": {"PPTX": _PPTX}, ".xls": {"XLSX": _XLSX}}
+_SPREADSHEETS = {"XLSX", "XLS"}
+_PANDOC_TEXT = {"reStructuredText", "Org"}  # pandoc reads UTF-8 only: other encodings re-encoded
 
 # Packages partition_pdf needs beyond pdfminer.six even for strategy="fast": it imports them at
 # module level or behind `requires_dependencies`, and swallows the error of a missing one into an
@@ -81,6 +153,7 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_FORMATS)
 _PDF_PACKAGES = {
     "pikepdf": "pikepdf==10.18.0",
     "pypdf": "pypdf",
+    "pypdfium2": "pypdfium2==5.15.2",
     "pi_heif": "pi-heif==1.4.0",
     "pdf2image": "pdf2image==1.17.0",
     "cv2": "opencv-python-headless==4.14.0.94",
@@ -88,73 +161,94 @@ _PDF_PACKAGES = {
     "onnx": "onnx==1.23.2",
     "unstructured_inference": "unstructured-inference==1.6.14 (with --no-deps: its torch/timm stack is not needed)",
 }
+_PANDOC_PACKAGES = {"pypandoc": "pypandoc-binary==1.17"}
 
 _PDF_MAGIC = b"%PDF-"
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_RTF_MAGIC = b"{\\rtf"
 _BINARY_MAGIC = {
     _PDF_MAGIC: "a PDF",
-    _ZIP_MAGIC: "a ZIP container (DOCX/PPTX/XLSX or archive)",
-    _OLE_MAGIC: "an OLE container (legacy or encrypted Office file)",
+    _ZIP_MAGIC: "a ZIP container (DOCX/PPTX/XLSX/ODT/EPUB or archive)",
+    b"PK\x05\x06": "an empty ZIP archive",
+    _OLE_MAGIC: "an OLE container (legacy or encrypted Office file, or Outlook message)",
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
     b"GIF8": "a GIF image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"\x7fELF": "an executable",
+    b"MZ": "a Windows executable",
+    b"\x1f\x8b": "a gzip archive",
 }
-# UTF-32 first: its little-endian BOM begins with UTF-16's.
-_TEXT_BOMS = (
-    (b"\xff\xfe\x00\x00", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-# Content types of an encrypted message body: PGP/MIME, and S/MIME (also as x-pkcs7-mime).
-_ENCRYPTED_MAIL_MARKS = (b"multipart/encrypted", b"pkcs7-mime")
-_OOXML = {".docx", ".pptx", ".xlsx"}
-_TEXT_LIKE = {".html", ".htm", ".md", ".txt", ".csv", ".eml"}
+_TEXT_MAGIC_FREE = {_RTF_MAGIC: "an RTF document"}  # text formats that must not be taken for text
 
 # Library loggers whose warnings are about the file, not the user's action: kept at debug.
-_LIBRARY_LOGGERS = ("unstructured", "unstructured_inference", "pdfminer", "pypdf", "pikepdf")
+_LIBRARY_LOGGERS = ("unstructured", "unstructured_inference", "pdfminer", "pypdf", "pikepdf", "pypandoc")
 
 _setup_lock = threading.Lock()
 _setup_done = False
 
 
+def unsupported_reason(path: Path) -> str | None:
+    """Why this installation skips the file (no reader for its type, a tool missing), or None.
+
+    Looks at the extension (case-insensitive) and, for .doc/.ppt, the first bytes: Word and
+    PowerPoint save DOCX/PPTX content under the old names too, which needs no LibreOffice.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    fmt = _FORMATS.get(ext)
+    if fmt is None:
+        return f"unsupported file type {ext or '(no extension)'!r}"
+    if fmt.reader == "image":
+        return ocr.missing()
+    if fmt.reader == "legacy" and office.missing():
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(8)
+        except OSError:
+            head = b""
+        if head.startswith(_ZIP_MAGIC) or head.startswith(_RTF_MAGIC):
+            return None
+        return office.missing()
+    return None
+
+
 def is_supported(path: Path) -> bool:
-    """Whether `parse_file` handles this file's extension (case-insensitive)."""
-    return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
+    """Whether `parse_file` can read this kind of file here (see `unsupported_reason`)."""
+    return unsupported_reason(path) is None
 
 
-def parse_file(path: Path) -> ParsedDocument:
+def parse_file(path: Path, *, table_chars: int = TABLE_CHARS) -> ParsedDocument:
     """Parse one file into sections; raise `ParseError("<path>: <reason>")` if it cannot be.
 
-    Corrupt, encrypted, empty, text-less, mislabelled and unsupported files are all refused
-    with a plain reason. No connection is attempted (see `ingest._spacy_offline`).
+    Corrupt, encrypted, empty, text-less and mislabelled files raise `ParseError`; files this
+    installation does not read raise `Unsupported` (`NeedsOCR`, `NeedsLibreOffice`). No
+    connection is attempted (see `ingest._spacy_offline`). `table_chars`: the most characters
+    of one group of table rows (or JSON records); pass the chunk size when it is not the default.
     """
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-        raise ParseError(
+        raise Unsupported(
             f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; supported: {supported}"
         )
     head = _read_head(path)
-    encoding = _check_content(path, fmt, head)
-    _prepare(path)
-    elements = _partition(path, fmt, encoding)
-    sections = _sections(elements, per_sheet_heading=fmt.label == "XLSX")
-    if not sections:
-        if fmt.label == "email" and any(mark in head.lower() for mark in _ENCRYPTED_MAIL_MARKS):
-            raise ParseError(
-                f"{path}: is encrypted (PGP or S/MIME); it cannot be read without the recipient's key"
-            )
-        if fmt.label == "PDF":
-            damage = _pdf_damage(path)
-            if damage:
-                raise ParseError(f"{path}: contains no readable text; the PDF is damaged ({damage})")
-            raise ParseError(f"{path}: contains no text (a scanned PDF needs OCR, which Enclave does not do)")
-        raise ParseError(f"{path}: contains no text")
-    return ParsedDocument(path=path, title=_title(path, fmt, elements), sections=sections)
+    fmt, text_encoding = _check_content(path, fmt, head)
+    if fmt.reader == "delimited":
+        return _parse_delimited(path, fmt, text_encoding, table_chars)
+    if fmt.reader in ("json", "ndjson"):
+        return _parse_records(path, fmt, text_encoding, table_chars)
+    if fmt.reader == "image":
+        return _parse_image(path)
+    if fmt.reader == "legacy":
+        return _parse_legacy(path, fmt, table_chars)
+    return _parse_unstructured(path, path, fmt, text_encoding, head, table_chars)
+
+
+# --- checks on the bytes ---------------------------------------------------------------------
 
 
 def _read_head(path: Path, size: int = 8192) -> bytes:
@@ -171,45 +265,113 @@ def _read_head(path: Path, size: int = 8192) -> bytes:
     return head
 
 
-def _check_content(path: Path, fmt: _Format, head: bytes) -> str | None:
-    """Refuse, with a plain reason, files that are not what their extension says, or are locked.
+_AN = {"XLSX", "XLS", "ODT", "ODS", "ODP", "EPUB", "RTF", "HTML", "XML", "Org", "NDJSON", "email", "image"}
 
-    Returns the text encoding to pass on when the bytes show it (a BOM, or UTF-16 without one).
-    """
-    ext = path.suffix.lower()
-    if fmt.label == "PDF":
+
+def _a(label: str) -> str:
+    """The label with its article: "a DOCX file", "an XLSX file"."""
+    return f"{'an' if label in _AN or label.startswith('Outlook') else 'a'} {label}"
+
+
+def _what(head: bytes) -> str | None:
+    for magic, kind in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def _mismatch(path: Path, fmt: _Format, head: bytes, detail: str) -> ParseError:
+    kind = _what(head)
+    if kind:
+        return ParseError(f"{path}: is {kind}, not {fmt.label}; its content does not match its extension")
+    return ParseError(
+        f"{path}: is not {_a(fmt.label)} file ({detail}); its content does not match its extension"
+    )
+
+
+def _check_content(path: Path, fmt: _Format, head: bytes) -> tuple[_Format, str | None]:
+    """Refuse, with a plain reason, files that are not what their extension says, are locked, or
+    are too large once unpacked. Returns the format to read (a .doc may hold DOCX) and the text
+    encoding to pass on when the bytes show it (a BOM, or UTF-16 without one)."""
+    if fmt.container == "pdf":
         if _PDF_MAGIC not in head[:1024]:  # the spec allows junk before the header, within 1 KiB
             raise ParseError(
                 f"{path}: is not a PDF (no %PDF header); its content does not match its extension"
             )
-        _require_pdf_packages(path)
-        _check_pdf_opens(path)
-    elif ext in _OOXML:
+        _require(path, "PDF", _PDF_PACKAGES)
+        pdf.check_opens(path)
+    elif fmt.container == "zip":
         if head.startswith(_OLE_MAGIC):
-            raise ParseError(f"{path}: {_ole_reason(path, fmt)}")
+            reason = containers.ole_reason(path, fmt.label, legacy_extension=False)
+            raise ParseError(f"{path}: {reason}")
         if not head.startswith(_ZIP_MAGIC):
-            raise ParseError(
-                f"{path}: is not a {fmt.label} file (not a ZIP container); "
-                "its content does not match its extension"
-            )
-    elif ext in _TEXT_LIKE:
-        for magic, kind in _BINARY_MAGIC.items():
-            if head.startswith(magic):
+            raise _mismatch(path, fmt, head, "not a ZIP container")
+        found = _inspect_zip(path, fmt)
+        if found != fmt.zip_kind:
+            what = f"{_a(found)} file" if found else "a ZIP archive"
+            raise ParseError(f"{path}: is {what}, not {fmt.label}; its content does not match its extension")
+        if fmt.label in ("ODT", "EPUB"):
+            _require(path, fmt.label, _PANDOC_PACKAGES)
+    elif fmt.container == "ole":
+        ext = path.suffix.lower()
+        if head.startswith(_ZIP_MAGIC) and ext in _MODERN:
+            found = _inspect_zip(path, fmt)
+            modern = _MODERN[ext].get(found or "")
+            if modern is None:
+                what = f"{_a(found)} file" if found else "a ZIP archive"
                 raise ParseError(
-                    f"{path}: is {kind}, not {fmt.label}; its content does not match its extension"
+                    f"{path}: is {what}, not {fmt.label}; its content does not match its extension"
                 )
-        encoding = _text_encoding(head)
-        if encoding is None and b"\x00" in head:
+            return modern, None
+        if head.lstrip().startswith(_RTF_MAGIC) and ext == ".doc":
+            _require(path, "RTF", _PANDOC_PACKAGES)
+            return _RTF, None  # Word's "Save as .doc" of an RTF document
+        if not head.startswith(_OLE_MAGIC):
+            raise _mismatch(path, fmt, head, "not an OLE container")
+        if ext != ".msg":
+            reason = containers.ole_reason(path, fmt.label, legacy_extension=True)
+            if reason:
+                raise ParseError(f"{path}: {reason}")
+        if fmt.reader == "legacy" and office.missing():
+            raise NeedsLibreOffice(f"{path}: is a legacy {fmt.label} file: it {office.missing()}")
+    elif fmt.container == "rtf":
+        if not head.lstrip().startswith(_RTF_MAGIC):
+            raise _mismatch(path, fmt, head, "no {\\rtf header")
+        _require(path, "RTF", _PANDOC_PACKAGES)
+    elif fmt.container == "text":
+        kind = _what(head)
+        if kind is None:
+            kind = next((k for magic, k in _TEXT_MAGIC_FREE.items() if head.lstrip().startswith(magic)), None)
+        if kind:
+            raise ParseError(f"{path}: is {kind}, not {fmt.label}; its content does not match its extension")
+        text_encoding = encoding.sniff(head)
+        if text_encoding is None and b"\x00" in head:
             raise ParseError(f"{path}: is binary, not {fmt.label} (it contains NUL bytes)")
-        if _is_blank(path, encoding):  # some partitioners (CSV) fail on it instead of returning nothing
+        if _is_blank(path, text_encoding):  # some partitioners fail on it instead of returning nothing
             raise ParseError(f"{path}: contains no text")
-        return encoding
-    return None
+        if fmt.label in _PANDOC_TEXT:
+            _require(path, fmt.label, _PANDOC_PACKAGES)
+        return fmt, text_encoding
+    elif fmt.container == "image":
+        reason = ocr.missing()
+        if reason:
+            raise NeedsOCR(f"{path}: is an image: it {reason}")
+    return fmt, None
 
 
-def _is_blank(path: Path, encoding: str | None) -> bool:
+def _inspect_zip(path: Path, fmt: _Format) -> str | None:
+    try:
+        return containers.inspect_zip(path).kind
+    except containers.ContainerError as exc:
+        reason = str(exc)
+        if reason.startswith("is damaged"):
+            raise ParseError(f"{path}: could not be parsed as {fmt.label}: the file {reason}") from exc
+        raise ParseError(f"{path}: {reason}") from exc
+
+
+def _is_blank(path: Path, text_encoding: str | None) -> bool:
     """Whether the file decodes to whitespace only; stops at the first block with text in it."""
-    decoder = codecs.getincrementaldecoder(encoding or "utf-8")(errors="ignore")
+    decoder = codecs.getincrementaldecoder(text_encoding or "utf-8")(errors="ignore")
     try:
         with path.open("rb") as fh:
             while block := fh.read(65536):
@@ -220,77 +382,142 @@ def _is_blank(path: Path, encoding: str | None) -> bool:
     return not decoder.decode(b"", final=True).strip()
 
 
-def _text_encoding(head: bytes) -> str | None:
-    """The encoding shown by a byte-order mark, or by the NUL pattern of BOM-less UTF-16; else None."""
-    for bom, encoding in _TEXT_BOMS:
-        if head.startswith(bom):
-            return encoding
-    sample = head[: len(head) // 2 * 2]
-    if len(sample) < 4:
-        return None
-    pairs = len(sample) // 2
-    even_nuls, odd_nuls = sample[0::2].count(0), sample[1::2].count(0)
-    # ASCII-heavy UTF-16 has a NUL in (nearly) every other byte and almost none in between.
-    if odd_nuls > 0.3 * pairs and even_nuls < 0.05 * pairs:
-        return "utf-16-le"
-    if even_nuls > 0.3 * pairs and odd_nuls < 0.05 * pairs:
-        return "utf-16-be"
-    return None
-
-
-def _require_pdf_packages(path: Path) -> None:
-    missing = [pin for module, pin in _PDF_PACKAGES.items() if importlib.util.find_spec(module) is None]
+def _require(path: Path, label: str, packages: dict[str, str]) -> None:
+    missing = [pin for module, pin in packages.items() if importlib.util.find_spec(module) is None]
     if missing:
-        raise ParseError(f"{path}: cannot be parsed: PDF support needs {'; '.join(missing)}")
+        raise ParseError(f"{path}: cannot be parsed: {label} support needs {'; '.join(missing)}")
 
 
-def _check_pdf_opens(path: Path) -> None:
-    # partition_pdf turns any pdfminer failure, a password among them, into an empty result, so
-    # the PDF is opened here first. qpdf repairs what can be repaired and says what cannot.
-    import pikepdf
+# --- Enclave's own readers -------------------------------------------------------------------
 
+
+def _read_text(path: Path, fmt: _Format, text_encoding: str | None) -> str:
     try:
-        with pikepdf.open(path):
-            pass
-    except pikepdf.PasswordError as exc:
+        return encoding.decode(path.read_bytes(), text_encoding)
+    except OSError as exc:
+        raise ParseError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    except (UnicodeError, LookupError) as exc:
+        raise ParseError(f"{path}: could not be decoded as {fmt.label}: {_one_line(exc)}") from exc
+
+
+def _parse_delimited(path: Path, fmt: _Format, text_encoding: str | None, table_chars: int) -> ParsedDocument:
+    text = _read_text(path, fmt, text_encoding)
+    try:
+        rows = tables.delimited_rows(text, fmt.options.get("delimiter"))
+    except Exception as exc:  # csv.Error: a field over the size limit, a NUL inside a field
+        raise ParseError(f"{path}: could not be parsed as {fmt.label}: {_one_line(exc)}") from exc
+    sections = tables.table_sections(rows, heading="", page=None, max_chars=table_chars)
+    if not sections:
+        raise ParseError(f"{path}: contains no text")
+    return ParsedDocument(path=path, title=path.stem, sections=sections)
+
+
+def _parse_records(path: Path, fmt: _Format, text_encoding: str | None, table_chars: int) -> ParsedDocument:
+    text = _read_text(path, fmt, text_encoding)
+    try:
+        value = records.load_ndjson(text) if fmt.reader == "ndjson" else records.load_json(text)
+        sections = records.sections(value, table_chars)
+    except records.RecordsError as exc:
+        raise ParseError(f"{path}: {exc}") from exc
+    except RecursionError as exc:
+        raise ParseError(f"{path}: could not be parsed as {fmt.label}: nested too deeply") from exc
+    if not sections:
+        raise ParseError(f"{path}: contains no text (no values in the {fmt.label})")
+    return ParsedDocument(path=path, title=path.stem, sections=sections)
+
+
+def _parse_image(path: Path) -> ParsedDocument:
+    sections = []
+    frames = ocr.image_frames(path)  # one at a time: a long fax TIFF must not sit in memory whole
+    while True:
+        try:
+            number, count, frame = next(frames)
+        except StopIteration:
+            break
+        except Exception as exc:  # PIL's UnidentifiedImageError, DecompressionBombError, truncation
+            log.debug("image %s could not be read", path, exc_info=True)
+            raise ParseError(f"{path}: could not be read as an image: {_one_line(exc)}") from exc
+        try:
+            text = ocr.image_text(frame)
+        except ocr.OCRError as exc:
+            raise ParseError(f"{path}: OCR failed on image {number}: {exc}") from exc
+        if text:
+            sections.append(Section(text=text, heading="", page=number if count > 1 else None))
+    if not sections:
+        raise ParseError(f"{path}: contains no text (OCR found none in the image)")
+    return ParsedDocument(path=path, title=path.stem, sections=sections)
+
+
+def _parse_legacy(path: Path, fmt: _Format, table_chars: int) -> ParsedDocument:
+    target = office.TARGETS[path.suffix.lower()]
+    modern = _DOCX if target == "docx" else _PPTX
+    with tempfile.TemporaryDirectory(prefix="enclave-convert-") as folder:
+        try:
+            converted = office.convert(path, target, Path(folder))
+        except office.ConversionError as exc:
+            raise ParseError(f"{path}: could not be parsed as {fmt.label}: {exc}") from exc
+        head = _read_head(converted)
+        return _parse_unstructured(path, converted, modern, None, head, table_chars)
+
+
+# --- unstructured ----------------------------------------------------------------------------
+
+
+def _parse_unstructured(
+    path: Path, source: Path, fmt: _Format, text_encoding: str | None, head: bytes, table_chars: int
+) -> ParsedDocument:
+    """Partition `source` (the file itself, or its conversion) and fold the elements into sections;
+    every message names `path`, the file the user gave."""
+    _prepare(path)
+    attachments: list[Attachment] = []
+    subject = ""
+    if fmt.module == "msg":
+        message = _open_msg(path)
+        attachments, subject = mail.msg_attachments(message), " ".join(str(message.subject or "").split())
+    elements, titles = _partition(path, source, fmt, text_encoding)
+    if fmt.label == "PDF":
+        pdf.refuse_if_too_complex(path)
+        elements = pdf.with_ocr_pages(path, elements)
+    if fmt.label == "email":
+        subject, attachments = _eml_parts(path, text_encoding)
+    sections = _sections(elements, titles.is_title, fmt.label in _SPREADSHEETS, table_chars)
+    title = _title(path, fmt, elements, titles.is_title, fallback=subject)
+    if sections:
+        return ParsedDocument(path=path, title=title, sections=sections, attachments=attachments)
+    if fmt.label == "PDF":
+        pdf.raise_empty(path)
+    if mail.is_encrypted(head, attachments):
         raise ParseError(
-            f"{path}: is encrypted (password protected); remove the password to ingest it"
-        ) from exc
-    except Exception as exc:  # pikepdf.PdfError and qpdf's other complaints
-        log.debug("pikepdf could not open %s", path, exc_info=True)
-        raise ParseError(f"{path}: could not be parsed as PDF: {_one_line(exc)}") from exc
+            f"{path}: is encrypted (PGP or S/MIME); it cannot be read without the recipient's key"
+        )
+    if attachments:
+        # A mail that only carries files: its own document says what it carried.
+        names = ", ".join(a.name for a in attachments)
+        section = Section(text=f"{title}\n\nAttachments: {names}", heading=title, page=None)
+        return ParsedDocument(path=path, title=title, sections=[section], attachments=attachments)
+    raise ParseError(f"{path}: contains no text")
 
 
-def _pdf_damage(path: Path) -> str:
-    """qpdf's first complaint about a PDF it had to repair, or "" for a sound one."""
-    import pikepdf
-
+def _open_msg(path: Path) -> Any:
     try:
-        with pikepdf.open(path) as pdf:
-            complaints = [str(w) for w in pdf.get_warnings()]
+        message = mail.open_msg(path)
     except Exception as exc:
-        return _one_line(exc)
-    # qpdf prefixes each warning with the path, which the message already starts with, and its
-    # first one is often just "file is damaged": the next one says how.
-    details = [c.replace(f"{path}: ", "") for c in complaints]
-    specific = [d for d in details if d != "file is damaged"]
-    return (specific or details or [""])[0]
+        log.debug("python-oxmsg could not open %s", path, exc_info=True)
+        raise ParseError(f"{path}: could not be parsed as an Outlook message: {_one_line(exc)}") from exc
+    if mail.msg_is_encrypted(message):
+        raise ParseError(f"{path}: is encrypted (S/MIME); it cannot be read without the recipient's key")
+    return message
 
 
-def _ole_reason(path: Path, fmt: _Format) -> str:
-    # An OOXML file saved with a password is wrapped in an OLE container; so is a legacy
-    # .doc/.xls/.ppt renamed to the new extension. msoffcrypto tells the two apart.
+def _eml_parts(path: Path, text_encoding: str | None) -> tuple[str, list[Attachment]]:
     try:
-        import msoffcrypto
-
-        with path.open("rb") as fh:
-            encrypted = bool(msoffcrypto.OfficeFile(fh).is_encrypted())
-    except Exception:
-        log.debug("msoffcrypto could not inspect %s", path, exc_info=True)
-        return f"is an encrypted or legacy (pre-2007) Office file, not a {fmt.label} file"
-    if encrypted:
-        return "is encrypted (password protected); remove the password to ingest it"
-    return f"is a legacy (pre-2007) Office file, not a {fmt.label} file; save it as {path.suffix.lower()}"
+        data = path.read_bytes()
+        if text_encoding:
+            data = data.decode(text_encoding).encode("utf-8")
+        return mail.eml_parts(data)
+    except Exception:  # the body is parsed already; a broken attachment must not lose it
+        log.warning("%s: its attachments could not be read", path, exc_info=True)
+        return "", []
 
 
 def _prepare(path: Path) -> None:
@@ -304,6 +531,7 @@ def _prepare(path: Path) -> None:
     try:
         ensure_offline_nlp()  # also switches unstructured's telemetry off before importing it
         _classification.install()
+        pdf.relax_complexity_check()
     except ImportError as exc:
         raise ParseError(f"{path}: cannot be parsed: {exc}") from exc
 
@@ -324,17 +552,21 @@ def _relay_library_logs() -> None:
         library_log.propagate = False
 
 
-def _partition(path: Path, fmt: _Format, encoding: str | None) -> list[Any]:
-    options: dict[str, Any] = {"filename": str(path), **fmt.options}
-    if encoding and fmt.label == "email":
-        # partition_email takes no encoding; RFC 5322 mail is 8-bit, so hand it UTF-8 bytes.
-        try:
-            data = path.read_bytes().decode(encoding).encode("utf-8")
-        except (OSError, UnicodeError) as exc:
-            raise ParseError(f"{path}: could not be decoded as {encoding}: {_one_line(exc)}") from exc
+def _partition(
+    path: Path, source: Path, fmt: _Format, text_encoding: str | None
+) -> tuple[list[Any], _classification.Titles]:
+    options: dict[str, Any] = {"filename": str(source), **fmt.options}
+    if source != path:
+        options["metadata_filename"] = str(path)
+    if text_encoding and (fmt.label == "email" or fmt.label in _PANDOC_TEXT):
+        # partition_email takes no encoding (RFC 5322 mail is 8-bit) and pandoc reads UTF-8 only.
+        data = _read_text(path, fmt, text_encoding).encode("utf-8")
         options.update(filename=None, file=io.BytesIO(data), metadata_filename=str(path))
-    elif encoding:
-        options["encoding"] = encoding
+    elif fmt.label in _PANDOC_TEXT:
+        data = _read_text(path, fmt, None).encode("utf-8")  # cp1252 and friends, as UTF-8
+        options.update(filename=None, file=io.BytesIO(data), metadata_filename=str(path))
+    elif text_encoding:
+        options["encoding"] = text_encoding
     try:
         partition: Callable[..., list[Any]] = getattr(
             importlib.import_module(f"unstructured.partition.{fmt.module}"), fmt.function
@@ -346,8 +578,11 @@ def _partition(path: Path, fmt: _Format, encoding: str | None) -> list[Any]:
     # other's filters; the worst outcome is a warning logged at the wrong level.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        pdf.start()
         try:
-            elements = partition(**options)
+            with _classification.deferred_titles() as titles:
+                elements = list(partition(**options))
+            titles.resolve()
         except EnclaveError:
             raise  # EgressBlocked and the like are not the file's fault and must stay visible
         except Exception as exc:
@@ -355,15 +590,15 @@ def _partition(path: Path, fmt: _Format, encoding: str | None) -> list[Any]:
             raise ParseError(f"{path}: could not be parsed as {fmt.label}: {_one_line(exc)}") from exc
     for warning in caught:
         log.debug("%s: %s: %s", path, warning.category.__name__, warning.message)
-    return list(elements)
+    return elements, titles
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+# --- elements to sections --------------------------------------------------------------------
 
 
-def _sections(elements: Iterable[Any], per_sheet_heading: bool) -> list[Section]:
+def _sections(
+    elements: Iterable[Any], is_title: Callable[[Any], bool], spreadsheet: bool, table_chars: int
+) -> list[Section]:
     sections: list[Section] = []
     heading = ""
     page: int | None = None
@@ -376,7 +611,8 @@ def _sections(elements: Iterable[Any], per_sheet_heading: bool) -> list[Section]
             body.clear()
 
     for element in elements:
-        text = _element_text(element)
+        rows = _table_rows_of(element)
+        text = "\n".join(rows) if rows else str(element.text or "")
         if not text.strip():
             continue  # PageBreak, empty paragraphs, image placeholders
         metadata = element.metadata
@@ -384,26 +620,28 @@ def _sections(elements: Iterable[Any], per_sheet_heading: bool) -> list[Section]
         if element_page != page:
             flush()
             page = element_page
-        if per_sheet_heading and metadata.page_name and metadata.page_name != sheet:
+        if spreadsheet and metadata.page_name and metadata.page_name != sheet:
             flush()
             sheet = metadata.page_name
             heading = sheet
-        if element.category == "Title":
+        if is_title(element):
             flush()
             heading = " ".join(text.split())
+        if rows and (spreadsheet or len(text) > table_chars):
+            # A sheet's table, or a long one anywhere: sections of its own, header row first.
+            flush()
+            sections.extend(tables.table_sections(rows, heading, page, table_chars))
+            continue
         body.append(text)
     flush()
     return sections
 
 
-def _element_text(element: Any) -> str:
-    if element.category == "Table":
-        html = getattr(element.metadata, "text_as_html", None)
-        if html:
-            rows = _table_rows(html)
-            if rows:
-                return "\n".join(rows)
-    return str(element.text or "")
+def _table_rows_of(element: Any) -> list[str]:
+    if element.category != "Table":
+        return []
+    html = getattr(element.metadata, "text_as_html", None)
+    return _table_rows(html) if html else []
 
 
 def _table_rows(html: str) -> list[str]:
@@ -417,13 +655,18 @@ def _table_rows(html: str) -> list[str]:
         return []
     lines = []
     for row in root.iter("tr"):
-        cells = [" ".join(cell.text_content().split()) for cell in row if cell.tag in ("td", "th")]
-        if any(cells):
-            lines.append(" | ".join(cells))
+        cells = [cell.text_content() for cell in row if cell.tag in ("td", "th")]
+        if any(c.strip() for c in cells):
+            lines.append(tables.row_line(cells))
     return lines
 
 
-def _title(path: Path, fmt: _Format, elements: Sequence[Any]) -> str:
+def _title(
+    path: Path, fmt: _Format, elements: Sequence[Any], is_title: Callable[[Any], bool], fallback: str
+) -> str:
+    """The mail Subject, the HTML <title>, the first Title element, else `fallback`, else the stem."""
+    if fallback and fmt.module == "msg":
+        return fallback
     if fmt.label == "email":
         subject = next((e.metadata.subject for e in elements if getattr(e.metadata, "subject", None)), None)
         if subject and subject.strip():
@@ -432,10 +675,12 @@ def _title(path: Path, fmt: _Format, elements: Sequence[Any]) -> str:
         html_title = _html_title(path)
         if html_title:
             return html_title
+    if fallback and fmt.label == "email":
+        return fallback
     for element in elements:
-        if element.category == "Title" and str(element.text or "").strip():
+        if is_title(element) and str(element.text or "").strip():
             return " ".join(str(element.text).split())
-    return path.stem
+    return fallback or path.stem
 
 
 def _html_title(path: Path) -> str:

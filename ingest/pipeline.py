@@ -34,7 +34,7 @@ from core.types import Chunk
 from ingest.acl import GroupPolicy
 from ingest.chunking import Chunker, document_id, embedding_text
 from ingest.manifest import DocEntry, FileEntry, Manifest
-from ingest.parsing import ParsedDocument, is_supported, parse_file
+from ingest.parsing import ParsedDocument, Unsupported, parse_file, unsupported_reason
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,9 @@ class IngestPipeline:
         try:
             groups = policy.groups_for(path)
             st = path.stat()
-            if not is_supported(path):
-                reason = f"{source}: unsupported file type '{path.suffix or path.name}'"
+            unsupported = unsupported_reason(path)
+            if unsupported is not None:
+                reason = unsupported if unsupported.startswith(source) else f"{source}: {unsupported}"
                 if not dry_run:
                     self._record_problem(source, "skipped", groups, reason, previous)
                 return FileOutcome(source, "skipped", error=reason), None
@@ -382,6 +383,10 @@ class IngestPipeline:
         size = 0
         for job, result in self._parsed(todo):
             source = str(job.path)
+            if isinstance(result, Unsupported):  # needs OCR or LibreOffice: skipped, with the fix
+                self._record_problem(source, "skipped", job.groups, str(result), job.previous)
+                yield FileOutcome(source, "skipped", error=str(result))
+                continue
             if isinstance(result, Exception):
                 reason = str(result) if isinstance(result, IngestError) else f"{source}: {type(result).__name__}: {result}"
                 log.debug("parse of %s failed", source, exc_info=result)

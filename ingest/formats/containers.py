@@ -54,18 +54,22 @@ def inspect_zip(path: Path) -> ZipContents:
                 _refuse_encrypted_odf(archive, names)
             elif kind == "EPUB":
                 _refuse_epub_drm(archive, names)
+    except ContainerError:
+        raise
     except zipfile.BadZipFile as exc:
         raise ContainerError(f"is damaged: not a complete ZIP container, perhaps truncated ({exc})") from exc
     except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
-        if isinstance(exc, ContainerError):
-            raise
-        raise ContainerError(f"is damaged: its ZIP container cannot be read ({type(exc).__name__}: {exc})") from exc
+        raise ContainerError(
+            f"is damaged: its ZIP container cannot be read ({type(exc).__name__}: {exc})"
+        ) from exc
     return ZipContents(names=names, kind=kind)
 
 
 def _refuse_bomb(infos: list[zipfile.ZipInfo]) -> None:
     if len(infos) > MAX_MEMBERS:
-        raise ContainerError(f"holds {len(infos)} files in its ZIP container, over the limit of {MAX_MEMBERS}")
+        raise ContainerError(
+            f"holds {len(infos)} files in its ZIP container, over the limit of {MAX_MEMBERS}"
+        )
     total = sum(info.file_size for info in infos)
     if total > MAX_UNPACKED_BYTES:
         raise ContainerError(

@@ -30,17 +30,20 @@ def safe_name(name: str | None, index: int, content_type: str | None) -> str:
     return f"attachment-{index}{extension}"
 
 
-def eml_attachments(data: bytes) -> list[Attachment]:
-    """The attachments of an RFC 822 message, nested messages as .eml files; the body left out."""
+def eml_parts(data: bytes) -> tuple[str, list[Attachment]]:
+    """The Subject and the attachments of an RFC 822 message, nested messages as .eml files."""
     message = email.message_from_bytes(data, policy=email.policy.default)
     if not isinstance(message, EmailMessage):
-        return []
+        return "", []
+    subject = " ".join(str(message.get("subject", "") or "").split())
     out: list[Attachment] = []
     for part in message.iter_attachments():
         payload = _payload(part)
         if payload:
-            out.append(Attachment(safe_name(part.get_filename(), len(out) + 1, part.get_content_type()), payload))
-    return out
+            out.append(
+                Attachment(safe_name(part.get_filename(), len(out) + 1, part.get_content_type()), payload)
+            )
+    return subject, out
 
 
 def _payload(part: Message) -> bytes | None:
@@ -57,6 +60,22 @@ def _payload(part: Message) -> bytes | None:
         log.debug("attachment could not be decoded", exc_info=True)
         return None
     return data if isinstance(data, bytes) else None
+
+
+def is_encrypted(head: bytes, attachments: list[Attachment]) -> bool:
+    """Whether a mail without readable body is encrypted: PGP/MIME or S/MIME content types in its
+    first bytes, or an Outlook item whose only parts are PGP or S/MIME envelopes."""
+    if any(mark in head.lower() for mark in ENCRYPTED_MARKS):
+        return True
+    return bool(attachments) and all(_is_envelope(a) for a in attachments)
+
+
+def _is_envelope(attachment: Attachment) -> bool:
+    name = attachment.name.lower()
+    if name.endswith((".pgp-encrypted", ".p7m", ".asc")) or name == "smime.p7m":
+        return True
+    start = attachment.data[:64].lstrip()
+    return start.startswith(b"-----BEGIN PGP MESSAGE") or start.startswith(b"Version: 1")
 
 
 def msg_attachments(message: Any) -> list[Attachment]:

@@ -25,6 +25,8 @@ LANGUAGE = "eng"
 INSTALL_HINT = "install tesseract-ocr: apt-get install --no-install-recommends tesseract-ocr"
 DPI = 300
 MAX_PIXELS = 40_000_000  # a page rendered larger than this is scaled down before OCR
+# Refused outright: Pillow's own bomb limit is raised to 1e9 pixels by unstructured's PDF module.
+MAX_IMAGE_PIXELS = 200_000_000
 PAGE_TIMEOUT_S = 300
 
 
@@ -51,7 +53,7 @@ def missing() -> str | None:
 
 def image_text(image: Any) -> str:
     """The text tesseract reads in a PIL image, paragraphs separated by blank lines."""
-    if _is_blank(image):
+    if is_blank(image):
         return ""
     with tempfile.TemporaryDirectory(prefix="enclave-ocr-") as folder:
         source = Path(folder) / "page.png"
@@ -75,8 +77,8 @@ def image_text(image: Any) -> str:
     return _paragraphs(result.stdout.decode("utf-8", "replace"))
 
 
-def _is_blank(image: Any) -> bool:
-    # An empty page costs tesseract a second and gives nothing (or noise): skip it.
+def is_blank(image: Any) -> bool:
+    """Whether the image is one flat shade: an empty page costs tesseract a second for nothing."""
     gray = image.convert("L")
     low, high = gray.getextrema()
     return bool(high - low < 16)
@@ -104,8 +106,9 @@ def _fit(image: Any) -> Any:
     return image.resize((max(1, int(image.width * ratio)), max(1, int(image.height * ratio))))
 
 
-def image_frames(path: Path) -> Iterator[Any]:
-    """Every frame of an image file (one, or the pages of a multi-page TIFF), as grayscale."""
+def image_frames(path: Path) -> Iterator[tuple[int, int, Any]]:
+    """(number, count, grayscale image) for every frame of an image file: one, or the pages of a
+    multi-page TIFF, read one at a time."""
     from PIL import Image, ImageSequence
 
     if path.suffix.lower() in (".heic", ".heif"):
@@ -113,8 +116,13 @@ def image_frames(path: Path) -> Iterator[Any]:
 
         register_heif_opener()
     with Image.open(path) as image:
-        for frame in ImageSequence.Iterator(image):
-            yield _fit(frame.convert("L"))
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"{image.width} x {image.height} pixels is over the limit of {MAX_IMAGE_PIXELS:,} (an image bomb?)"
+            )
+        count = int(getattr(image, "n_frames", 1))
+        for number, frame in enumerate(ImageSequence.Iterator(image), start=1):
+            yield number, count, _fit(frame.convert("L"))
 
 
 def pdf_page_image(pdf: Any, page_number: int) -> Any:

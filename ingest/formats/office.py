@@ -7,14 +7,14 @@ parallel processes do not wait on, or break, each other (unstructured's helper s
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
-INSTALL_HINT = (
-    "apt-get install --no-install-recommends libreoffice-writer-nogui libreoffice-impress-nogui"
-)
+INSTALL_HINT = "apt-get install --no-install-recommends libreoffice-writer-nogui libreoffice-impress-nogui"
 TIMEOUT_S = 300
 TARGETS = {".doc": "docx", ".ppt": "pptx"}
 
@@ -52,13 +52,22 @@ def convert(path: Path, target: str, out_dir: Path) -> Path:
             str(path),
         ]
         try:
-            result = subprocess.run(command, capture_output=True, timeout=TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise ConversionError(f"LibreOffice took more than {TIMEOUT_S} s to convert it") from exc
+            # A session of its own: on a timeout the whole group goes (soffice starts soffice.bin).
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            )
         except OSError as exc:
             raise ConversionError(f"LibreOffice did not run: {exc}") from exc
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise ConversionError(f"LibreOffice took more than {TIMEOUT_S} s to convert it") from exc
     converted = out_dir / f"{path.stem}.{target}"
-    if result.returncode != 0 or not converted.is_file():
-        detail = " ".join((result.stderr or result.stdout).decode("utf-8", "replace").split())[-300:]
-        raise ConversionError(f"LibreOffice could not convert it to {target.upper()}: {detail or 'no output'}")
+    if process.returncode != 0 or not converted.is_file():
+        detail = " ".join((stderr or stdout).decode("utf-8", "replace").split())[-300:]
+        raise ConversionError(
+            f"LibreOffice could not convert it to {target.upper()}: {detail or 'no output'}"
+        )
     return converted

@@ -66,8 +66,8 @@ def flatten(value: Any, path: str = "") -> Iterator[str]:
 
 def sections(value: Any, max_chars: int) -> list[Section]:
     """Sections for a parsed JSON document (an NDJSON file is passed as the list of its records)."""
+    out: list[Section] = []
     if isinstance(value, dict):
-        out = []
         for key, item in value.items():
             lines = list(flatten(item, str(key)))
             if lines:
@@ -75,7 +75,8 @@ def sections(value: Any, max_chars: int) -> list[Section]:
         return out
     records = value if isinstance(value, list) else [value]
     blocks = ["\n".join(lines) for lines in (list(flatten(r)) for r in records) if lines]
-    out, current, size = [], [], 0
+    current: list[str] = []
+    size = 0
     for block in blocks:
         if current and size + 2 + len(block) > max_chars:
             out.append(Section(text="\n\n".join(current), heading="", page=None))

@@ -17,8 +17,12 @@ _DELIMITERS = ",;\t|"
 
 
 def row_line(cells: Iterable[object]) -> str:
-    """One table row as a line; whitespace inside a cell collapses to single spaces."""
-    return CELL_SEPARATOR.join(" ".join(str(cell).split()) for cell in cells)
+    """One table row as a line; whitespace inside a cell collapses to single spaces, and empty
+    cells at the end of the row (a ragged row, a spreadsheet's padding) are left out."""
+    texts = [" ".join(str(cell).split()) for cell in cells]
+    while texts and not texts[-1]:
+        texts.pop()
+    return CELL_SEPARATOR.join(texts)
 
 
 def row_groups(rows: Sequence[str], max_chars: int) -> list[str]:
@@ -42,6 +46,15 @@ def row_groups(rows: Sequence[str], max_chars: int) -> list[str]:
 
 
 def table_sections(rows: Sequence[str], heading: str, page: int | None, max_chars: int) -> list[Section]:
+    """Sections of `rows` (header first), each at most `max_chars` where rows allow.
+
+    One-cell rows above the first row of several cells ("Stanley Cups" above "Team | Location")
+    are the table's caption: they become the heading, and the header row stays first.
+    """
+    first = next((i for i, row in enumerate(rows) if CELL_SEPARATOR in row), 0)
+    if first:
+        heading = " ".join(rows[:first])
+        rows = rows[first:]
     return [Section(text=text, heading=heading, page=page) for text in row_groups(rows, max_chars)]
 
 
@@ -50,14 +63,7 @@ def delimited_rows(text: str, delimiter: str | None) -> list[str]:
     if delimiter is None:
         delimiter = _sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows = []
-    for cells in reader:
-        # Trailing empty cells (a ragged row, a spreadsheet's export padding) carry nothing.
-        while cells and not cells[-1].strip():
-            cells.pop()
-        if any(cell.strip() for cell in cells):
-            rows.append(row_line(cells))
-    return rows
+    return [line for line in (row_line(cells) for cells in reader) if line]
 
 
 def _sniff_delimiter(text: str) -> str:

@@ -1,0 +1,1 @@
+"""Benchmark scripts; their recorded results are under bench/results/ and docs/benchmarks.md."""

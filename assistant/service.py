@@ -15,7 +15,7 @@ from assistant.extractive import ExtractiveAnswerer
 from assistant.llm import DeltaKind
 from assistant.prompts import build_messages
 from assistant.retrieval import Retriever
-from core.errors import AuditIntegrityError, EnclaveError, LLMUnavailable
+from core.errors import AuditIntegrityError, EnclaveError
 from core.types import Answer, Hit, Principal, StreamEvent
 
 log = logging.getLogger(__name__)
@@ -177,4 +177,4 @@ class Assistant:
         answer.audit_id = getattr(record, "id", None)
 
 
-__all__ = ["NO_ANSWER", "Assistant", "LLMUnavailable"]
+__all__ = ["NO_ANSWER", "Assistant"]

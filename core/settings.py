@@ -235,7 +235,7 @@ def setting_sources(settings: Settings, config: Path | str | None = None) -> dic
     path = config_file_path(config)
     data = _read_yaml(path) if path else {}
     sources: dict[str, str] = {}
-    for key, value in flatten(settings.model_dump()).items():
+    for key in flatten(settings.model_dump()):
         section, _, fld = key.partition(".")
         env_name = ENV_PREFIX + (f"{section}__{fld}" if fld else section).upper()
         in_file = section in data and (not fld or (isinstance(data[section], dict) and fld in data[section]))
@@ -245,7 +245,6 @@ def setting_sources(settings: Settings, config: Path | str | None = None) -> dic
             sources[key] = "file"
         else:
             sources[key] = "default"
-        del value
     return sources
 
 

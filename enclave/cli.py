@@ -190,7 +190,8 @@ def docs_list(
         rows = [f for f in manifest.files() if f.status != "ingested"]
         if as_json:
             emit_json([{"path": f.path, "status": f.status, "error": f.error} for f in rows])
-        for f in [] if as_json else rows:
+            return
+        for f in rows:
             typer.echo(f"{f.status}\t{f.path}\t{f.error}")
         return
     docs = manifest.docs()

@@ -167,10 +167,8 @@ class Manifest:
     # -- writes (each a transaction of its own unless called inside one) -----------------------
 
     def mark_pending(self, doc_id: str, groups: Sequence[str]) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO pending VALUES (?, ?, ?)", (doc_id, _groups(groups), _now())
-            )
+        with self.transaction() as db:
+            self.pend(db, doc_id, groups)
 
     def clear_pending(self, doc_id: str, groups: Sequence[str]) -> None:
         with self._lock:
@@ -208,12 +206,9 @@ class Manifest:
     def pend(self, db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
         db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?)", (doc_id, _groups(groups), _now()))
 
-    def referenced_groups(self, db: sqlite3.Connection, doc_id: str) -> tuple[str, ...]:
+    def holder_groups(self, doc_id: str, excluding: str | None = None) -> tuple[str, ...]:
         """The union of the groups of the ingested files that hold this document."""
-        rows = db.execute(
-            "SELECT groups FROM files WHERE doc_id = ? AND status = 'ingested'", (doc_id,)
-        ).fetchall()
-        return tuple(sorted({g for (gs,) in rows for g in json.loads(gs)}))
+        return tuple(sorted({g for f in self.files(doc_id) if f.path != excluding for g in f.groups}))
 
 
 def _file(row: tuple[object, ...]) -> FileEntry:

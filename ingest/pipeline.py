@@ -426,8 +426,7 @@ class IngestPipeline:
         doc_id = chunks[0].doc_id
         existing = m.doc(doc_id)
         with m.transaction() as db:
-            others = {g for f in m.files(doc_id) if f.path != source for g in f.groups}
-            target = tuple(sorted(others | set(job.groups)))
+            target = tuple(sorted(set(m.holder_groups(doc_id, excluding=source)) | set(job.groups)))
             # While the chunks are rewritten the manifest must not vouch for the document: drop
             # its row (its files then look changed to a later run) and announce the write.
             if existing is not None:
@@ -467,8 +466,7 @@ class IngestPipeline:
         doc = m.doc(doc_id)
         if doc is None:
             return
-        with m.transaction() as db:
-            wanted = m.referenced_groups(db, doc_id)
+        wanted = m.holder_groups(doc_id)
         if wanted == doc.groups:
             return
         if wanted:

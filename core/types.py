@@ -44,10 +44,15 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A chunk returned by a search, with its similarity (higher is better, cosine in [-1, 1])."""
+    """A chunk returned by a search. `score` orders hits (higher is better): the cosine for a
+    dense search, BM25 for a lexical one, the fused score for hybrid retrieval. `cosine` is the
+    chunk's similarity to the query when known (it decides relevance); `lexical` its BM25 score
+    when the lexical index found it."""
 
     chunk: Chunk
     score: float
+    cosine: float | None = None
+    lexical: float | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,11 @@ class StoreSettings(_Section):
     collection_prefix: str = Field(
         "enclave", description="Prefix of the Chroma collections (one per access class)."
     )
+    lexical_path: Path | None = Field(
+        None,
+        description="SQLite file of the lexical (BM25) index, kept in step with Chroma by ingest. "
+        "Empty: <data_dir>/lexical.sqlite3.",
+    )
 
 
 class IngestSettings(_Section):
@@ -79,6 +84,14 @@ class IngestSettings(_Section):
 
 class RetrievalSettings(_Section):
     top_k: int = Field(6, ge=1, le=50, description="Passages given to the answerer.")
+    mode: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid",
+        description="hybrid: dense and BM25 candidates fused (see docs/benchmarks.md); dense: "
+        "cosine over the embeddings only; lexical: BM25 only.",
+    )
+    candidates: int = Field(
+        50, ge=1, le=1000, description="Candidates taken from each retriever before fusion."
+    )
     min_score: float = Field(
         0.30,
         description="Cosine similarity below which a passage is not relevant; if none reaches it, "
@@ -97,6 +110,29 @@ class LLMSettings(_Section):
     timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned.")
     max_tokens: int = Field(1024, ge=1, description="Most tokens the model may generate.")
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
+    context_window: int | None = Field(
+        None,
+        ge=256,
+        description="Tokens the served model takes, prompt and answer together; the prompt is cut "
+        "to leave max_tokens for the answer. Empty: asked from vLLM (/v1/models max_model_len).",
+    )
+    tokenizer_path: Path | None = Field(
+        None,
+        description="Folder of the served model holding tokenizer.json (and its chat template in "
+        "tokenizer_config.json or chat_template.jinja), to count prompt tokens locally. Empty: "
+        "vLLM's /tokenize endpoint counts them. Never a tokenizer from the internet.",
+    )
+    query_rewrite: Literal["llm", "rule"] = Field(
+        "llm",
+        description="How a follow-up question becomes a stand-alone search query: llm asks the "
+        "model (its reasoning discarded; the rule if it fails), rule adds the previous question's "
+        "key words to a short or pronoun-led follow-up. Without an LLM the rule is used.",
+    )
+    rewrite_max_tokens: int = Field(
+        512,
+        ge=16,
+        description="Most tokens the model may spend rewriting a follow-up, reasoning included.",
+    )
 
 
 class AuditSettings(_Section):
@@ -160,6 +196,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.store.path or self.data_dir / "chroma"
+
+    @property
+    def lexical_path(self) -> Path:
+        return self.store.lexical_path or self.data_dir / "lexical.sqlite3"
 
     @property
     def models_cache(self) -> Path:

@@ -234,6 +234,10 @@ def docs_remove(ref: Annotated[str, typer.Argument(help="Document id or file pat
 @docs_app.command("reindex")
 def docs_reindex(
     refs: Annotated[list[str] | None, typer.Argument(help="Document ids or paths (default: all).")] = None,
+    lexical: Annotated[
+        bool,
+        typer.Option("--lexical", help="Only bring the lexical (BM25) index in step with Chroma; no parsing or embedding."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Parse and embed documents again from their files (after a parser or model change)."""
@@ -241,6 +245,13 @@ def docs_reindex(
     from ingest.manifest import Manifest
 
     settings = state.settings
+    if lexical:
+        changed = wiring.build_store(settings).sync_lexical()
+        if as_json:
+            emit_json({"lexical_chunks_changed": changed})
+        else:
+            typer.echo(f"lexical index in step with Chroma: {changed} chunks copied or removed")
+        return
     manifest = Manifest(settings.manifest_path)
     docs = [_resolve_doc(manifest, r) for r in refs] if refs else manifest.docs()
     pipeline = wiring.build_pipeline(settings)
@@ -297,6 +308,42 @@ def ask(
 
 
 # -- users -----------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[
+        Path,
+        typer.Argument(help="A BEIR folder, a folder with docs/ + queries.jsonl + qrels/, or a question JSONL file."),
+    ],
+    split: Annotated[str, typer.Option("--split", help="Which qrels/<split>.tsv to score.")] = "test",
+    retrievers: Annotated[
+        str, typer.Option("--retrievers", help="Comma-separated: dense, lexical, hybrid.")
+    ] = "dense,lexical,hybrid",
+    groups: Annotated[
+        str | None, typer.Option("--groups", help="Groups to search as (question files; default: all).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Only the first N questions (0: all).")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the full result, per question, as JSON.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Measure retrieval: Recall@5/10, nDCG@10 and MRR@10 of each retriever on a question set.
+
+    Datasets with their own documents are ingested (incrementally) into <data_dir>/eval/<name>.
+    """
+    from enclave.evaluate import format_table, load_question_set, run_eval
+
+    qset = load_question_set(dataset, split)
+    modes = [m.strip() for m in retrievers.split(",") if m.strip()]
+    result = run_eval(state.settings, qset, modes, parse_groups(groups), limit, per_query=out is not None)  # type: ignore[arg-type]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+        result.pop("per_query", None)
+    if as_json:
+        emit_json(result)
+    else:
+        typer.echo(format_table(result))
 
 
 @users_app.command("add")

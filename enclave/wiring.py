@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from assistant.service import Assistant
     from audit.log import AuditLog
     from ingest.pipeline import IngestPipeline
-    from vectorstore.chroma import ChromaStore
     from vectorstore.embedding import Embedder
+    from vectorstore.index import SearchIndex
 
 
 def allowed_hosts(settings: Settings) -> list[str]:
@@ -53,13 +53,18 @@ def build_embedder(settings: Settings) -> Embedder:
             )
 
 
-def build_store(settings: Settings) -> ChromaStore:
+def build_store(settings: Settings) -> SearchIndex:
+    """Chroma (embedded or server) with the lexical index beside it."""
     from vectorstore.chroma import ChromaStore
+    from vectorstore.index import SearchIndex
+    from vectorstore.lexical import LexicalIndex
 
     s = settings.store
     if s.mode == "http":
-        return ChromaStore.http(s.host, s.port, s.collection_prefix)
-    return ChromaStore.embedded(settings.chroma_path, s.collection_prefix)
+        dense = ChromaStore.http(s.host, s.port, s.collection_prefix)
+    else:
+        dense = ChromaStore.embedded(settings.chroma_path, s.collection_prefix)
+    return SearchIndex(dense, LexicalIndex(settings.lexical_path))
 
 
 def build_audit(settings: Settings) -> AuditLog:
@@ -88,15 +93,16 @@ def build_llm(settings: Settings) -> VllmChatModel | None:
 def build_assistant(
     settings: Settings,
     embedder: Embedder | None = None,
-    store: ChromaStore | None = None,
+    store: SearchIndex | None = None,
 ) -> Assistant:
     from assistant.extractive import ExtractiveAnswerer
     from assistant.retrieval import Retriever
     from assistant.service import Assistant
 
     embedder = embedder or build_embedder(settings)
+    r = settings.retrieval
     retriever = Retriever(
-        store or build_store(settings), embedder, settings.retrieval.top_k, settings.retrieval.min_score
+        store or build_store(settings), embedder, r.top_k, r.min_score, r.mode, r.candidates
     )
     return Assistant(
         retriever,
@@ -110,7 +116,7 @@ def build_assistant(
 def build_pipeline(
     settings: Settings,
     embedder: Embedder | None = None,
-    store: ChromaStore | None = None,
+    store: SearchIndex | None = None,
 ) -> IngestPipeline:
     from ingest.chunking import Chunker
     from ingest.manifest import Manifest

@@ -221,6 +221,51 @@ class ChromaStore:
                 counts[doc] = counts.get(doc, 0) + 1
         return counts
 
+    def class_doc_counts(self) -> dict[tuple[tuple[str, ...], str], int]:
+        """(access class groups, doc_id) -> number of chunks stored there."""
+        counts: dict[tuple[tuple[str, ...], str], int] = {}
+        for groups in self.access_classes().values():
+            col = self._collection(groups, create=False)
+            if col is None:
+                continue
+            for meta in col.get(include=["metadatas"])["metadatas"] or []:
+                key = (groups, str(meta["doc_id"]))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def documents_in_class(
+        self, groups: Sequence[str], doc_ids: Iterable[str]
+    ) -> Iterable[tuple[str, list[Chunk]]]:
+        """Each requested document's chunks (text and metadata, no embeddings) in one class."""
+        col = self._collection(groups, create=False)
+        if col is None:
+            return
+        for doc_id in sorted(doc_ids):
+            try:
+                got = col.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+            except Exception as exc:
+                raise RetrievalError(f"Chroma read of document {doc_id} failed: {exc}") from exc
+            chunks = [_chunk(cid, text, meta) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])]
+            yield doc_id, sorted(chunks, key=lambda c: c.index)
+
+    def embeddings(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
+        """chunk_id -> stored embedding, for chunks found by another retriever."""
+        by_class: dict[tuple[str, ...], list[str]] = {}
+        for chunk in chunks:
+            by_class.setdefault(class_key(chunk.groups), []).append(chunk.chunk_id)
+        vectors: dict[str, list[float]] = {}
+        for groups, ids in by_class.items():
+            col = self._collection(groups, create=False)
+            if col is None:
+                continue
+            try:
+                got = col.get(ids=ids, include=["embeddings"])
+            except Exception as exc:
+                raise RetrievalError(f"Chroma read of embeddings from {col.name} failed: {exc}") from exc
+            for cid, vector in zip(got["ids"], got["embeddings"]):
+                vectors[str(cid)] = [float(x) for x in vector]
+        return vectors
+
     # -- search --------------------------------------------------------------------------------
 
     def search(
@@ -248,6 +293,6 @@ class ChromaStore:
             for cid, text, meta, dist in zip(
                 res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0]
             ):
-                hits.append(Hit(chunk=_chunk(cid, text, meta), score=1.0 - float(dist)))
+                hits.append(Hit(chunk=_chunk(cid, text, meta), score=1.0 - float(dist), cosine=1.0 - float(dist)))
         hits.sort(key=lambda h: h.score, reverse=True)
         return hits[:k]

@@ -219,7 +219,7 @@ def test_audit_detects_an_edited_answer(stack: dict[str, Any], corpus: dict[str,
 def _sources(store: Any) -> set[str]:
     out = set()
     for groups in store.access_classes().values():
-        col = store._collection(groups, create=False)
+        col = store.dense._collection(groups, create=False)
         out |= {m["source"] for m in col.get(include=["metadatas"])["metadatas"]}
     return out
 

@@ -58,7 +58,7 @@ def assert_consistent(settings: Settings) -> None:
     for doc in manifest.docs():
         assert manifest.files(doc.doc_id), f"{doc.doc_id} is held by no file"
     ids = [cid for groups in store.access_classes().values()
-           for cid in store._collection(groups, create=False).get(include=[])["ids"]]
+           for cid in store.dense._collection(groups, create=False).get(include=[])["ids"]]
     assert len(ids) == len(set(ids)), "a chunk is stored twice"
 
 

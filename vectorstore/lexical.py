@@ -1,0 +1,254 @@
+"""The lexical (BM25) index: SQLite FTS5, kept in step with Chroma by the same writes.
+
+One SQLite file holds every chunk's text and metadata (`chunks`) and an FTS5 index over its
+title and text (`fts`, Porter-stemmed, diacritics folded). Each chunk row also carries its access
+class as a token in the FTS column `cls`, so a search is one FTS5 query
+
+    {title body} : ("term1" OR "term2" ...) AND cls : ("c<class1>" OR "c<class2>" ...)
+
+in which the user's groups are a condition *inside* the index lookup (postings intersected),
+never a filter applied afterwards. The `cls` column has weight 0 in `bm25()`, so it does not
+change scores. Statistics (document frequencies, average length) are global over the index,
+as in any search engine; they reveal nothing of a document's text.
+
+A chunk is keyed by (chunk_id, access class), like Chroma where each class is its own
+collection: `move_document` copies, and the caller deletes the old copy once the move is
+recorded. Writes are transactions, so a crash leaves either all or none of one call's rows; the
+ingest manifest's `pending` protocol covers the gap between this index and Chroma.
+
+sqlite3 types stay inside this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from core.errors import RetrievalError
+from core.types import Chunk, Hit
+
+SCHEMA_VERSION = 1
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid    INTEGER PRIMARY KEY,
+    chunk_id TEXT NOT NULL,
+    cls      TEXT NOT NULL,
+    doc_id   TEXT NOT NULL,
+    meta     TEXT NOT NULL,
+    UNIQUE (chunk_id, cls)
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id, cls);
+CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
+    title, body, cls, tokenize = '{TOKENIZER}'
+);
+CREATE TABLE IF NOT EXISTS classes (cls TEXT PRIMARY KEY, groups TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# English stop words left out of queries (not of the index: phrases and other languages keep
+# them). Lucene's classic English list plus the question words and auxiliaries that questions
+# are made of; a query of stop words only falls back to all its words.
+STOPWORDS = frozenset(
+    """a an and are as at be but by for if in into is it no not of on or such that the their then
+    there these they this to was will with what which who whom whose when where why how do does
+    did can could should would may might must shall has have had been being am i me my we our you
+    your he him his she her its them from than so very about any all also""".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+# BM25 weights of the columns (title, body, cls): a word in the title counts a little more.
+COLUMN_WEIGHTS = (1.5, 1.0, 0.0)
+
+
+def class_token(groups: Iterable[str]) -> str:
+    """The FTS token of an access class: stable, alphanumeric, one per exact set of groups."""
+    key = sorted({g for g in groups if g})
+    if not key:
+        raise ValueError("a document needs at least one group")
+    return "c" + hashlib.sha256("\x1f".join(key).encode()).hexdigest()[:24]
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct words of a query, in order, lower-cased, stop words dropped (all words if
+    nothing else is left)."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in STOPWORDS] or words
+    return list(dict.fromkeys(kept))
+
+
+def match_expression(terms: Sequence[str], classes: Iterable[str]) -> str:
+    """An FTS5 query: any of the terms in title or body, within the given class tokens. Every
+    term is a quoted string, so no FTS5 syntax can come from the user's text."""
+    quoted = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    allowed = " OR ".join(f'"{c}"' for c in classes)
+    return f"{{title body}} : ({quoted}) AND cls : ({allowed})"
+
+
+def _meta(chunk: Chunk) -> str:
+    data = dataclasses.asdict(chunk)
+    data.pop("text")
+    return json.dumps(data, ensure_ascii=False)
+
+
+_CHUNK_FIELDS = {f.name for f in dataclasses.fields(Chunk)}
+
+
+def _chunk(meta: str, text: str) -> Chunk:
+    data: dict[str, Any] = {k: v for k, v in json.loads(meta).items() if k in _CHUNK_FIELDS}
+    data["groups"] = tuple(data.get("groups", ()))
+    return Chunk(text=text, **data)
+
+
+class LexicalIndex:
+    """BM25 search over chunk text, restricted to the access classes a user may read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        try:
+            self._db().executescript(_SCHEMA)  # idempotent; executescript runs its own transaction
+        except sqlite3.Error as exc:
+            raise RetrievalError(f"lexical index {path} cannot be created: {exc}") from exc
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            db.execute("INSERT OR IGNORE INTO info VALUES ('tokenizer', ?)", (TOKENIZER,))
+        stored = self._info("tokenizer")
+        if stored != TOKENIZER:
+            raise RetrievalError(
+                f"lexical index {path} was built with tokenizer {stored!r}, this version uses "
+                f"{TOKENIZER!r}: delete the file and run `enclave docs reindex --lexical`"
+            )
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise RetrievalError(f"lexical index {self.path} cannot be opened: {exc}") from exc
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise RetrievalError(f"lexical index {self.path}: {exc}") from exc
+            raise
+
+    def _info(self, key: str) -> str | None:
+        row = self._db().execute("SELECT value FROM info WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def upsert(self, chunks: Sequence[Chunk]) -> None:
+        """Add or replace chunks (by chunk id within their access class), in one transaction."""
+        with self._write() as db:
+            for chunk in chunks:
+                cls = class_token(chunk.groups)
+                db.execute(
+                    "INSERT OR IGNORE INTO classes VALUES (?, ?)", (cls, json.dumps(sorted(set(chunk.groups))))
+                )
+                self._delete_rows(db, "chunk_id = ? AND cls = ?", (chunk.chunk_id, cls))
+                cur = db.execute(
+                    "INSERT INTO chunks (chunk_id, cls, doc_id, meta) VALUES (?, ?, ?, ?)",
+                    (chunk.chunk_id, cls, chunk.doc_id, _meta(chunk)),
+                )
+                db.execute(
+                    "INSERT INTO fts (rowid, title, body, cls) VALUES (?, ?, ?, ?)",
+                    (cur.lastrowid, " ".join(p for p in (chunk.title, chunk.section) if p), chunk.text, cls),
+                )
+
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, where: str, args: tuple[str, ...]) -> int:
+        rowids = [r[0] for r in db.execute(f"SELECT rowid FROM chunks WHERE {where}", args)]
+        for start in range(0, len(rowids), 500):
+            part = rowids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            db.execute(f"DELETE FROM fts WHERE rowid IN ({marks})", part)
+            db.execute(f"DELETE FROM chunks WHERE rowid IN ({marks})", part)
+        return len(rowids)
+
+    def delete_document(self, doc_id: str, groups: Sequence[str]) -> int:
+        """Remove a document's chunks from one access class; returns how many went."""
+        with self._write() as db:
+            return self._delete_rows(db, "doc_id = ? AND cls = ?", (doc_id, class_token(groups)))
+
+    def move_document(self, doc_id: str, from_groups: Sequence[str], to_groups: Sequence[str]) -> int:
+        """Copy a document's chunks into another access class (the caller deletes the old copy)."""
+        rows = self._db().execute(
+            "SELECT c.meta, f.body FROM chunks c JOIN fts f ON f.rowid = c.rowid "
+            "WHERE c.doc_id = ? AND c.cls = ?",
+            (doc_id, class_token(from_groups)),
+        ).fetchall()
+        groups = tuple(sorted(set(to_groups)))
+        chunks = [dataclasses.replace(_chunk(meta, text), groups=groups) for meta, text in rows]
+        self.upsert(chunks)
+        return len(chunks)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self._db().execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def class_doc_counts(self) -> dict[tuple[str, str], int]:
+        """(class token, doc_id) -> number of chunks held."""
+        rows = self._db().execute("SELECT cls, doc_id, count(*) FROM chunks GROUP BY cls, doc_id")
+        return {(str(c), str(d)): int(n) for c, d, n in rows}
+
+    def document_ids(self) -> dict[str, int]:
+        """doc_id -> number of chunks held, over all classes (for consistency checks)."""
+        rows = self._db().execute("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id")
+        return {str(d): int(n) for d, n in rows}
+
+    def access_classes(self) -> dict[str, tuple[str, ...]]:
+        """Class token -> the groups of that access class."""
+        rows = self._db().execute("SELECT cls, groups FROM classes")
+        return {str(c): tuple(json.loads(g)) for c, g in rows}
+
+    def search(self, query: str, k: int, allowed_groups: Sequence[str]) -> list[Hit]:
+        """The k best BM25 matches among the access classes that share a group with the user.
+        Scores are FTS5's bm25 negated (higher is better; not comparable to cosines)."""
+        allowed = set(allowed_groups)
+        tokens = [c for c, groups in self.access_classes().items() if allowed.intersection(groups)]
+        terms = query_terms(query)
+        if not tokens or not terms or k <= 0:
+            return []
+        weights = ", ".join(str(w) for w in COLUMN_WEIGHTS)
+        try:
+            rows = self._db().execute(
+                f"SELECT c.meta, f.body, bm25(fts, {weights}) AS rank FROM fts f "
+                "JOIN chunks c ON c.rowid = f.rowid WHERE fts MATCH ? ORDER BY rank LIMIT ?",
+                (match_expression(terms, tokens), k),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise RetrievalError(f"lexical search in {self.path} failed: {exc}") from exc
+        return [Hit(chunk=_chunk(meta, text), score=-float(rank), lexical=-float(rank)) for meta, text, rank in rows]
+
+
+__all__ = ["STOPWORDS", "LexicalIndex", "class_token", "match_expression", "query_terms"]

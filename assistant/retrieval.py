@@ -60,6 +60,13 @@ def rrf(rankings: Sequence[Sequence[Hit]], k: float = 60.0, weights: Sequence[fl
     return [dataclasses.replace(first[c], score=fused[c]) for c in order]
 
 
+class Reranker(Protocol):
+    model_id: str
+    depth: int
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]: ...
+
+
 class Retriever:
     """Ranks the chunks a principal may read; the group filter is inside every search."""
 
@@ -71,6 +78,7 @@ class Retriever:
         min_score: float,
         mode: Mode = "hybrid",
         candidates: int = 50,
+        reranker: Reranker | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"retrieval.mode {mode!r} is not one of {', '.join(MODES)}")
@@ -82,12 +90,19 @@ class Retriever:
         self.min_score = min_score
         self.mode: Mode = mode
         self.candidates = max(candidates, top_k)
+        self.reranker = reranker
 
     def rank(self, principal: Principal, query: str, k: int, mode: Mode | None = None) -> list[Hit]:
         """The k best chunks for the query among those the principal may read, best first,
         with no relevance cut (the evaluation uses this)."""
         mode = mode or self.mode
-        groups = principal.groups
+        wanted = max(k, self.reranker.depth) if self.reranker else k
+        hits = self._rank(principal.groups, query, wanted, mode)
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
+        return hits[:k]
+
+    def _rank(self, groups: Sequence[str], query: str, k: int, mode: Mode) -> list[Hit]:
         depth = max(k, self.candidates)
         if mode == "lexical":
             return self._lexical().search_lexical(query, k, groups)
@@ -124,4 +139,4 @@ class Retriever:
         ]
 
 
-__all__ = ["MODES", "Mode", "Retriever", "rrf"]
+__all__ = ["MODES", "Mode", "Reranker", "Retriever", "rrf"]

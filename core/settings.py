@@ -92,6 +92,12 @@ class RetrievalSettings(_Section):
     candidates: int = Field(
         50, ge=1, le=1000, description="Candidates taken from each retriever before fusion."
     )
+    reranker_path: Path | None = Field(
+        None,
+        description="Folder of a local sentence-transformers CrossEncoder that reorders the best "
+        "fused candidates. Empty: no reranking (fusion alone).",
+    )
+    rerank_depth: int = Field(20, ge=1, le=200, description="Fused candidates the cross-encoder rescores.")
     min_score: float = Field(
         0.30,
         description="Cosine similarity below which a passage is not relevant; if none reaches it, "

@@ -145,6 +145,20 @@ def _hit_key(hit: Hit, key: str, relevant: dict[str, int]) -> str:
     return hit.chunk.doc_id
 
 
+def _cosines(hits: Sequence[Hit], key: str, relevant: dict[str, int]) -> dict[str, float | None]:
+    """The best cosine overall, among relevant and among other documents (to calibrate the
+    relevance threshold: where answerable and unanswerable questions part)."""
+    best: dict[str, float | None] = {"top_cosine": None, "relevant_cosine": None, "other_cosine": None}
+    for h in hits:
+        if h.cosine is None:
+            continue
+        side = "relevant_cosine" if relevant.get(_hit_key(h, key, relevant), 0) > 0 else "other_cosine"
+        for name in ("top_cosine", side):
+            value = best[name]
+            best[name] = h.cosine if value is None else max(value, h.cosine)
+    return best
+
+
 def evaluation_settings(settings: Settings, qset: QuestionSet) -> Settings:
     """The settings of the dataset's own index: same models and retrieval, own data folder."""
     if qset.kind == "questions":
@@ -218,8 +232,7 @@ def run_eval(
             ranking = dedupe(_hit_key(h, qset.key, q.relevant) for h in hits)
             one = scores[mode].add(ranking, q.relevant)
             if per_query:
-                cosines = [h.cosine for h in hits if h.cosine is not None]
-                row[mode] = {"ranking": ranking[:10], "metrics": one, "top_cosine": max(cosines, default=None)}
+                row[mode] = {"ranking": ranking[:10], "metrics": one, **_cosines(hits, qset.key, q.relevant)}
         if per_query:
             rows.append(row)
     result: dict[str, Any] = {

@@ -232,3 +232,54 @@ def test_enclave_eval_names_a_bad_question_file(tmp_path: Path, settings: Settin
     result = CliRunner().invoke(app, ["--data-dir", str(settings.data_dir), "eval", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}, line 1" in result.output and "relevant" in result.output
+
+
+# -- optional cross-encoder ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_cross_encoder import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
+
+
+def test_cross_encoder_reorders_the_head_by_its_own_scores(
+    tmp_path: Path, settings: Settings, embedder: Any, cross_encoder: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in (("parking.md", PARKING), ("crane.md", CRANE), ("soup.txt", SOUP)):
+        (docs / name).write_text(text)
+    settings.retrieval.reranker_path = cross_encoder
+    settings.retrieval.rerank_depth = 2
+    store = wiring.build_store(settings)
+    wiring.build_pipeline(settings, embedder=embedder, store=store).run([docs], ["public"])
+    retriever = wiring.build_assistant(settings, embedder=embedder, store=store).retriever
+    assert retriever.reranker is not None
+    query = "crane budget for the blue car park"
+    fused = retriever._rank(ALICE.groups, query, 3, "hybrid")
+    reranked = retriever.rank(ALICE, query, 3)
+
+    # The same model run directly with transformers: sigmoid of the single logit per pair.
+    tok = AutoTokenizer.from_pretrained(str(cross_encoder), local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(str(cross_encoder), local_files_only=True)
+    head = fused[:2]
+    batch = tok([query] * 2, [h.chunk.text for h in head], padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        direct = torch.sigmoid(model(**batch).logits[:, 0]).tolist()
+    expected = sorted(range(2), key=lambda i: direct[i], reverse=True)
+    assert [h.chunk.chunk_id for h in reranked[:2]] == [head[i].chunk.chunk_id for i in expected]
+    assert [h.score for h in reranked[:2]] == pytest.approx(sorted(direct, reverse=True), abs=1e-5)
+    assert reranked[2].chunk.chunk_id == fused[2].chunk.chunk_id  # below the depth: fused order kept
+
+
+def test_a_reranker_path_that_is_no_model_is_a_config_error(tmp_path: Path, settings: Settings) -> None:
+    from core.errors import ConfigError
+
+    settings.retrieval.reranker_path = tmp_path
+    with pytest.raises(ConfigError, match=str(tmp_path)):
+        wiring.build_reranker(settings)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ingest.pipeline import IngestPipeline
     from vectorstore.embedding import Embedder
     from vectorstore.index import SearchIndex
+    from vectorstore.rerank import CrossEncoderReranker
 
 
 def allowed_hosts(settings: Settings) -> list[str]:
@@ -67,6 +68,15 @@ def build_store(settings: Settings) -> SearchIndex:
     return SearchIndex(dense, LexicalIndex(settings.lexical_path))
 
 
+def build_reranker(settings: Settings) -> CrossEncoderReranker | None:
+    r = settings.retrieval
+    if r.reranker_path is None:
+        return None
+    from vectorstore.rerank import CrossEncoderReranker
+
+    return CrossEncoderReranker(r.reranker_path, r.rerank_depth, device=settings.embedding.device)
+
+
 def build_audit(settings: Settings) -> AuditLog:
     from audit.log import AuditLog
 
@@ -102,7 +112,8 @@ def build_assistant(
     embedder = embedder or build_embedder(settings)
     r = settings.retrieval
     retriever = Retriever(
-        store or build_store(settings), embedder, r.top_k, r.min_score, r.mode, r.candidates
+        store or build_store(settings), embedder, r.top_k, r.min_score, r.mode, r.candidates,
+        reranker=build_reranker(settings),
     )
     return Assistant(
         retriever,

@@ -75,7 +75,18 @@ class IngestSettings(_Section):
     chunk_overlap: int = Field(120, ge=0, description="Characters shared by neighbouring chunks.")
     max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are refused.")
     workers: int = Field(
-        0, ge=0, description="Parser processes; 0: one per CPU core, 1: parse in the ingest process."
+        0,
+        ge=0,
+        description="Parser processes; 0: one per CPU core. With parse_timeout_s 0, 1 parses in the "
+        "ingest process (as do runs of under 12 files).",
+    )
+    parse_timeout_s: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds one file (or one mail attachment) may take to parse; a file over it "
+        "fails with a reason naming the limit, its parser process is killed and the others go on. "
+        "With a limit every parse runs in a parser process, the only place it can be stopped (a "
+        "one-file run starts one). 0: no limit.",
     )
     manifest_path: Path | None = Field(
         None, description="SQLite manifest of ingested files. Empty: <data_dir>/manifest.sqlite3."

@@ -207,17 +207,31 @@ def docs_show(
     ref: Annotated[str, typer.Argument(help="Document id or file path.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Show one document: title, groups, chunks, and every path that holds it."""
+    """Show one document: title, groups, chunks, every path that holds it, and for a mail its
+    attachments (each a document of its own) or for an attachment the mails that hold it."""
     from ingest.manifest import Manifest
 
     manifest = Manifest(state.settings.manifest_path)
     doc = _resolve_doc(manifest, ref)
     data = _doc_dict(doc, manifest.files(doc.doc_id))
+    data["attachments"] = [
+        {"name": a.name, "status": a.status, "doc_id": a.doc_id, "error": a.error}
+        for a in manifest.attachments(doc.doc_id)
+    ]
+    data["attached_to"] = [
+        {"mail": m.mail_id, "as": m.name, "sources": manifest.sources(m.mail_id)}
+        for m in manifest.holding_mails(doc.doc_id)
+    ]
     if as_json:
         emit_json(data)
         return
     for key, value in data.items():
-        typer.echo(f"{key}: {value}")
+        if key not in ("attachments", "attached_to"):
+            typer.echo(f"{key}: {value}")
+    for a in data["attachments"]:
+        typer.echo(f"attachment: {a['name']}: {a['doc_id'] if a['status'] == 'ingested' else a['error']}")
+    for m in data["attached_to"]:
+        typer.echo(f"attached to mail {m['mail']} as {m['as']}: {', '.join(m['sources'])}")
 
 
 @docs_app.command("remove")

@@ -143,6 +143,7 @@ def build_pipeline(
         max_file_bytes=int(i.max_file_mb * 1024 * 1024),
         lock_path=settings.data_dir / "ingest.lock",
         workers=i.workers,
+        parse_timeout_s=i.parse_timeout_s,
         embed_batch=max(settings.embedding.batch_size * 8, 256),
         guard=(settings.network.guard, allowed_hosts(settings)),
         # Tables are cut into groups of whole rows (each with its header) of about a chunk.

@@ -4,10 +4,19 @@
 - `docs`: one row per distinct content (doc_id = sha256 of the bytes), with its access class
   (the union of the groups of the files that hold it), chunk count and embedding model.
   Identical files under two paths share one document; a renamed file keeps its document.
+- `attachments`: which documents a mail holds (its attachments, each a document of its own),
+  keyed by the mail's document, so that every copy of a mail holds them too. A row whose
+  attachment failed or was skipped keeps the reason and no document. A mail attached to a mail
+  has rows of its own.
 - `pending`: (doc_id, groups) pairs whose chunks may sit in that access class without the
   manifest vouching for them yet: written before any store write, cleared after the manifest
   commit. After a crash, `recover()` deletes what the manifest does not vouch for. This is what
   makes SIGKILL at any moment safe.
+
+A document is *held* by the ingested files whose row names it, and by the mails (documents
+themselves) whose `attachments` rows name it; its access class is the union of the groups of the
+files that hold it, directly or through the mails that hold it. A document held by nothing is
+an orphan, removed by `recover()`.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +32,7 @@ from pathlib import Path
 
 from core.errors import IngestError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: attachments
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     doc_id      TEXT PRIMARY KEY,
@@ -47,6 +56,16 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_doc_id ON files (doc_id);
+CREATE TABLE IF NOT EXISTS attachments (
+    mail_id    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    doc_id     TEXT,
+    status     TEXT NOT NULL CHECK (status IN ('ingested', 'failed', 'skipped')),
+    error      TEXT,
+    PRIMARY KEY (mail_id, seq)
+);
+CREATE INDEX IF NOT EXISTS attachments_doc_id ON attachments (doc_id);
 CREATE TABLE IF NOT EXISTS pending (
     doc_id     TEXT NOT NULL,
     groups     TEXT NOT NULL,
@@ -89,6 +108,38 @@ class DocEntry:
     updated_at: str
 
 
+@dataclass(frozen=True)
+class AttachmentEntry:
+    """One attachment of a mail: the document it became, or why it did not."""
+
+    mail_id: str  # the mail's document
+    seq: int  # 1-based position among the mail's attachments
+    name: str  # its file name in the mail
+    doc_id: str | None  # None when it failed or was skipped
+    status: str  # ingested, failed, skipped
+    error: str | None
+
+
+# Documents held by an ingested file, and, recursively, the attachments of held mails.
+_HELD = """
+WITH RECURSIVE held(doc_id) AS (
+    SELECT doc_id FROM files WHERE status = 'ingested' AND doc_id IS NOT NULL
+    UNION
+    SELECT a.doc_id FROM attachments a JOIN held h ON a.mail_id = h.doc_id
+    WHERE a.status = 'ingested' AND a.doc_id IS NOT NULL
+)
+"""
+# The attachments of one mail, of the mails attached to it, and so on.
+_BELOW = """
+WITH RECURSIVE below(doc_id) AS (
+    SELECT doc_id FROM attachments WHERE mail_id = ? AND status = 'ingested' AND doc_id IS NOT NULL
+    UNION
+    SELECT a.doc_id FROM attachments a JOIN below b ON a.mail_id = b.doc_id
+    WHERE a.status = 'ingested' AND a.doc_id IS NOT NULL
+)
+"""
+
+
 class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -100,7 +151,7 @@ class Manifest:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if version < SCHEMA_VERSION:  # every statement is CREATE ... IF NOT EXISTS
                 self._db.executescript(f"BEGIN;\n{_SCHEMA}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;")
             elif version > SCHEMA_VERSION:
                 raise IngestError(
@@ -151,13 +202,50 @@ class Manifest:
         return [_doc(r) for r in rows]
 
     def orphan_docs(self) -> list[str]:
-        """Documents that no ingested file holds any more (left by a crash mid-removal)."""
+        """Documents that no ingested file holds any more, directly or as an attachment of a
+        held mail (left by a crash mid-removal)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT doc_id FROM docs WHERE doc_id NOT IN "
-                "(SELECT doc_id FROM files WHERE status = 'ingested' AND doc_id IS NOT NULL)"
+                f"{_HELD} SELECT doc_id FROM docs WHERE doc_id NOT IN (SELECT doc_id FROM held)"
             ).fetchall()
         return [str(r[0]) for r in rows]
+
+    def attachments(self, mail_id: str) -> list[AttachmentEntry]:
+        """The attachments of a mail document, in the mail's order (failed and skipped included)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM attachments WHERE mail_id = ? ORDER BY seq", (mail_id,)
+            ).fetchall()
+        return [_attachment(r) for r in rows]
+
+    def holding_mails(self, doc_id: str) -> list[AttachmentEntry]:
+        """The attachment rows through which mails hold this document."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM attachments WHERE doc_id = ? AND status = 'ingested' ORDER BY mail_id, seq",
+                (doc_id,),
+            ).fetchall()
+        return [_attachment(r) for r in rows]
+
+    def attachments_whole(self, mail_id: str, embed_model: str) -> bool:
+        """Whether every ingested attachment below this mail (nested mails' too) is stored with
+        `embed_model`; one that is not (removed, or lost to a crash) makes the mail parse again."""
+        with self._lock:
+            row = self._db.execute(
+                f"{_BELOW} SELECT count(*) FROM below LEFT JOIN docs d ON d.doc_id = below.doc_id "
+                "WHERE d.doc_id IS NULL OR d.embed_model != ?",
+                (mail_id, embed_model),
+            ).fetchone()
+        return int(row[0]) == 0
+
+    def sources(self, doc_id: str) -> list[str]:
+        """Where a document is found: the paths of the files holding it, and `<mail>#<name>` for
+        each mail holding it (`<mail>` itself a path, or a source of this form for nested mails)."""
+        out = [f.path for f in self.files(doc_id)]
+        for row in self.holding_mails(doc_id):
+            if row.mail_id != doc_id:  # content cannot hold itself; guards a damaged manifest
+                out.extend(f"{mail}#{row.name}" for mail in self.sources(row.mail_id))
+        return out
 
     def pending(self) -> list[tuple[str, tuple[str, ...]]]:
         with self._lock:
@@ -172,7 +260,7 @@ class Manifest:
 
     def clear_pending(self, doc_id: str, groups: Sequence[str]) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM pending WHERE doc_id = ? AND groups = ?", (doc_id, _groups(groups)))
+            self.unpend(self._db, doc_id, groups)
 
     def put_doc(self, db: sqlite3.Connection, doc: DocEntry) -> None:
         db.execute(
@@ -206,9 +294,35 @@ class Manifest:
     def pend(self, db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
         db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?)", (doc_id, _groups(groups), _now()))
 
-    def holder_groups(self, doc_id: str, excluding: str | None = None) -> tuple[str, ...]:
-        """The union of the groups of the ingested files that hold this document."""
-        return tuple(sorted({g for f in self.files(doc_id) if f.path != excluding for g in f.groups}))
+    def unpend(self, db: sqlite3.Connection, doc_id: str, groups: Sequence[str]) -> None:
+        db.execute("DELETE FROM pending WHERE doc_id = ? AND groups = ?", (doc_id, _groups(groups)))
+
+    def put_attachments(self, db: sqlite3.Connection, mail_id: str, rows: Sequence[AttachmentEntry]) -> None:
+        """Replace the attachment rows of a mail."""
+        self.drop_attachments(db, mail_id)
+        db.executemany(
+            "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?)",
+            [(mail_id, r.seq, r.name, r.doc_id, r.status, r.error) for r in rows],
+        )
+
+    def drop_attachments(self, db: sqlite3.Connection, mail_id: str) -> None:
+        db.execute("DELETE FROM attachments WHERE mail_id = ?", (mail_id,))
+
+    def holder_groups(self, doc_id: str, excluding: Iterable[str] = ()) -> tuple[str, ...]:
+        """The union of the groups of the ingested files that hold this document, directly or
+        through the mails that hold it as an attachment; files at `excluding` paths left out."""
+        skip = {excluding} if isinstance(excluding, str) else set(excluding)
+        groups: set[str] = set()
+        seen: set[str] = set()
+        todo = [doc_id]
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            groups.update(g for f in self.files(current) if f.path not in skip for g in f.groups)
+            todo.extend(row.mail_id for row in self.holding_mails(current))
+        return tuple(sorted(groups))
 
 
 def _file(row: tuple[object, ...]) -> FileEntry:
@@ -218,6 +332,14 @@ def _file(row: tuple[object, ...]) -> FileEntry:
         None if size is None else int(size),  # type: ignore[call-overload]
         None if mtime is None else int(mtime),  # type: ignore[call-overload]
         tuple(json.loads(str(groups))), None if error is None else str(error), str(updated),
+    )
+
+
+def _attachment(row: tuple[object, ...]) -> AttachmentEntry:
+    mail_id, seq, name, doc_id, status, error = row
+    return AttachmentEntry(
+        str(mail_id), int(seq), str(name), None if doc_id is None else str(doc_id),  # type: ignore[call-overload]
+        str(status), None if error is None else str(error),
     )
 
 

@@ -27,6 +27,7 @@ unstructured types stay in this module: callers get only the dataclasses of `ing
 from __future__ import annotations
 
 import codecs
+import contextlib
 import importlib
 import importlib.util
 import io
@@ -34,7 +35,7 @@ import logging
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ __all__ = [
     "is_supported",
     "parse_file",
     "unsupported_reason",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -426,7 +428,23 @@ def _parse_records(path: Path, fmt: _Format, text_encoding: str | None, table_ch
     return ParsedDocument(path=path, title=path.stem, sections=sections)
 
 
+@contextlib.contextmanager
+def _library_warnings(path: Path) -> Iterator[None]:
+    """Warnings of the libraries reading `path` (Pillow's about palettes, say) go to the debug
+    log, not the terminal (nor, under pytest, become errors)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        log.debug("%s: %s: %s", path, warning.category.__name__, warning.message)
+
+
 def _parse_image(path: Path) -> ParsedDocument:
+    with _library_warnings(path):
+        return _read_image(path)
+
+
+def _read_image(path: Path) -> ParsedDocument:
     sections = []
     frames = ocr.image_frames(path)  # one at a time: a long fax TIFF must not sit in memory whole
     while True:
@@ -477,7 +495,8 @@ def _parse_unstructured(
     elements, titles = _partition(path, source, fmt, text_encoding)
     if fmt.label == "PDF":
         pdf.refuse_if_too_complex(path)
-        elements = pdf.with_ocr_pages(path, elements)
+        with _library_warnings(path):
+            elements = pdf.with_ocr_pages(path, elements)
     if fmt.label == "email":
         subject, attachments = _eml_parts(path, text_encoding)
     sections = _sections(elements, titles.is_title, fmt.label in _SPREADSHEETS, table_chars)
@@ -518,6 +537,17 @@ def _eml_parts(path: Path, text_encoding: str | None) -> tuple[str, list[Attachm
     except Exception:  # the body is parsed already; a broken attachment must not lose it
         log.warning("%s: its attachments could not be read", path, exc_info=True)
         return "", []
+
+
+def warm_up() -> None:
+    """Do now the process-wide setup that the first unstructured parse would do (imports, the
+    spaCy model): a parser process calls it before its first file, whose time limit should
+    measure parsing, not imports. Never raises: a failure shows again, with the file's name,
+    when that file is parsed."""
+    try:
+        _prepare(Path("(warm-up)"))
+    except Exception:
+        log.debug("warm-up of the parsers failed", exc_info=True)
 
 
 def _prepare(path: Path) -> None:

@@ -6,24 +6,57 @@ mtime and groups, or same hash) are skipped; a renamed or copied file is linked 
 it already holds, without parsing or embedding. A document's access class is the union of the
 groups of the files that hold it.
 
+Mail attachments (EML, MSG) are documents of their own. The process that parsed the mail parses
+each attachment with the same parser, from a temporary file with the attachment's name (see
+ingest/workers.py); mails attached to mails are followed MAX_ATTACHMENT_DEPTH deep. An
+attachment's identity is the sha256 of its bytes, as for a file, so one attached to several
+mails, or also a file elsewhere, is stored once. Its source is `<mail path>#<attachment name>`
+(`<mail>#<inner.eml>#<name>` when nested), which the UI and the audit log show as the chunk's
+source; its title is "<its title> (attached to mail: <the mail's subject>)"; its groups are
+those of the mails holding it (and of any file holding it). The manifest's `attachments` table
+records which mail holds which documents, and `enclave docs show` shows the link both ways.
+Attachments follow their mail: when the mail changes, is removed or pruned, those that no other
+file or mail holds go too, and one lost from the store makes its mail parse again. An
+attachment that cannot be ingested (corrupt, unsupported, needs OCR, over the size or time
+limit) is reported as `<mail>#<name>` with its reason, and the mail is ingested all the same.
+Attachments are looked at again when their mail is parsed again (changed, or `docs reindex`).
+
+Parsing runs in spawned worker processes, one parse at a time each. With `parse_timeout_s` set
+(the default), every parse runs in a worker process, even for a one-file run, and a parse that
+runs past it is stopped by killing its process (see ingest/workers.py): a parse inside the
+ingest process could not be stopped. Without a limit, runs under _MIN_FILES_FOR_WORKERS files,
+or with one worker, parse in the ingest process.
+
 Crash safety rests on the manifest's `pending` table (see ingest/manifest.py): every store write
 is announced there first and vouched for by a manifest commit after; `recover()` at the start of
-each run removes whatever a killed run left unvouched.
+each run removes whatever a killed run left unvouched. The documents of one embedding batch are
+stored together, in three steps:
+
+  1. one manifest transaction announces every write of the batch: each document's target access
+     class goes into `pending`, and a document about to be rewritten also loses its `docs` row
+     (its files then look changed to a later run) and has its old class pended;
+  2. the store writes: the old copies of rewritten documents are deleted, then one `upsert`
+     takes every chunk of the batch (the store sorts them into their access classes);
+  3. one manifest transaction vouches for the batch: the `docs`, `files` and `attachments` rows
+     are written and the batch's `pending` rows cleared, all or nothing.
+
+A kill before step 3 commits leaves `pending` rows for documents the manifest does not vouch
+for: `recover()` deletes their chunks from those classes, and the next run parses their files
+(and the mails holding them) again. After step 3 there is nothing to undo. Moving a document
+between access classes, or deleting it, keeps the same protocol one document at a time
+(`_regroup`). Only the store's `upsert`, `delete_document` and `move_document` are used.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import dataclasses
 import fcntl
 import hashlib
 import logging
-import multiprocessing
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,13 +66,15 @@ from core.errors import IngestError
 from core.types import Chunk
 from ingest.acl import GroupPolicy
 from ingest.chunking import Chunker, document_id, embedding_text
-from ingest.manifest import DocEntry, FileEntry, Manifest
+from ingest.manifest import AttachmentEntry, DocEntry, FileEntry, Manifest
 from ingest.parsing import ParsedDocument, Unsupported, parse_file, unsupported_reason
+from ingest.workers import Limits, ParserPool, Piece, parse_tree
 
 log = logging.getLogger(__name__)
 
 _SKIP_DIRS = {".git", ".svn", ".hg", "__pycache__", ".venv", "node_modules"}
 _MIN_FILES_FOR_WORKERS = 12
+MAX_ATTACHMENT_DEPTH = 3  # a mail attached to a mail attached to a mail: its attachments are read
 STATUSES = ("new", "changed", "linked", "unchanged", "failed", "skipped", "pruned")
 
 
@@ -62,6 +97,7 @@ class FileOutcome:
     chunks: int = 0
     error: str | None = None
     doc_id: str | None = None
+    attached_to: str | None = None  # a mail attachment (path "<mail>#<name>"): the mail's path
 
 
 @dataclass
@@ -92,6 +128,7 @@ class IngestReport:
             "dry_run": self.dry_run,
             "counts": {s: self.count(s) for s in STATUSES},
             "chunks_added": self.chunks_added,
+            "attachments": sum(1 for f in self.files if f.attached_to),
             "recovered_writes": self.recovered,
             "seconds": round(self.seconds, 3),
             "files": [asdict(f) for f in self.files],
@@ -148,11 +185,12 @@ class _Progress:
         self.chunks = 0
 
     def update(self, outcome: FileOutcome) -> None:
-        self.done += 1
+        attachment = outcome.attached_to is not None  # counted in chunks, not among the files walked
+        self.done += 0 if attachment else 1
         self.chunks += outcome.chunks if outcome.status in ("new", "changed") else 0
         if self._bar is not None:
             self._bar.set_postfix(chunks=self.chunks, refresh=False)
-            self._bar.update(1)
+            self._bar.update(0 if attachment else 1)
         else:
             detail = f" ({outcome.error})" if outcome.error else ""
             log.info("[%d/%d] %s %s%s", self.done, self.total, outcome.status, outcome.path, detail)
@@ -162,11 +200,50 @@ class _Progress:
             self._bar.close()
 
 
-def _worker_init(guard_mode: str, allowed: list[str]) -> None:
-    from core.offline import disable_telemetry, install_guard
+@dataclass
+class _Doc:
+    """A document to store in the batch: one distinct content, whoever holds it."""
 
-    disable_telemetry()
-    install_guard(guard_mode, allowed)
+    doc_id: str
+    chunks: list[Chunk]
+    title: str
+    size: int
+    source: str
+    groups: set[str]  # of its holders in this batch
+    vectors: list[list[float]] = field(default_factory=list)
+    existing: DocEntry | None = None  # set when the batch is stored
+    target: tuple[str, ...] = ()
+
+
+@dataclass
+class _Entry:
+    """A parsed file of the batch: its outcome first, then its attachments'."""
+
+    job: _Todo
+    doc_id: str
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    links: dict[str, list[AttachmentEntry]] = field(default_factory=dict)  # mail doc -> its rows
+    linked: list[str] = field(default_factory=list)  # attachments already stored: regrouped after
+
+
+@dataclass
+class _Batch:
+    entries: list[_Entry] = field(default_factory=list)
+    docs: dict[str, _Doc] = field(default_factory=dict)
+    chunks: int = 0
+
+    def add(
+        self, doc_id: str, chunks: list[Chunk], title: str, size: int, source: str, groups: Sequence[str]
+    ) -> None:
+        doc = self.docs.get(doc_id)
+        if doc is None:  # the same content twice in one batch is stored once, for all its holders
+            self.docs[doc_id] = _Doc(doc_id, chunks, title, size, source, set(groups))
+            self.chunks += len(chunks)
+        else:
+            doc.groups.update(groups)
+
+
+_STORED = "stored"  # an attachment outcome's status until its batch is stored: then new or changed
 
 
 class IngestPipeline:
@@ -182,6 +259,7 @@ class IngestPipeline:
         embed_batch: int = 256,
         guard: tuple[str, list[str]] = ("strict", []),
         parse: Callable[[Path], ParsedDocument] = parse_file,
+        parse_timeout_s: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -193,6 +271,7 @@ class IngestPipeline:
         self.embed_batch = embed_batch
         self.guard = guard
         self._parse = parse
+        self.parse_timeout_s = parse_timeout_s
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -226,7 +305,7 @@ class IngestPipeline:
                 if dry_run:
                     report.files.extend(FileOutcome(str(j.path), "changed" if j.previous else "new") for j in todo)
                 else:
-                    for outcome in self._ingest(todo):
+                    for outcome in self._ingest(todo, force):
                         report.files.append(outcome)
                         bar.update(outcome)
             finally:
@@ -234,7 +313,14 @@ class IngestPipeline:
             if prune:
                 report.files.extend(self._prune(roots, dry_run))
         order = {str(p): i for i, p in enumerate(files)}
-        report.files.sort(key=lambda f: order.get(f.path, len(order)))
+        mail_of = {f.path: f.attached_to for f in report.files if f.attached_to}
+
+        def walked(path: str) -> str:  # an attachment sorts with the file its mail came from
+            while path in mail_of:
+                path = mail_of[path]
+            return path
+
+        report.files.sort(key=lambda f: order.get(walked(f.path), len(order)))
         report.seconds = time.perf_counter() - started
         return report
 
@@ -307,7 +393,7 @@ class IngestPipeline:
                 self._link(source, doc_id, groups, sha, st, previous)
             return FileOutcome(source, "unchanged", chunks=current.chunks, doc_id=doc_id), None
         held = self.manifest.doc(doc_id)
-        if not force and held is not None and held.embed_model == self.embedder.model_id:
+        if not force and self._whole(held):
             status = "changed" if previous and previous.sha256 == sha else "linked"
             if not dry_run:
                 self._link(source, doc_id, groups, sha, st, previous)
@@ -319,7 +405,12 @@ class IngestPipeline:
         if previous is None or previous.status != "ingested" or previous.doc_id is None:
             return None
         doc = self.manifest.doc(previous.doc_id)
-        return doc if doc is not None and doc.embed_model == self.embedder.model_id else None
+        return doc if self._whole(doc) else None
+
+    def _whole(self, doc: DocEntry | None) -> bool:
+        """Stored with the current model, and so is every attachment below it (a mail's)."""
+        model = self.embedder.model_id
+        return doc is not None and doc.embed_model == model and self.manifest.attachments_whole(doc.doc_id, model)
 
     def _record_problem(
         self, source: str, status: str, groups: Sequence[str], reason: str, previous: FileEntry | None
@@ -335,118 +426,163 @@ class IngestPipeline:
 
     # -- parsing and embedding -------------------------------------------------------------------
 
-    def _parsed(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, ParsedDocument | Exception]]:
-        """Parse results in input order; worker processes when there is more than one file."""
-        # Starting a worker costs seconds (it imports unstructured, spaCy and torch): small runs
-        # parse in this process.
-        if self.workers <= 1 or len(todo) < _MIN_FILES_FOR_WORKERS:
-            for job in todo:
-                try:
-                    yield job, self._parse(job.path)
-                except Exception as exc:  # a bug or a library failure on one file must not stop the run
-                    yield job, exc
+    def _parsed(self, todo: list[_Todo]) -> Iterator[tuple[_Todo, Piece]]:
+        """Parse results (each file with its attachments) in input order."""
+        limits = Limits(self.max_file_bytes, MAX_ATTACHMENT_DEPTH)
+        # Starting a worker costs seconds (it imports unstructured, spaCy and torch): without a
+        # time limit, small runs parse in this process. With one, every parse runs in a worker,
+        # the only place a parse can be stopped.
+        if self.parse_timeout_s <= 0 and (self.workers <= 1 or len(todo) < _MIN_FILES_FOR_WORKERS):
+            for index, job in enumerate(todo):
+                yield job, parse_tree(self._parse, job.path, index, limits, {})
             return
-        ctx = multiprocessing.get_context("spawn")  # torch and threads do not survive fork
-        window: deque[tuple[_Todo, cf.Future[ParsedDocument]]] = deque()
-        pending = iter(todo)
-        pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init, initargs=self.guard)
-        try:
-            while True:
-                while len(window) < self.workers * 2:
-                    job = next(pending, None)
-                    if job is None:
-                        break
-                    window.append((job, pool.submit(self._parse, job.path)))
-                if not window:
-                    return
-                job, future = window.popleft()
-                try:
-                    yield job, future.result()
-                except cf.process.BrokenProcessPool as exc:
-                    # A parser crashed its process (a native library on hostile input): this file
-                    # fails, the others are parsed again in a fresh pool.
-                    yield job, IngestError(f"{job.path}: the parser crashed on this file ({exc})")
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = cf.ProcessPoolExecutor(
-                        self.workers, mp_context=ctx, initializer=_worker_init, initargs=self.guard
-                    )
-                    retry = [j for j, _ in window]
-                    window.clear()
-                    pending = iter(retry + list(pending))
-                except Exception as exc:
-                    yield job, exc
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool = ParserPool(self._parse, min(self.workers, len(todo)), self.guard, limits, self.parse_timeout_s)
+        yield from zip(todo, pool.parse_all([job.path for job in todo]), strict=True)
 
-    def _ingest(self, todo: list[_Todo]) -> Iterator[FileOutcome]:
-        batch: list[tuple[_Todo, ParsedDocument, list[Chunk]]] = []
-        size = 0
-        for job, result in self._parsed(todo):
-            source = str(job.path)
-            if isinstance(result, Unsupported):  # needs OCR or LibreOffice: skipped, with the fix
-                self._record_problem(source, "skipped", job.groups, str(result), job.previous)
-                yield FileOutcome(source, "skipped", error=str(result))
+    def _ingest(self, todo: list[_Todo], force: bool) -> Iterator[FileOutcome]:
+        batch = _Batch()
+        for job, piece in self._parsed(todo):
+            failed = self._take(job, piece, batch, force)
+            if failed is not None:
+                yield failed
                 continue
-            if isinstance(result, Exception):
-                reason = str(result) if isinstance(result, IngestError) else f"{source}: {type(result).__name__}: {result}"
-                log.debug("parse of %s failed", source, exc_info=result)
-                self._record_problem(source, "failed", job.groups, reason, job.previous)
-                yield FileOutcome(source, "failed", error=reason)
-                continue
-            chunks = self.chunker.chunks(result, document_id(job.sha), source, job.groups)
-            if not chunks:
-                reason = f"{source}: no text found"
-                self._record_problem(source, "failed", job.groups, reason, job.previous)
-                yield FileOutcome(source, "failed", error=reason)
-                continue
-            batch.append((job, result, chunks))
-            size += len(chunks)
-            if size >= self.embed_batch:
+            if batch.chunks >= self.embed_batch:
                 yield from self._flush(batch)
-                batch, size = [], 0
+                batch = _Batch()
         yield from self._flush(batch)
 
-    def _flush(self, batch: list[tuple[_Todo, ParsedDocument, list[Chunk]]]) -> Iterator[FileOutcome]:
-        if not batch:
+    def _take(self, job: _Todo, piece: Piece, batch: _Batch, force: bool) -> FileOutcome | None:
+        """Add a parsed file, and its attachments, to the batch; or say why the file failed."""
+        source = str(job.path)
+        result = piece.result
+        if isinstance(result, Unsupported):  # needs OCR or LibreOffice: skipped, with the fix
+            self._record_problem(source, "skipped", job.groups, str(result), job.previous)
+            return FileOutcome(source, "skipped", error=str(result))
+        if isinstance(result, Exception):
+            reason = str(result) if isinstance(result, IngestError) else f"{source}: {type(result).__name__}: {result}"
+            self._record_problem(source, "failed", job.groups, reason, job.previous)
+            return FileOutcome(source, "failed", error=reason)
+        doc_id = document_id(job.sha)
+        chunks = self.chunker.chunks(result, doc_id, source, job.groups)
+        if not chunks:
+            reason = f"{source}: no text found"
+            self._record_problem(source, "failed", job.groups, reason, job.previous)
+            return FileOutcome(source, "failed", error=reason)
+        status = "changed" if job.previous and job.previous.status == "ingested" else "new"
+        entry = _Entry(job, doc_id, [FileOutcome(source, status, chunks=len(chunks), doc_id=doc_id)])
+        batch.add(doc_id, chunks, result.title, job.size, source, job.groups)
+        self._take_attachments(piece, doc_id, job.groups, entry, batch, force)
+        batch.entries.append(entry)
+        return None
+
+    def _take_attachments(
+        self, mail: Piece, mail_id: str, groups: Sequence[str], entry: _Entry, batch: _Batch, force: bool
+    ) -> None:
+        rows: list[AttachmentEntry] = []
+        for part in mail.parts:
+            seq, result = part.key[-1], part.result
+            outcome = FileOutcome(part.source, _STORED, attached_to=mail.source)
+            entry.outcomes.append(outcome)
+            doc_id = document_id(part.sha256)
+            chunks = [] if isinstance(result, Exception) else self.chunker.chunks(result, doc_id, part.source, groups)
+            if not chunks:
+                outcome.status = "skipped" if isinstance(result, Unsupported) else "failed"
+                if not isinstance(result, Exception):
+                    outcome.error = f"{part.source}: no text found"
+                elif isinstance(result, IngestError):
+                    outcome.error = str(result)
+                else:
+                    outcome.error = f"{part.source}: {type(result).__name__}: {result}"
+                if outcome.status == "failed":
+                    log.warning("%s", outcome.error)
+                rows.append(AttachmentEntry(mail_id, seq, part.name, None, outcome.status, outcome.error))
+                continue
+            assert isinstance(result, ParsedDocument)
+            rows.append(AttachmentEntry(mail_id, seq, part.name, doc_id, "ingested", None))
+            outcome.doc_id = doc_id
+            if doc_id in batch.docs:  # attached twice, or also a file of this batch: stored once
+                batch.docs[doc_id].groups.update(groups)
+                outcome.chunks = len(chunks)
+            elif not force and self._whole(self.manifest.doc(doc_id)):
+                outcome.status = "linked"  # stored already: its groups follow once the batch is
+                entry.linked.append(doc_id)
+            else:
+                outcome.chunks = len(chunks)
+                batch.add(doc_id, chunks, result.title, part.size, part.source, groups)
+                self._take_attachments(part, doc_id, groups, entry, batch, force)
+        if rows:
+            entry.links[mail_id] = rows
+
+    def _flush(self, batch: _Batch) -> Iterator[FileOutcome]:
+        if not batch.entries:
             return
-        texts = [embedding_text(c) for _, _, chunks in batch for c in chunks]
-        vectors = self.embedder.embed_documents(texts)
+        docs = list(batch.docs.values())
+        vectors = self.embedder.embed_documents([embedding_text(c) for d in docs for c in d.chunks])
         offset = 0
-        for job, parsed, chunks in batch:
-            doc_vectors = vectors[offset : offset + len(chunks)]
-            offset += len(chunks)
-            self._store(job, parsed, chunks, doc_vectors)
-            status = "changed" if job.previous and job.previous.status == "ingested" else "new"
-            yield FileOutcome(str(job.path), status, chunks=len(chunks), doc_id=chunks[0].doc_id)
+        for doc in docs:
+            doc.vectors = vectors[offset : offset + len(doc.chunks)]
+            offset += len(doc.chunks)
+        self._store(batch)
+        for entry in batch.entries:
+            for outcome in entry.outcomes:
+                if outcome.status == _STORED:
+                    assert outcome.doc_id is not None
+                    outcome.status = "changed" if batch.docs[outcome.doc_id].existing else "new"
+            yield from entry.outcomes
 
     # -- writes, each crash-safe ----------------------------------------------------------------
 
-    def _store(self, job: _Todo, parsed: ParsedDocument, chunks: list[Chunk], vectors: list[list[float]]) -> None:
-        m, source = self.manifest, str(job.path)
-        doc_id = chunks[0].doc_id
-        existing = m.doc(doc_id)
+    def _store(self, batch: _Batch) -> None:
+        """Store a batch: announce every write, write, vouch for all (module docstring)."""
+        m = self.manifest
+        docs = list(batch.docs.values())
+        rewritten = [str(e.job.path) for e in batch.entries]  # their rows are about to be replaced
         with m.transaction() as db:
-            target = tuple(sorted(set(m.holder_groups(doc_id, excluding=source)) | set(job.groups)))
-            # While the chunks are rewritten the manifest must not vouch for the document: drop
-            # its row (its files then look changed to a later run) and announce the write.
-            if existing is not None:
-                m.drop_doc(db, doc_id)
-                m.pend(db, doc_id, existing.groups)
-            m.pend(db, doc_id, target)
-        if existing is not None:
-            self.store.delete_document(doc_id, existing.groups)
-            if existing.groups != target:
-                self.store.delete_document(doc_id, target)
-        self.store.upsert([dataclasses.replace(c, groups=target) for c in chunks], vectors)
+            for doc in docs:
+                doc.existing = m.doc(doc.doc_id)
+                doc.target = tuple(sorted(set(m.holder_groups(doc.doc_id, excluding=rewritten)) | doc.groups))
+                # While the chunks are rewritten the manifest must not vouch for the document:
+                # drop its row (its files then look changed to a later run) and announce the write.
+                if doc.existing is not None:
+                    m.drop_doc(db, doc.doc_id)
+                    m.pend(db, doc.doc_id, doc.existing.groups)
+                m.pend(db, doc.doc_id, doc.target)
+            unlinked = {r.doc_id for e in batch.entries for mail in e.links for r in m.attachments(mail)}
+        for doc in docs:
+            if doc.existing is not None:
+                self.store.delete_document(doc.doc_id, doc.existing.groups)
+                if doc.existing.groups != doc.target:
+                    self.store.delete_document(doc.doc_id, doc.target)
+        self.store.upsert(
+            [dataclasses.replace(c, groups=doc.target) for doc in docs for c in doc.chunks],
+            [v for doc in docs for v in doc.vectors],
+        )
         with m.transaction() as db:
-            m.put_doc(db, DocEntry(doc_id, target, len(chunks), parsed.title, job.size,
-                                   self.embedder.model_id, existing.source if existing else source, ""))
-            m.put_file(db, source, "ingested", job.groups, doc_id, job.sha, job.size, job.mtime_ns)
-        m.clear_pending(doc_id, target)
-        if existing is not None and existing.groups != target:
-            m.clear_pending(doc_id, existing.groups)
-        if job.previous and job.previous.doc_id and job.previous.doc_id != doc_id:
-            self._regroup(job.previous.doc_id)
+            for doc in docs:
+                source = doc.existing.source if doc.existing else doc.source
+                entry = DocEntry(
+                    doc.doc_id, doc.target, len(doc.chunks), doc.title, doc.size, self.embedder.model_id, source, ""
+                )
+                m.put_doc(db, entry)
+                m.unpend(db, doc.doc_id, doc.target)
+                if doc.existing is not None:
+                    m.unpend(db, doc.doc_id, doc.existing.groups)
+            for held in batch.entries:
+                job = held.job
+                m.put_file(db, str(job.path), "ingested", job.groups, held.doc_id, job.sha, job.size, job.mtime_ns)
+                for mail_id, rows in held.links.items():
+                    m.put_attachments(db, mail_id, rows)
+        # Then the access classes of what the batch let go of or newly holds: the documents the
+        # files held before, attachments stored earlier, attachments a mail no longer has.
+        after: list[str] = []
+        for held in batch.entries:
+            previous = held.job.previous
+            if previous and previous.doc_id and previous.doc_id != held.doc_id:
+                after.append(previous.doc_id)
+            after.extend(held.linked)
+        after.extend(sorted(d for d in unlinked - set(batch.docs) if d is not None))
+        for doc_id in dict.fromkeys(after):
+            self._regroup(doc_id)
 
     def _link(
         self, source: str, doc_id: str, groups: tuple[str, ...], sha: str, st: os.stat_result,
@@ -460,28 +596,35 @@ class IngestPipeline:
             self._regroup(previous.doc_id)
 
     def _regroup(self, doc_id: str) -> None:
-        """Bring a document's access class in line with the files that hold it: delete it when
-        none does, move it (embeddings and all, no re-embedding) when their groups changed."""
+        """Bring a document's access class in line with the files (and mails) that hold it:
+        delete it when none does, move it (embeddings and all, no re-embedding) when their
+        groups changed; then its attachments, if it is a mail."""
         m = self.manifest
         doc = m.doc(doc_id)
         if doc is None:
             return
+        attachments = [r.doc_id for r in m.attachments(doc_id) if r.doc_id]
         wanted = m.holder_groups(doc_id)
-        if wanted == doc.groups:
-            return
-        if wanted:
-            m.mark_pending(doc_id, wanted)
-            self.store.move_document(doc_id, doc.groups, wanted)
-        with m.transaction() as db:
+        if wanted != doc.groups:
             if wanted:
-                m.put_doc(db, dataclasses.replace(doc, groups=wanted))
-            else:
-                m.drop_doc(db, doc_id)
-            m.pend(db, doc_id, doc.groups)
-        self.store.delete_document(doc_id, doc.groups)
-        m.clear_pending(doc_id, doc.groups)
-        if wanted:
-            m.clear_pending(doc_id, wanted)
+                m.mark_pending(doc_id, wanted)
+                self.store.move_document(doc_id, doc.groups, wanted)
+            with m.transaction() as db:
+                if wanted:
+                    m.put_doc(db, dataclasses.replace(doc, groups=wanted))
+                else:
+                    m.drop_doc(db, doc_id)
+                    m.drop_attachments(db, doc_id)  # they become orphans unless held elsewhere
+                m.pend(db, doc_id, doc.groups)
+            self.store.delete_document(doc_id, doc.groups)
+            m.clear_pending(doc_id, doc.groups)
+            if wanted:
+                m.clear_pending(doc_id, wanted)
+        # Always, not only after a change: this also repairs an attachment left behind by a run
+        # killed between its mail's move and its own.
+        for attachment in dict.fromkeys(attachments):
+            if attachment != doc_id:
+                self._regroup(attachment)
 
     def recover(self) -> int:
         """Undo what a killed run left half-done; returns how many writes were rolled back."""
@@ -510,16 +653,31 @@ class IngestPipeline:
                 with self.manifest.transaction() as db:
                     self.manifest.drop_file(db, entry.path)
                 if entry.doc_id:
-                    self._regroup(entry.doc_id)
+                    self._regroup(entry.doc_id)  # a mail's attachments follow it
             pruned.append(FileOutcome(entry.path, "pruned", doc_id=entry.doc_id))
         return pruned
 
     def remove(self, doc_id: str) -> list[str]:
-        """Remove a document and forget the files that held it; returns their paths."""
+        """Remove a document, its mail's attachments that nothing else holds, and forget the
+        files that held it; returns where it was found (file paths, `<mail>#<name>`).
+
+        An attachment removed this way comes back when its mail is next ingested, as a removed
+        file does when it is ingested again."""
+        m = self.manifest
         with self._exclusive():
-            paths = [f.path for f in self.manifest.files(doc_id)]
-            with self.manifest.transaction() as db:
-                for p in paths:
-                    self.manifest.drop_file(db, p)
-            self._regroup(doc_id)
-            return paths
+            found = m.sources(doc_id)
+            doc = m.doc(doc_id)
+            attachments = [r.doc_id for r in m.attachments(doc_id) if r.doc_id]
+            with m.transaction() as db:
+                for f in m.files(doc_id):
+                    m.drop_file(db, f.path)
+                m.drop_attachments(db, doc_id)
+                if doc is not None:
+                    m.drop_doc(db, doc_id)
+                    m.pend(db, doc_id, doc.groups)
+            if doc is not None:
+                self.store.delete_document(doc_id, doc.groups)
+                m.clear_pending(doc_id, doc.groups)
+            for attachment in dict.fromkeys(attachments):
+                self._regroup(attachment)
+            return found

@@ -1,8 +1,11 @@
 """Incremental ingest on the real parts: content decides identity, groups follow the files,
-and an interrupted run (SIGKILL, or a failure inside a store write) leaves exactly one copy."""
+a batch is stored with one upsert between two manifest transactions, and an interrupted run
+(SIGKILL, or a failure at any step of a batch's writes) leaves exactly one copy."""
 
 from __future__ import annotations
 
+import contextlib
+import email.message
 import json
 import os
 import shutil
@@ -10,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,16 @@ def write_corpus(folder: Path, n: int) -> None:
         )
 
 
+def write_mail(path: Path, attachments: dict[str, bytes]) -> Path:
+    msg = email.message.EmailMessage()
+    msg["Subject"] = f"Minutes {path.stem}"
+    msg.set_content(f"The minutes of {path.stem} are attached.\n")
+    for name, data in attachments.items():
+        msg.add_attachment(data, maintype="text", subtype="plain", filename=name)
+    path.write_bytes(bytes(msg))
+    return path
+
+
 def assert_consistent(settings: Settings) -> None:
     store = wiring.build_store(settings)
     manifest = Manifest(settings.manifest_path)
@@ -55,8 +69,9 @@ def assert_consistent(settings: Settings) -> None:
     expected = {d.doc_id: d.chunks for d in manifest.docs()}
     assert stored == expected, "store and manifest disagree"
     assert manifest.pending() == []
-    for doc in manifest.docs():
-        assert manifest.files(doc.doc_id), f"{doc.doc_id} is held by no file"
+    for doc in manifest.docs():  # held by a file, or attached to a mail a file holds
+        assert manifest.sources(doc.doc_id), f"{doc.doc_id} is held by no file"
+    assert manifest.orphan_docs() == []
     ids = [cid for groups in store.access_classes().values()
            for cid in store.dense._collection(groups, create=False).get(include=[])["ids"]]
     assert len(ids) == len(set(ids)), "a chunk is stored twice"
@@ -67,6 +82,7 @@ def parts(settings: Settings, embedder: Any) -> dict[str, Any]:
     counting = CountingEmbedder(embedder)
     store = wiring.build_store(settings)
     settings.ingest.workers = 1
+    settings.ingest.parse_timeout_s = 0  # no limit: parse in this process (test_ingest_parsers has the limit)
     return {
         "embedder": counting,
         "store": store,
@@ -137,46 +153,137 @@ def test_dry_run_changes_nothing(parts: dict[str, Any], tmp_path: Path) -> None:
     assert parts["store"].count() == 0 and parts["manifest"].files() == []
 
 
-def test_failure_inside_a_store_write_is_rolled_back(
+class Crash(BaseException):
+    """Dies like SIGKILL would: nothing after it runs (BaseException passes every `except Exception`)."""
+
+
+class CountingStore:
+    """The real store, recording each write; `crash_at` ("delete" or "upsert") dies halfway
+    through the first such write, after doing half of it for real."""
+
+    def __init__(self, store: Any, crash_at: str | None = None) -> None:
+        self.store = store
+        self.crash_at = crash_at
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def upsert(self, chunks: Any, embeddings: Any) -> None:
+        self.calls.append("upsert")
+        if self.crash_at == "upsert":
+            half = max(1, len(chunks) // 2)
+            self.store.upsert(chunks[:half], embeddings[:half])
+            raise Crash()
+        self.store.upsert(chunks, embeddings)
+
+    def delete_document(self, doc_id: str, groups: Any) -> int:
+        self.calls.append("delete_document")
+        n = int(self.store.delete_document(doc_id, groups))
+        if self.crash_at == "delete":
+            raise Crash()
+        return n
+
+    def move_document(self, doc_id: str, from_groups: Any, to_groups: Any) -> int:
+        self.calls.append("move_document")
+        return int(self.store.move_document(doc_id, from_groups, to_groups))
+
+
+class CountingManifest(Manifest):
+    """The real manifest, counting transactions; `crash_in_vouch` dies inside the transaction
+    that vouches for a batch (it rolls back, as a kill before its commit would)."""
+
+    def __init__(self, path: Path, crash_in_vouch: bool = False) -> None:
+        super().__init__(path)
+        self.transactions = 0
+        self.crash_in_vouch = crash_in_vouch
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        self.transactions += 1
+        with super().transaction() as db:
+            yield db
+
+    def put_file(self, db: Any, path: str, status: str, *args: Any, **kwargs: Any) -> None:
+        super().put_file(db, path, status, *args, **kwargs)
+        if self.crash_in_vouch and status == "ingested":
+            raise Crash()
+
+
+def counting_pipeline(settings: Settings, embedder: Any, store: CountingStore, manifest: CountingManifest) -> Any:
+    pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)  # type: ignore[arg-type]
+    pipeline.manifest = manifest
+    return pipeline
+
+
+def test_a_batch_is_stored_with_one_upsert_between_two_manifest_transactions(
     parts: dict[str, Any], tmp_path: Path, settings: Settings, embedder: Any
 ) -> None:
     docs = tmp_path / "docs"
-    write_corpus(docs, 4)
-    store = parts["store"]
+    write_corpus(docs, 5)
+    write_mail(docs / "board.eml", {"agenda.txt": b"Item one: the harbour dues.\n", "budget.txt": b"Dues rise 3%.\n"})
+    store = CountingStore(parts["store"])
+    manifest = CountingManifest(settings.manifest_path)
+    pipeline = counting_pipeline(settings, embedder, store, manifest)
 
-    class Crash(BaseException):
-        pass
+    report = pipeline.run([docs], ["staff"])
+    assert [f.status for f in report.files] == ["new"] * 8  # 5 notes, the mail, its 2 attachments
+    assert store.calls == ["upsert"]  # 8 documents, one write
+    assert manifest.transactions == 2  # announce, vouch
 
-    class CrashingStore:
-        """The real store, dying after half of the second document's upsert (like SIGKILL)."""
-
-        def __init__(self) -> None:
-            self.calls = 0
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
-
-        def upsert(self, chunks: Any, embeddings: Any) -> None:
-            self.calls += 1
-            if self.calls == 2:
-                store.upsert(chunks[: max(1, len(chunks) // 2)], embeddings[: max(1, len(chunks) // 2)])
-                raise Crash()
-            store.upsert(chunks, embeddings)
-
-    crashing = wiring.build_pipeline(settings, embedder=embedder, store=CrashingStore())  # type: ignore[arg-type]
-    with pytest.raises(Crash):
-        crashing.run([docs], ["staff"])
-    report = wiring.build_pipeline(settings, embedder=embedder, store=store).run([docs], ["staff"])
-    assert report.recovered >= 1
-    assert report.count("new") == 3 and report.count("unchanged") == 1
+    store.calls.clear()
+    manifest.transactions = 0
+    report = pipeline.run([docs], ["staff"], force=True)  # every document rewritten
+    assert [f.status for f in report.files] == ["changed"] * 8
+    assert store.calls == ["delete_document"] * 8 + ["upsert"]
+    assert manifest.transactions == 2
     assert_consistent(settings)
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "force"),
+    [("upsert", False), ("delete", True), ("upsert", True), ("vouch", True)],
+    ids=["new-batch-dies-in-upsert", "rewrite-dies-in-delete", "rewrite-dies-in-upsert", "dies-before-vouching"],
+)
+def test_a_batch_killed_at_any_write_is_rolled_back(
+    parts: dict[str, Any], tmp_path: Path, settings: Settings, embedder: Any, crash_at: str, force: bool
+) -> None:
+    docs = tmp_path / "docs"
+    write_corpus(docs, 4)
+    mail = write_mail(docs / "board.eml", {"agenda.txt": b"Item one: the harbour dues.\n"})
+    if force:
+        parts["pipeline"].run([docs], ["staff"])
+        (docs / "note-000.md").write_text("# Note 0\n\nRoom 0 moved to the annex.\n")  # changed, new id
+    store = CountingStore(parts["store"], crash_at=None if crash_at == "vouch" else crash_at)
+    manifest = CountingManifest(settings.manifest_path, crash_in_vouch=crash_at == "vouch")
+    with pytest.raises(Crash):
+        counting_pipeline(settings, embedder, store, manifest).run([docs], ["staff"], force=force)
+
+    report = wiring.build_pipeline(settings, embedder=embedder, store=parts["store"]).run([docs], ["staff"])
+    assert report.recovered >= 1
+    statuses = {Path(f.path).name: f.status for f in report.files}
+    assert set(statuses) == {"note-000.md", "note-001.md", "note-002.md", "note-003.md", "board.eml",
+                             "board.eml#agenda.txt"}
+    # Every document of the killed batch is stored again: none kept half-written chunks.
+    assert set(statuses.values()) <= {"new", "changed"}
+    mail_doc = Manifest(settings.manifest_path).file(str(mail)).doc_id
+    assert [a.name for a in Manifest(settings.manifest_path).attachments(mail_doc)] == ["agenda.txt"]
+    assert_consistent(settings)
+
+
+def write_long_corpus(folder: Path, n: int) -> None:
+    """Notes of ~13 chunks each at chunk_chars=100: a run stores them in several batches."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rooms = [f"Room {i}-{j} on floor {j} holds {i * j} chairs; its key is at desk {(i + j) % 4}." for j in range(12)]
+        (folder / f"note-{i:03d}.md").write_text(f"# Note {i}\n\n" + "\n\n".join(rooms) + "\n")
 
 
 def test_sigkill_at_any_moment_then_rerun_leaves_one_copy(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
-    write_corpus(docs, 40)
+    write_long_corpus(docs, 60)
     env = {**os.environ, "ENCLAVE_DATA_DIR": str(tmp_path / "var"), "ENCLAVE_INGEST__WORKERS": "1",
-           "ENCLAVE_EMBEDDING__BATCH_SIZE": "1"}  # small batches: many store writes to die in
+           "ENCLAVE_INGEST__CHUNK_CHARS": "100"}  # ~20 notes a batch: kills land in later batches
     cmd = [str(Path(sys.executable).with_name("enclave")), "ingest", str(docs), "--groups", "staff"]
     for kill_after in (3, 17):
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
@@ -194,10 +301,10 @@ def test_sigkill_at_any_moment_then_rerun_leaves_one_copy(tmp_path: Path) -> Non
     final = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     counts = json.loads(final.stdout)["counts"]
-    assert counts["new"] + counts["unchanged"] == 40
+    assert counts["new"] + counts["unchanged"] == 60
     settings = Settings(data_dir=tmp_path / "var")
     assert_consistent(settings)
-    assert len(Manifest(settings.manifest_path).docs()) == 40
+    assert len(Manifest(settings.manifest_path).docs()) == 60
 
 
 def test_docs_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

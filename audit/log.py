@@ -22,10 +22,29 @@ where `data` is the column's text as stored. `ts` is ISO-8601 UTC with microseco
 (`2025-01-31T09:15:02.123456+00:00`).
 
 Tables (schema version in `PRAGMA user_version`, see `_MIGRATIONS`):
-- `records`: one row per record; triggers abort every UPDATE and DELETE, and any INSERT that
-  does not extend the chain head by exactly one record.
+- `records`: one row per record; triggers abort every UPDATE, every DELETE outside a purge (below),
+  and any INSERT that does not extend the chain head by exactly one record.
 - `chain_head`: one row (`count`, `last_hash`) moved forward in the same transaction as each
   insert, so that removing the newest records is detected, not only gaps and broken links.
+- `chain_anchor`: one row (`count`, `hash`): the last record removed by retention purges
+  (0 and the genesis hash until the first purge). The chain is verified from there.
+- `purge_allowance`: empty except inside a purge's transaction (see below).
+
+Records are never updated; what is said about one later is a record of its own that refers to
+it. Feedback on an answer is an event `feedback` with data `{"record_id", "rating", "comment"}`;
+the newest one about an answer is its feedback.
+
+Retention (`purge`): records older than a cutoff can be removed, oldest first, without breaking
+verification, and every purge is itself on the record. In one transaction, a `checkpoint` record
+is appended first, with data `{"purged_through": K, "anchor_hash": <hash of record K>, ...}`;
+then a row naming K goes into `purge_allowance`, `chain_anchor` moves to (K, hash of K), records
+1..K are deleted and the allowance row is removed. Triggers allow each step only so: the
+allowance only when the newest record is a checkpoint naming K and the hash of record K, the
+anchor only to the allowance, a DELETE only of ids up to the allowance. `verify()` starts at the
+anchor (record K+1 must link to its hash) and requires the newest checkpoint in the log to name
+exactly that anchor, so deleting records by hand, or moving the anchor, is still found. A reader
+of an export re-verifies it the same way: the first record's `prev_hash` is the genesis hash or
+the `anchor_hash` of the newest checkpoint.
 
 An attacker who can write the file can drop the triggers and rebuild a consistent chain; what
 catches that is `head()` written somewhere else (a printout, another system's log) and compared
@@ -37,20 +56,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TextIO
 
-from core.errors import AuditIntegrityError
+from audit.query import (
+    ANSWER_EVENTS,
+    CHECKPOINT_EVENT,
+    CONTAINS_FUNCTION,
+    FEEDBACK_EVENT,
+    FEEDBACK_INDEX,
+    RATINGS,
+    RecordFilter,
+    contains,
+    format_ts,
+    parse_moment,
+)
+from core.errors import AccessDenied, AuditIntegrityError
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 
 _COLUMNS = "id, ts, event, user, question, error, data, prev_hash, hash"
+_PREFIXED_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
+_BATCH = 500  # ids per IN (...) query
 
 # Each migration is a list of statements run in one transaction; its position + 1 is the
 # schema version it brings the file to. Append new ones, never edit a released one.
@@ -101,8 +137,64 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             SELECT RAISE(ABORT, 'audit log chain head cannot be replaced');
         END""",
     ),
+    (
+        # Search: by user, by event, by time, and feedback by the answer it rates.
+        "CREATE INDEX records_user ON records (user, id)",
+        "CREATE INDEX records_event ON records (event, id)",
+        "CREATE INDEX records_ts ON records (ts)",
+        """CREATE INDEX records_feedback_target ON records (json_extract(data, '$.record_id'), id)
+        WHERE event = 'feedback'""",
+        # Retention: see "Retention" in the module docstring.
+        """CREATE TABLE chain_anchor (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            count INTEGER NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        f"INSERT INTO chain_anchor (singleton, count, hash) VALUES (1, 0, '{GENESIS_HASH}')",
+        """CREATE TABLE purge_allowance (
+            singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+            through INTEGER NOT NULL
+        )""",
+        "DROP TRIGGER records_no_delete",
+        """CREATE TRIGGER records_no_delete BEFORE DELETE ON records
+        WHEN OLD.id > coalesce((SELECT through FROM purge_allowance), 0)
+        BEGIN
+            SELECT RAISE(ABORT, 'audit log is append-only: records cannot be deleted');
+        END""",
+        """CREATE TRIGGER purge_allowance_vouched BEFORE INSERT ON purge_allowance
+        WHEN NEW.singleton IS NOT 1
+          OR NEW.through <= (SELECT count FROM chain_anchor)
+          OR (SELECT event FROM records WHERE id = (SELECT count FROM chain_head))
+             IS NOT 'checkpoint'
+          OR (SELECT json_extract(data, '$.purged_through') FROM records
+              WHERE id = (SELECT count FROM chain_head)) IS NOT NEW.through
+          OR (SELECT json_extract(data, '$.anchor_hash') FROM records
+              WHERE id = (SELECT count FROM chain_head))
+             IS NOT (SELECT hash FROM records WHERE id = NEW.through)
+        BEGIN
+            SELECT RAISE(ABORT, 'audit log purge must be vouched for by a checkpoint record at the chain head');
+        END""",
+        """CREATE TRIGGER purge_allowance_no_update BEFORE UPDATE ON purge_allowance BEGIN
+            SELECT RAISE(ABORT, 'audit log purge allowance cannot be changed');
+        END""",
+        """CREATE TRIGGER chain_anchor_advance BEFORE UPDATE ON chain_anchor
+        WHEN NEW.singleton IS NOT 1
+          OR NEW.count IS NOT (SELECT through FROM purge_allowance)
+          OR NEW.hash IS NOT (SELECT hash FROM records WHERE id = NEW.count)
+        BEGIN
+            SELECT RAISE(ABORT, 'audit log anchor may only move to a purge vouched for by a checkpoint');
+        END""",
+        """CREATE TRIGGER chain_anchor_no_delete BEFORE DELETE ON chain_anchor BEGIN
+            SELECT RAISE(ABORT, 'audit log anchor cannot be deleted');
+        END""",
+        """CREATE TRIGGER chain_anchor_no_insert BEFORE INSERT ON chain_anchor BEGIN
+            SELECT RAISE(ABORT, 'audit log anchor cannot be replaced');
+        END""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+MAX_COMMENT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -127,20 +219,63 @@ class VerifyResult:
     `checked` counts the records found intact before the first bad one (all of them when `ok`);
     `first_bad_id` is the lowest id at which the chain is wrong: a record whose contents or link
     do not match, or the id of a record that is missing. `reason` says what is wrong, in words.
+    `purged_through` is the chain anchor: records up to it were removed by retention purges, and
+    the chain was verified from it (0: nothing purged).
     """
 
     ok: bool
     checked: int
     first_bad_id: int | None
     reason: str
+    purged_through: int = 0
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A thumbs up or down on an answer: the `feedback` record `id`, about answer `record_id`."""
+
+    id: int
+    ts: str
+    user: str
+    record_id: int
+    rating: str
+    comment: str | None
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> Feedback | None:
+        """The feedback a `feedback` record holds, or None if it is not one."""
+        data = record.data
+        target, rating, comment = data.get("record_id"), data.get("rating"), data.get("comment")
+        if (
+            record.event != FEEDBACK_EVENT
+            or not isinstance(target, int)
+            or rating not in RATINGS
+            or not (comment is None or isinstance(comment, str))
+        ):
+            return None
+        return cls(record.id, record.ts, record.user, target, rating, comment)
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """What `AuditLog.purge()` removed, or would remove (`dry_run`).
+
+    `first_id`..`last_id` are the records removed (None when none were old enough); `last_id`
+    is the new chain anchor. `checkpoint` is the record that vouches for the purge (None for a
+    dry run or when nothing was removed: then nothing is written at all).
+    """
+
+    purged: int
+    first_id: int | None
+    last_id: int | None
+    before: str
+    checkpoint: AuditRecord | None
 
 
 def canonical_json(value: Any) -> str:
     """The one serialisation that is stored and hashed. Raises TypeError if `value` is not JSON."""
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         text.encode("utf-8")
     except TypeError as exc:
         raise TypeError(f"audit data is not JSON-serialisable: {exc}") from exc
@@ -187,6 +322,30 @@ def _check_text(name: str, value: object, *, optional: bool = False) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"audit {name} is not valid Unicode text: {exc}") from exc
+
+
+def _entry(
+    event: str, user: str, question: str, error: str | None, data: Mapping[str, Any] | None
+) -> tuple[str, str, str, str | None, str, dict[str, Any]]:
+    """Checked arguments of a record, with its data as stored text and as read back."""
+    _check_text("event", event)
+    if not event:
+        raise ValueError("audit event must not be empty")
+    _check_text("user", user)
+    _check_text("question", question)
+    _check_text("error", error, optional=True)
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError(f"audit data must be a mapping, not {type(data).__name__}")
+    payload = canonical_json(dict(data or {}))
+    # What is hashed is what a later reader parses back, so the two always agree
+    # (tuples become lists, and so on).
+    stored_data: dict[str, Any] = json.loads(payload)
+    return event, user, question, error, payload, stored_data
+
+
+def _register_functions(conn: sqlite3.Connection) -> None:
+    fn: Callable[[object, object], int] = contains
+    conn.create_function(CONTAINS_FUNCTION, 2, fn, deterministic=True)
 
 
 def _record(row: tuple[Any, ...], path: Path) -> AuditRecord:
@@ -239,46 +398,153 @@ class AuditLog:
         found before anything is written) and AuditIntegrityError if the record could not be
         written; a caller must then withhold the answer it meant to log.
         """
-        _check_text("event", event)
-        if not event:
-            raise ValueError("audit event must not be empty")
-        _check_text("user", user)
-        _check_text("question", question)
-        _check_text("error", error, optional=True)
-        if data is not None and not isinstance(data, Mapping):
-            raise TypeError(f"audit data must be a mapping, not {type(data).__name__}")
-        payload = canonical_json(dict(data or {}))
-        # What is hashed is what a later reader parses back, so the two always agree
-        # (tuples become lists, and so on).
-        stored_data: dict[str, Any] = json.loads(payload)
+        entry = _entry(event, user, question, error, data)
+        with self._write_transaction() as conn:
+            return self._insert(conn, *entry)
 
+    def feedback(self, user: str, record_id: int, rating: str, comment: str | None = None) -> AuditRecord:
+        """Record `user`'s thumbs up or down (`rating` "up" or "down") on their answer `record_id`.
+
+        Feedback is a `feedback` record of its own (records are never changed); the newest one
+        about an answer is its feedback. Raises AccessDenied when the record does not exist, is
+        not an answer, or belongs to another user, and ValueError for a bad rating or comment.
+        """
+        if rating not in RATINGS:
+            raise ValueError(f"feedback rating {rating!r} is not one of {', '.join(RATINGS)}")
+        if isinstance(record_id, bool) or not isinstance(record_id, int):
+            raise ValueError(f"feedback record_id must be an integer, not {record_id!r}")
+        if comment is not None:
+            _check_text("comment", comment)
+            comment = comment.strip() or None
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise ValueError(
+                f"feedback comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}"
+            )
+        entry = _entry(
+            FEEDBACK_EVENT, user, "", None, {"record_id": record_id, "rating": rating, "comment": comment}
+        )
+        with self._write_transaction() as conn:
+            # Checked under the write lock, so the answer cannot be purged in between.
+            row = conn.execute("SELECT user, event FROM records WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                raise AccessDenied(
+                    f"cannot give feedback on audit record {record_id}: there is no such record"
+                )
+            owner, event = row
+            if event not in ANSWER_EVENTS:
+                raise AccessDenied(
+                    f"cannot give feedback on audit record {record_id}: it is a {event!r} record, "
+                    "not an answer"
+                )
+            if owner != user:
+                raise AccessDenied(
+                    f"cannot give feedback on audit record {record_id}: it is an answer to "
+                    f"another user, not to {user!r}"
+                )
+            return self._insert(conn, *entry)
+
+    def purge(self, before: datetime | date | str, by: str, *, dry_run: bool = False) -> PurgeResult:
+        """Remove the records written before `before` (a date means its start, UTC).
+
+        What goes is the longest run of oldest records all older than the cutoff (a record with
+        a later time stops it, should the clock ever have gone back). A `checkpoint` record by
+        `by` is appended first, in the same transaction, naming the last record removed and its
+        hash: the new anchor the chain is verified from (see the module docstring). Nothing is
+        written when nothing is old enough, or with `dry_run`. Refuses (AuditIntegrityError) to
+        purge a log that does not verify: that would destroy the evidence.
+        """
+        cutoff = format_ts(parse_moment(before, "before"))
+        _check_text("user", by)
+        if not by:
+            raise ValueError("purge needs the name of who runs it (by)")
+        with self._write_transaction() as conn:
+            # Deleted rows are overwritten, not left readable in free pages of the file.
+            conn.execute("PRAGMA secure_delete = ON")
+            result = _verify_in(conn)
+            if not result.ok:
+                raise AuditIntegrityError(
+                    f"refusing to purge audit log {self.path}: it does not verify ({result.reason}); "
+                    "secure it as evidence first"
+                )
+            anchor = int(conn.execute("SELECT count FROM chain_anchor").fetchone()[0])
+            count = int(conn.execute("SELECT count FROM chain_head").fetchone()[0])
+            (first_kept,) = conn.execute("SELECT min(id) FROM records WHERE ts >= ?", (cutoff,)).fetchone()
+            through = count if first_kept is None else int(first_kept) - 1
+            if through <= anchor:
+                return PurgeResult(0, None, None, cutoff, None)
+            if dry_run:
+                return PurgeResult(through - anchor, anchor + 1, through, cutoff, None)
+            (anchor_hash,) = conn.execute("SELECT hash FROM records WHERE id = ?", (through,)).fetchone()
+            data = {
+                "purged_from": anchor + 1,
+                "purged_through": through,
+                "purged_count": through - anchor,
+                "anchor_hash": anchor_hash,
+                "before": cutoff,
+            }
+            checkpoint = self._insert(conn, *_entry(CHECKPOINT_EVENT, by, "", None, data))
+            conn.execute("INSERT INTO purge_allowance (singleton, through) VALUES (1, ?)", (through,))
+            conn.execute("UPDATE chain_anchor SET count = ?, hash = ?", (through, anchor_hash))
+            deleted = conn.execute("DELETE FROM records WHERE id <= ?", (through,)).rowcount
+            conn.execute("DELETE FROM purge_allowance")
+            if deleted != through - anchor:
+                raise AuditIntegrityError(
+                    f"audit log {self.path}: the purge found {deleted} records where "
+                    f"{through - anchor} were expected; nothing was purged"
+                )
+        self._checkpoint_wal()
+        return PurgeResult(through - anchor, anchor + 1, through, cutoff, checkpoint)
+
+    def _checkpoint_wal(self) -> None:
+        # Purged rows also live on in the write-ahead log's older frames until it is folded back
+        # and emptied; another process holding the file open would otherwise keep them there.
+        with self._writer() as conn:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning(
+                "audit log %s: a reader kept the write-ahead log busy after the purge; the "
+                "purged records stay in %s-wal until it is checkpointed",
+                self.path,
+                self.path,
+            )
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         with self._writer() as conn:
             # Taking the write lock before reading the head is what keeps the chain single
             # when several processes append at once.
             conn.execute("BEGIN IMMEDIATE")
             try:
-                count, prev_hash = conn.execute(
-                    "SELECT count, last_hash FROM chain_head"
-                ).fetchone()
-                self._check_tail(conn, count, prev_hash)
-                record_id = count + 1
-                ts = datetime.now(UTC).isoformat(timespec="microseconds")
-                digest = record_hash(
-                    record_id, ts, event, user, question, error, stored_data, prev_hash
-                )
-                conn.execute(
-                    f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record_id, ts, event, user, question, error, payload, prev_hash, digest),
-                )
-                conn.execute("UPDATE chain_head SET count = ?, last_hash = ?", (record_id, digest))
-                conn.execute("COMMIT")
+                yield conn
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return AuditRecord(
-            record_id, ts, event, user, question, error, stored_data, prev_hash, digest
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        event: str,
+        user: str,
+        question: str,
+        error: str | None,
+        payload: str,
+        stored_data: dict[str, Any],
+    ) -> AuditRecord:
+        """Append one record inside the caller's write transaction."""
+        count, prev_hash = conn.execute("SELECT count, last_hash FROM chain_head").fetchone()
+        self._check_tail(conn, count, prev_hash)
+        record_id = count + 1
+        ts = format_ts(datetime.now(UTC))
+        digest = record_hash(record_id, ts, event, user, question, error, stored_data, prev_hash)
+        conn.execute(
+            f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record_id, ts, event, user, question, error, payload, prev_hash, digest),
         )
+        conn.execute("UPDATE chain_head SET count = ?, last_hash = ?", (record_id, digest))
+        return AuditRecord(record_id, ts, event, user, question, error, stored_data, prev_hash, digest)
 
     def _check_tail(self, conn: sqlite3.Connection, count: int, last_hash: str) -> None:
         # Refuse to extend a chain whose newest record is not the one the head names: new
@@ -299,9 +565,7 @@ class AuditLog:
         with self._reader() as conn:
             if conn is None:
                 return None
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)
-            ).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)).fetchone()
             return None if row is None else _record(row, self.path)
 
     def last(self, n: int) -> list[AuditRecord]:
@@ -313,10 +577,127 @@ class AuditLog:
         with self._reader() as conn:
             if conn is None:
                 return []
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM records ORDER BY id DESC LIMIT ?", (n,)
-            ).fetchall()
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id DESC LIMIT ?", (n,)).fetchall()
             return [_record(row, self.path) for row in rows]
+
+    def search(
+        self,
+        user: str | None = None,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        text: str | None = None,
+        event: str | Sequence[str] | None = None,
+        has_error: bool | None = None,
+        feedback: str | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """Records matching every filter given, newest first; `limit` None means all.
+
+        `user`: exact name. `since`/`until`: ISO-8601 times or YYYY-MM-DD dates, UTC unless an
+        offset is given; both inclusive, a date `until` takes in its whole day. `text`: occurs in
+        the question or the answer, ignoring case. `event`: one event or several. `has_error`:
+        only failed (True) or only successful (False) attempts. `feedback`: answers whose newest
+        feedback is "up" or "down", that have "any", or "none". Bad filters raise ValueError.
+        """
+        query = RecordFilter.of(user, since, until, text, event, has_error, feedback)
+        return self.select(query, limit=limit, offset=offset)
+
+    def select(
+        self,
+        query: RecordFilter,
+        *,
+        limit: int | None = 100,
+        offset: int = 0,
+        oldest_first: bool = False,
+    ) -> list[AuditRecord]:
+        """`search` with filters already built (`RecordFilter.of`)."""
+        return list(self.iter_select(query, limit=limit, offset=offset, oldest_first=oldest_first))
+
+    def iter_select(
+        self,
+        query: RecordFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        oldest_first: bool = False,
+    ) -> Iterator[AuditRecord]:
+        """The matching records one by one, from one snapshot (exports of any size)."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        if limit == 0:
+            return
+        where, params = query.where()
+        order = "ASC" if oldest_first else "DESC"
+        sql = (
+            f"SELECT {_PREFIXED_COLUMNS} FROM records AS r WHERE {where} "
+            f"ORDER BY r.id {order} LIMIT ? OFFSET ?"
+        )
+        with self._reader() as conn:
+            if conn is None:
+                return
+            _register_functions(conn)
+            conn.execute("BEGIN")
+            for row in conn.execute(sql, [*params, -1 if limit is None else limit, offset]):
+                yield _record(row, self.path)
+
+    def count(self, query: RecordFilter) -> int:
+        """How many records match `query`."""
+        where, params = query.where()
+        with self._reader() as conn:
+            if conn is None:
+                return 0
+            _register_functions(conn)
+            return int(conn.execute(f"SELECT count(*) FROM records AS r WHERE {where}", params).fetchone()[0])
+
+    def events(self) -> list[str]:
+        """The distinct events in the log, sorted."""
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute("SELECT DISTINCT event FROM records ORDER BY event").fetchall()
+            return [str(event) for (event,) in rows]
+
+    def feedback_for(self, record_id: int) -> list[Feedback]:
+        """Every feedback on answer `record_id`, oldest first (the last one is in force)."""
+        return self.all_feedback([record_id]).get(record_id, [])
+
+    def latest_feedback(self, record_ids: Iterable[int]) -> dict[int, Feedback]:
+        """The feedback in force for each of `record_ids` that has any."""
+        return {rid: items[-1] for rid, items in self.all_feedback(record_ids).items()}
+
+    def all_feedback(self, record_ids: Iterable[int]) -> dict[int, list[Feedback]]:
+        """Every feedback on each of `record_ids` that has any, oldest first."""
+        ids = sorted({int(i) for i in record_ids})
+        found: dict[int, list[Feedback]] = {}
+        if not ids:
+            return found
+        with self._reader() as conn:
+            if conn is None:
+                return found
+            conn.execute("BEGIN")
+            for start in range(0, len(ids), _BATCH):
+                batch = ids[start : start + _BATCH]
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM records INDEXED BY {FEEDBACK_INDEX} "
+                    "WHERE event = 'feedback' "
+                    f"AND json_extract(data, '$.record_id') IN ({', '.join('?' * len(batch))}) "
+                    "ORDER BY id",
+                    batch,
+                )
+                for row in rows:
+                    item = Feedback.of(_record(row, self.path))
+                    if item is not None:
+                        found.setdefault(item.record_id, []).append(item)
+        return found
+
+    def export(self, records: Iterable[AuditRecord], fmt: str, out: TextIO) -> int:
+        """Write `records` to `out` as CSV or JSONL (see `audit.export`); return how many."""
+        from audit.export import export
+
+        return export(records, fmt, out, self.latest_feedback)
 
     def head(self) -> tuple[int, str]:
         """(number of records, hash of the newest): write it down elsewhere to anchor the log."""
@@ -329,19 +710,16 @@ class AuditLog:
     def verify(self) -> VerifyResult:
         """Re-compute the whole chain and compare it with the chain head.
 
-        Problems with the records are reported in the result, not raised. The log is read in one
-        snapshot, so appends running meanwhile do not look like tampering.
+        After a retention purge the chain starts at the anchor, which the newest checkpoint record
+        must name. Problems with the records are reported in the result, not raised. The log is
+        read in one snapshot, so appends running meanwhile do not look like tampering.
         """
         try:
             with self._reader() as conn:
                 if conn is None:
-                    return VerifyResult(
-                        True, 0, None, f"audit log {self.path} holds no records yet"
-                    )
+                    return VerifyResult(True, 0, None, f"audit log {self.path} holds no records yet")
                 conn.execute("BEGIN")
-                heads = conn.execute("SELECT count, last_hash FROM chain_head").fetchall()
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id")
-                return _verify(rows, heads)
+                return _verify_in(conn)
         except AuditIntegrityError as exc:
             return VerifyResult(False, 0, None, str(exc))
 
@@ -440,10 +818,7 @@ class AuditLog:
                 # Changing the journal mode needs every other connection out of the way, and
                 # SQLite answers "locked" at once, without the busy timeout, where waiting could
                 # deadlock; processes creating the file together run into that, so wait here.
-                if (
-                    exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY
-                    or time.monotonic() > deadline
-                ):
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
 
@@ -463,32 +838,63 @@ class AuditLog:
             raise
 
 
-def _verify(rows: Iterable[tuple[Any, ...]], heads: list[tuple[Any, ...]]) -> VerifyResult:
+def _verify_in(conn: sqlite3.Connection) -> VerifyResult:
+    """Verify the log as `conn` sees it (inside the caller's transaction, for one snapshot)."""
+    heads = conn.execute("SELECT count, last_hash FROM chain_head").fetchall()
+    anchors = conn.execute("SELECT count, hash FROM chain_anchor").fetchall()
+    allowances = conn.execute("SELECT through FROM purge_allowance").fetchall()
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id")
+    return _verify(rows, heads, anchors, allowances)
+
+
+def _verify(
+    rows: Iterable[tuple[Any, ...]],
+    heads: list[tuple[Any, ...]],
+    anchors: list[tuple[Any, ...]],
+    allowances: list[tuple[Any, ...]],
+) -> VerifyResult:
     if len(heads) != 1 or not isinstance(heads[0][0], int):
         return VerifyResult(False, 0, None, "the chain head row is missing or damaged")
+    if len(anchors) != 1 or not isinstance(anchors[0][0], int) or not isinstance(anchors[0][1], str):
+        return VerifyResult(False, 0, None, "the chain anchor row is missing or damaged")
     head_count, head_hash = heads[0]
-    expected_id, prev = 1, GENESIS_HASH
+    anchor, anchor_hash = anchors[0]
+    expected_id, prev = anchor + 1, anchor_hash
+    checkpoint: tuple[int, Any] | None = None  # the newest: (id, data)
+
+    def result(ok: bool, last_good: int, first_bad: int | None, reason: str) -> VerifyResult:
+        return VerifyResult(ok, max(last_good - anchor, 0), first_bad, reason, anchor)
+
+    def place(record_id: int) -> str:
+        if record_id - 1 == anchor and anchor:
+            return f"right after the records purged up to record {anchor}"
+        return f"after record {record_id - 1}" if record_id > 1 else "at the start"
+
     for row in rows:
         record_id, ts, event, user, question, error, data_text, prev_hash, stored_hash = row
-        checked = expected_id - 1
+        last_good = expected_id - 1
         if record_id != expected_id:
             if record_id < expected_id:
                 first_bad, what = record_id, f"record {record_id} is out of sequence"
             else:
                 first_bad, what = expected_id, f"record {expected_id} is missing"
-            where = f"after record {expected_id - 1}" if expected_id > 1 else "at the start"
-            return VerifyResult(
+            return result(
                 False,
-                checked,
+                last_good,
                 first_bad,
-                f"{what}: id {record_id} found where id {expected_id} belongs ({where}); "
-                "a record was deleted or renumbered",
+                f"{what}: id {record_id} found where id {expected_id} belongs "
+                f"({place(expected_id)}); a record was deleted or renumbered",
             )
         if prev_hash != prev:
-            before = f"the hash of record {record_id - 1}" if record_id > 1 else "the genesis hash"
-            return VerifyResult(
+            if record_id - 1 == anchor and anchor:
+                before = f"the anchor hash of the purge (record {anchor})"
+            elif record_id > 1:
+                before = f"the hash of record {record_id - 1}"
+            else:
+                before = "the genesis hash"
+            return result(
                 False,
-                checked,
+                last_good,
                 record_id,
                 f"record {record_id}: prev_hash does not match {before}; the chain is broken "
                 "here (this link, or the record before it, was altered)",
@@ -499,40 +905,39 @@ def _verify(rows: Iterable[tuple[Any, ...]], heads: list[tuple[Any, ...]]) -> Ve
         except (TypeError, ValueError):
             canonical = False
         if not canonical:
-            return VerifyResult(
+            return result(
                 False,
-                checked,
+                last_good,
                 record_id,
                 f"record {record_id}: data is not the canonical JSON it was written as "
                 "(altered outside the audit log)",
             )
         try:
-            intact = (
-                record_hash(record_id, ts, event, user, question, error, data, prev_hash)
-                == stored_hash
-            )
+            intact = record_hash(record_id, ts, event, user, question, error, data, prev_hash) == stored_hash
         except TypeError:  # a value SQLite holds but JSON cannot (a BLOB put in by hand)
             intact = False
         if not intact:
-            return VerifyResult(
+            return result(
                 False,
-                checked,
+                last_good,
                 record_id,
                 f"record {record_id}: contents do not match its hash (a field was altered)",
             )
+        if event == CHECKPOINT_EVENT:
+            checkpoint = (record_id, data)
         prev = stored_hash
         expected_id += 1
-    checked = expected_id - 1
-    if head_count > checked:
-        return VerifyResult(
+    last = expected_id - 1
+    if head_count > last:
+        return result(
             False,
-            checked,
-            checked + 1,
-            f"record {checked + 1} is missing: the chain head counts {head_count} records but "
-            f"the log ends at record {checked} (the newest records were deleted)",
+            last,
+            last + 1,
+            f"record {last + 1} is missing: the chain head counts {head_count} records but "
+            f"the log ends at record {last} (the newest records were deleted)",
         )
-    if head_count < checked:
-        return VerifyResult(
+    if head_count < last:
+        return result(
             False,
             head_count,
             head_count + 1,
@@ -540,13 +945,44 @@ def _verify(rows: Iterable[tuple[Any, ...]], heads: list[tuple[Any, ...]]) -> Ve
             f"{head_count} records (records were added outside the audit log)",
         )
     if head_hash != prev:
-        if not checked:
-            return VerifyResult(False, 0, None, "the chain head of the empty log was altered")
-        return VerifyResult(
+        if not last:
+            return result(False, 0, None, "the chain head of the empty log was altered")
+        return result(
             False,
-            checked - 1,
-            checked,
-            f"record {checked}: its hash does not match the chain head's last hash "
+            last - 1,
+            last,
+            f"record {last}: its hash does not match the chain head's last hash "
             "(the record was replaced, or the head altered)",
         )
-    return VerifyResult(True, checked, None, f"{checked} records verified; chain head matches")
+    if checkpoint is not None:
+        data = checkpoint[1] if isinstance(checkpoint[1], dict) else {}
+        named = (data.get("purged_through"), data.get("anchor_hash"))
+        if named != (anchor, anchor_hash):
+            return result(
+                False,
+                last,
+                checkpoint[0],
+                f"record {checkpoint[0]}, the newest checkpoint, vouches for a purge through "
+                f"record {named[0]}, but the log is anchored at record {anchor}; the purge "
+                "anchor was moved, or records were deleted, outside `enclave audit purge`",
+            )
+    elif anchor or anchor_hash != GENESIS_HASH:
+        return result(
+            False,
+            last,
+            anchor + 1,
+            f"the log is anchored at record {anchor} (records up to it removed) but no "
+            "checkpoint record vouches for that purge; records were deleted outside "
+            "`enclave audit purge`",
+        )
+    if allowances:
+        return result(
+            False,
+            last,
+            None,
+            f"a purge allowance (through record {allowances[0][0]}) was left open outside a "
+            "purge; deletes are not blocked",
+        )
+    purged = f" after the purge of records 1–{anchor}" if anchor else ""
+    noun = "record" if last - anchor == 1 else "records"
+    return result(True, last, None, f"{last - anchor} {noun} verified{purged}; chain head matches")

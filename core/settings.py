@@ -154,6 +154,13 @@ class LLMSettings(_Section):
 
 class AuditSettings(_Section):
     path: Path | None = Field(None, description="SQLite audit log. Empty: <data_dir>/audit.sqlite3.")
+    retention_days: int = Field(
+        0,
+        ge=0,
+        description="Age in days past which `enclave audit purge` removes records (it leaves a "
+        "checkpoint record that keeps the chain verifiable). 0: keep every record forever. "
+        "Nothing is ever purged without that command.",
+    )
 
 
 class UISettings(_Section):

@@ -392,13 +392,52 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 # -- audit -----------------------------------------------------------------------------------
 
+_UserOpt = Annotated[str | None, typer.Option("--user", help="Only records of this user.")]
+_SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="From this date or ISO time, inclusive (UTC unless an offset is given).")
+]
+_UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Up to this date (the whole day) or ISO time, inclusive.")
+]
+_TextOpt = Annotated[str | None, typer.Option("--text", help="Words in the question or the answer (any case).")]
+_EventOpt = Annotated[
+    list[str] | None, typer.Option("--event", help="Only this event (answer, answer_error, feedback, checkpoint...); repeatable.")
+]
+_ErrorOpt = Annotated[
+    bool | None, typer.Option("--error/--no-error", help="Only failed attempts, or only successful ones.")
+]
+_FeedbackOpt = Annotated[
+    str | None, typer.Option("--feedback", help="Answers whose latest feedback is up or down, that have any, or none.")
+]
+
+
+def _record_filter(
+    user: str | None,
+    since: str | None,
+    until: str | None,
+    text: str | None,
+    event: list[str] | None,
+    error: bool | None,
+    feedback: str | None,
+) -> Any:
+    from audit.query import RecordFilter
+
+    try:
+        return RecordFilter.of(user, since, until, text, event, error, feedback)
+    except ValueError as exc:
+        fail(str(exc))
+
 
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the hash chain; exit 1 and name the first bad record if it is broken."""
-    result = wiring.build_audit(state.settings).verify()
+    log = wiring.build_audit(state.settings)
+    result = log.verify()
     if result.ok:
-        typer.echo(f"audit log intact: {result.checked} records verified")
+        purged = f" (records 1–{result.purged_through} purged by retention)" if result.purged_through else ""
+        typer.echo(f"audit log intact: {result.checked} records verified{purged}")
+        count, last_hash = log.head()
+        typer.echo(f"head: {count} {last_hash}  (write it down elsewhere to detect a rewound log)")
         return
     fail(f"audit log BROKEN at record {result.first_bad_id}: {result.reason}")
 
@@ -419,6 +458,147 @@ def audit_show(
         answer = str(r.data.get("answer", ""))
         if answer:
             typer.echo(f"  A: {answer[:300]}")
+
+
+@audit_app.command("search")
+def audit_search(
+    user: _UserOpt = None,
+    since: _SinceOpt = None,
+    until: _UntilOpt = None,
+    text: _TextOpt = None,
+    event: _EventOpt = None,
+    error: _ErrorOpt = None,
+    feedback: _FeedbackOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Most records shown.")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many of the newest matches.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the records, with their feedback, as JSON.")] = False,
+) -> None:
+    """Find audit records, newest first: a table, or the full records with --json."""
+    query = _record_filter(user, since, until, text, event, error, feedback)
+    log = wiring.build_audit(state.settings)
+    records = log.select(query, limit=limit, offset=offset)
+    latest = log.latest_feedback(r.id for r in records)
+    if as_json:
+        emit_json([{**asdict(r), "feedback": asdict(latest[r.id]) if r.id in latest else None} for r in records])
+        return
+    total = log.count(query)
+    for r in records:
+        fb = latest[r.id].rating if r.id in latest else ""
+        mark = "ERROR" if r.error else ""
+        question = " ".join(r.question.split())
+        typer.echo(f"#{r.id:<6} {r.ts[:19]}Z  {r.user:<12} {r.event:<12} {fb:<4} {mark:<5} {question[:70]}")
+    shown = f"{offset + 1}–{offset + len(records)}" if records else "none"
+    typer.echo(f"{total} matching records; shown: {shown} (newest first)")
+
+
+@audit_app.command("export")
+def audit_export(
+    user: _UserOpt = None,
+    since: _SinceOpt = None,
+    until: _UntilOpt = None,
+    text: _TextOpt = None,
+    event: _EventOpt = None,
+    error: _ErrorOpt = None,
+    feedback: _FeedbackOpt = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv (flat columns, for people) or jsonl (full records, re-verifiable).")
+    ] = "csv",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output).")] = None,
+) -> None:
+    """Export the matching audit records, oldest first, as CSV or JSONL.
+
+    JSONL lines are the records exactly as hashed; an export of the whole log re-verifies with
+    the recipe in audit/export.py.
+    """
+    import os
+    import tempfile
+
+    from audit.export import FORMATS
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    query = _record_filter(user, since, until, text, event, error, feedback)
+    log = wiring.build_audit(state.settings)
+    records = log.iter_select(query, oldest_first=True)
+    if out is None:
+        log.export(records, fmt, sys.stdout)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: a failed export never leaves a partial file under the name.
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            count = log.export(records, fmt, fh)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    typer.echo(f"exported {count} records to {out}", err=True)
+
+
+def _operator() -> str:
+    import getpass
+    import os
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in some containers
+        return f"cli:uid-{os.getuid()}"
+
+
+@audit_app.command("purge")
+def audit_purge(
+    older_than: Annotated[
+        int | None,
+        typer.Option("--older-than", min=1, metavar="DAYS", help="Remove records older than this many days (default: audit.retention_days)."),
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Remove records written before this date or ISO time (UTC) instead.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really remove them; without it, only say what would go.")] = False,
+) -> None:
+    """Remove old records for good, keeping the log verifiable.
+
+    A checkpoint record naming the last record removed and its hash is written first; the
+    chain is verified from there on. Refuses a log that does not verify.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    settings = state.settings
+    if older_than is not None and before is not None:
+        fail("give --older-than or --before, not both")
+    if before is None:
+        days = older_than if older_than is not None else settings.audit.retention_days
+        if not days:
+            fail(
+                "no age given: pass --older-than DAYS or --before DATE, or set audit.retention_days "
+                "(0, the default, keeps records forever)"
+            )
+        cutoff: Any = datetime.now(UTC) - timedelta(days=days)
+    else:
+        cutoff = before
+    log = wiring.build_audit(settings)
+    try:
+        plan = log.purge(cutoff, _operator(), dry_run=True)
+    except ValueError as exc:
+        fail(str(exc))
+    if not plan.purged:
+        typer.echo(f"nothing to purge: no record was written before {plan.before}")
+        return
+    span = f"records {plan.first_id}–{plan.last_id} ({plan.purged} written before {plan.before})"
+    if not yes:
+        typer.echo(f"would purge {span}")
+        fail("nothing purged: add --yes to remove them for good")
+    done = log.purge(cutoff, _operator())
+    if done.checkpoint is None:  # another purge got there in between
+        typer.echo(f"nothing to purge: no record was written before {done.before}")
+        return
+    typer.echo(
+        f"purged records {done.first_id}–{done.last_id} ({done.purged} written before {done.before}); "
+        f"checkpoint record {done.checkpoint.id} anchors the chain at record {done.last_id}"
+    )
+    count, last_hash = log.head()
+    typer.echo(f"head: {count} {last_hash}")
 
 
 # -- config, serve, demo --------------------------------------------------------------------

@@ -557,3 +557,51 @@ def test_a_closed_log_refuses_to_write(path: Path) -> None:
     with pytest.raises(AuditIntegrityError, match="closed"):
         log.append("answer", "alice")
     assert AuditLog(path).head()[0] == 1
+
+
+# -- schema upgrades ----------------------------------------------------------------------------
+
+
+def test_a_version_1_log_is_upgraded_in_place_and_keeps_verifying(path: Path) -> None:
+    # A log written by the first release: its schema alone, records chained as it wrote them.
+    from audit.log import _MIGRATIONS
+
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in _MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    prev = GENESIS_HASH
+    for i in range(1, 4):
+        ts = f"2025-01-0{i}T09:00:00.000000+00:00"
+        data = {"answer": f"answer {i}"}
+        digest = record_hash(i, ts, "answer", "alice", f"q{i}", None, data, prev)
+        conn.execute(
+            f"INSERT INTO records ({COLUMNS}) VALUES (?, ?, 'answer', 'alice', ?, NULL, ?, ?, ?)",
+            (i, ts, f"q{i}", json.dumps(data, separators=(",", ":")), prev, digest),
+        )
+        conn.execute("UPDATE chain_head SET count = ?, last_hash = ?", (i, digest))
+        prev = digest
+    conn.close()
+
+    log = AuditLog(path)
+    assert log.verify().ok  # reading upgrades the schema
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    indexes = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert {"records_user", "records_event", "records_ts", "records_feedback_target"} <= indexes
+    assert [r.id for r in log.search(user="alice", until="2025-01-02")] == [2, 1]
+    log.feedback("alice", 3, "up")
+    assert [r.id for r in log.search(feedback="up")] == [3]
+    result = log.purge("2025-01-03", "ops")
+    assert (result.purged, result.last_id) == (2, 2)
+    verified = log.verify()
+    assert verified.ok and verified.purged_through == 2, verified.reason
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="records cannot be deleted"):
+            conn.execute("DELETE FROM records WHERE id = 3")
+    finally:
+        conn.close()

@@ -1,0 +1,202 @@
+"""What an auditor can ask of the log (user, time range, text, event, error, feedback), as SQL.
+
+`RecordFilter.of(...)` checks and normalises the filters once (bad input is a ValueError that
+names it); `where()` turns them into a WHERE clause over `records AS r`. Time bounds are compared
+as text: every stored `ts` has one form (ISO-8601 UTC with microseconds), so string order is time
+order and the `records_ts` index serves ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, cast, get_args
+
+ANSWER_EVENTS: tuple[str, ...] = ("answer", "answer_error")
+FEEDBACK_EVENT = "feedback"
+CHECKPOINT_EVENT = "checkpoint"
+
+Rating = Literal["up", "down"]
+RATINGS: tuple[str, ...] = get_args(Rating)
+FeedbackFilter = Literal["up", "down", "any", "none"]
+FEEDBACK_FILTERS: tuple[str, ...] = get_args(FeedbackFilter)
+
+# SQLite function registered on each reading connection: case-insensitive (Unicode casefold)
+# substring test, which LIKE is not beyond ASCII.
+CONTAINS_FUNCTION = "enclave_contains"
+
+# The rating of the newest feedback record about answer r: an index lookup per answer, not a
+# scan of the log. The expression and the `event = 'feedback'` term match the partial index
+# exactly; without statistics SQLite would still pick the event index for a correlated
+# subquery, hence INDEXED BY.
+FEEDBACK_INDEX = "records_feedback_target"
+LATEST_RATING_SQL = (
+    f"(SELECT json_extract(f.data, '$.rating') FROM records AS f INDEXED BY {FEEDBACK_INDEX} "
+    "WHERE f.event = 'feedback' AND json_extract(f.data, '$.record_id') = r.id "
+    "ORDER BY f.id DESC LIMIT 1)"
+)
+
+
+def contains(haystack: object, needle: object) -> int:
+    """`needle` (already casefolded) occurs in `haystack`, ignoring case."""
+    if haystack is None or needle is None:
+        return 0
+    return int(str(needle) in str(haystack).casefold())
+
+
+def format_ts(moment: datetime) -> str:
+    """`moment` in the one stored form: ISO-8601 UTC with microseconds (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_moment(value: datetime | date | str, name: str, *, end_of_day: bool = False) -> datetime:
+    """A datetime or date (or its ISO text) as an aware UTC datetime.
+
+    A date alone means the start of that day (UTC), or with `end_of_day` the start of the next
+    one, so that `until=2025-01-31` takes in the whole of the 31st. Raises ValueError naming
+    `name` for anything else.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed: datetime | date = (
+                date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+            )
+        except ValueError:
+            raise ValueError(
+                f"{name}: {value!r} is not a date or time; use YYYY-MM-DD or an ISO-8601 time "
+                "such as 2025-01-31T09:15:00+00:00 (times without an offset are UTC)"
+            ) from None
+    elif isinstance(value, datetime | date):
+        parsed = value
+    else:
+        raise ValueError(f"{name} must be a date, a datetime or ISO text, not {type(value).__name__}")
+    if isinstance(parsed, datetime):
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    start = datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+    return start + timedelta(days=1) if end_of_day else start
+
+
+def _optional_text(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, not {type(value).__name__}")
+    return value.strip() or None
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """Normalised filters. Build with `RecordFilter.of(...)`; every field None means "any"."""
+
+    user: str | None = None
+    since: str | None = None  # ts >= since
+    before: str | None = None  # ts < before (the `until` bound, made exclusive)
+    text: str | None = None  # casefolded
+    events: tuple[str, ...] = ()
+    has_error: bool | None = None
+    feedback: FeedbackFilter | None = None
+
+    @classmethod
+    def of(
+        cls,
+        user: str | None = None,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        text: str | None = None,
+        event: str | Sequence[str] | None = None,
+        has_error: bool | None = None,
+        feedback: str | None = None,
+    ) -> RecordFilter:
+        """Check and normalise. `until` is inclusive: a date takes in that whole day (UTC)."""
+        start = None if since in (None, "") else parse_moment(since, "since")
+        end = None
+        if until not in (None, ""):
+            # Only a bare date widens to the end of its day; a time is taken to the microsecond.
+            is_date = not isinstance(until, datetime) and (
+                isinstance(until, date) or len(str(until).strip()) == 10
+            )
+            end = parse_moment(until, "until", end_of_day=is_date)
+            if not is_date:
+                end += timedelta(microseconds=1)
+        if start is not None and end is not None and start >= end:
+            raise ValueError(f"since ({format_ts(start)}) is after until: the range holds no time")
+        if isinstance(event, str):
+            events: tuple[str, ...] = (event,) if event.strip() else ()
+        elif event is None:
+            events = ()
+        else:
+            events = tuple(e for e in event if e)
+        for e in events:
+            if not isinstance(e, str):
+                raise ValueError(f"event must be text, not {type(e).__name__}")
+        if has_error is not None and not isinstance(has_error, bool):
+            raise ValueError(f"has_error must be True, False or None, not {has_error!r}")
+        fb = _optional_text("feedback", feedback)
+        if fb is not None and fb not in FEEDBACK_FILTERS:
+            raise ValueError(f"feedback: {feedback!r} is not one of {', '.join(FEEDBACK_FILTERS)}")
+        needle = _optional_text("text", text)
+        return cls(
+            user=_optional_text("user", user),
+            since=None if start is None else format_ts(start),
+            before=None if end is None else format_ts(end),
+            text=None if needle is None else needle.casefold(),
+            events=events,
+            has_error=has_error,
+            feedback=cast(FeedbackFilter | None, fb),
+        )
+
+    def where(self) -> tuple[str, list[Any]]:
+        """A WHERE clause over `records AS r` (always at least `1`) and its parameters."""
+        terms: list[str] = []
+        params: list[Any] = []
+        if self.user is not None:
+            terms.append("r.user = ?")
+            params.append(self.user)
+        if self.since is not None:
+            terms.append("r.ts >= ?")
+            params.append(self.since)
+        if self.before is not None:
+            terms.append("r.ts < ?")
+            params.append(self.before)
+        if self.events:
+            terms.append(f"r.event IN ({', '.join('?' * len(self.events))})")
+            params.extend(self.events)
+        if self.has_error is True:
+            terms.append("r.error IS NOT NULL")
+        elif self.has_error is False:
+            terms.append("r.error IS NULL")
+        if self.feedback is not None:
+            # Feedback belongs to answers: asking about it narrows the search to them.
+            terms.append(f"r.event IN ({', '.join('?' * len(ANSWER_EVENTS))})")
+            params.extend(ANSWER_EVENTS)
+            if self.feedback == "any":
+                terms.append(f"{LATEST_RATING_SQL} IS NOT NULL")
+            elif self.feedback == "none":
+                terms.append(f"{LATEST_RATING_SQL} IS NULL")
+            else:
+                terms.append(f"{LATEST_RATING_SQL} = ?")
+                params.append(self.feedback)
+        if self.text is not None:
+            terms.append(
+                f"({CONTAINS_FUNCTION}(r.question, ?) "
+                f"OR {CONTAINS_FUNCTION}(json_extract(r.data, '$.answer'), ?))"
+            )
+            params.extend([self.text, self.text])
+        return (" AND ".join(terms) or "1"), params
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters that are set, for an export's own audit record."""
+        fields = {
+            "user": self.user,
+            "since": self.since,
+            "before": self.before,
+            "text": self.text,
+            "events": list(self.events) or None,
+            "has_error": self.has_error,
+            "feedback": self.feedback,
+        }
+        return {k: v for k, v in fields.items() if v is not None}

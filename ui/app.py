@@ -1,5 +1,8 @@
 """The staff web UI: `build_app` assembles the Gradio app, `serve` runs it on settings.ui.
 
+Two pages: the chat at `/`, and the audit log at `/audit` for auditors (its navigation bar is shown
+to auditors only; every auditor handler checks the role itself).
+
 Only loopback traffic: analytics are off on the Blocks itself (not only through the
 environment), the theme is a built-in one whose fonts Gradio serves from its own static files,
 and share links, run history (which can sync to a Hugging Face bucket), PWA, MCP and the
@@ -13,10 +16,13 @@ from typing import Any
 
 import gradio as gr
 
+from audit import AuditLog
+from core.errors import EnclaveError
 from core.settings import Settings
 from core.users import UserStore
+from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
-from ui.login import login_message, password_check
+from ui.login import login_message, password_check, principal_of
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +31,46 @@ log = logging.getLogger(__name__)
 _PASSWORD_CHECK = "_enclave_password_check"
 
 
-def build_app(assistant: Any, users: UserStore, settings: Settings) -> gr.Blocks:
-    """The chat UI for `assistant` (anything with the Assistant's `stream` method)."""
+AUDIT_PATH = "audit"
+# Exports handed to auditors are copied into Gradio's cache; removed hourly once an hour old.
+_CACHE_CLEANUP = (3600, 3600)
+
+
+def build_app(
+    assistant: Any, users: UserStore, settings: Settings, audit: AuditLog | None = None
+) -> gr.Blocks:
+    """The chat UI for `assistant` (anything with the Assistant's `stream` method), and the
+    auditor page over `audit` (default: the log at settings.audit_path)."""
     org = settings.ui.org_name
-    app = gr.Blocks(title=f"{org} · Enclave", analytics_enabled=False, fill_height=True)
+    audit_log = audit if audit is not None else AuditLog(settings.audit_path)
+    app = gr.Blocks(
+        title=f"{org} · Enclave", analytics_enabled=False, fill_height=True, delete_cache=_CACHE_CLEANUP
+    )
     with app:
+        navbar = gr.Navbar(visible=False, main_page_name="Chat")
         page = ChatPage(assistant, users, settings.ui)
         page.build()
         page.register_events(app)
+        app.load(_navbar_for(users), inputs=None, outputs=navbar, api_visibility="private", queue=False)
+    with app.route("Audit log", AUDIT_PATH):
+        gr.Navbar(visible=True, main_page_name="Chat")
+        auditor = AuditorPage(audit_log, users, settings.ui)
+        auditor.build()
+        auditor.register_events(app)
     setattr(app, _PASSWORD_CHECK, password_check(users))
     return app
+
+
+def _navbar_for(users: UserStore) -> Any:
+    def navbar(request: gr.Request) -> Any:
+        """Page links for auditors only; the others have one page, and no bar."""
+        try:
+            shown = is_auditor(principal_of(request, users))
+        except EnclaveError:
+            shown = False
+        return gr.update(visible=shown)
+
+    return navbar
 
 
 def serve(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:

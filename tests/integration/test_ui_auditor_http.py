@@ -1,0 +1,284 @@
+"""The auditor page over real HTTP: a real Gradio server on 127.0.0.1 and a real audit log file,
+driven with httpx and gradio_client, as an auditor and as users who are not auditors.
+
+The chat side needs an assistant, and none is asked anything here: `object()` stands in for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from audit import AuditLog
+from core.offline import blocked_attempts, install_guard
+from core.settings import Settings
+from core.users import UserStore
+from tests.unit.test_audit_query import reverify_jsonl
+from ui import build_app, serve
+
+pytestmark = pytest.mark.slow  # real servers
+
+PASSWORD = "correct horse battery"
+HOSTILE = "<script>alert('q')</script><img src=x onerror=alert(1)> {{#each this}}x{{/each}} ${alert(2)}"
+CHUNK_HASH = "a3" * 32
+ALL = ("", None, None, "", "all", "all", "all")  # the filters, as the page sends them when empty
+
+
+def answer_data(answer: str, **extra: Any) -> dict[str, Any]:
+    """An answer record's data as assistant.service writes it (and keys it may grow)."""
+    return {
+        "mode": "llm",
+        "groups": ["finance", "public"],
+        "role": "staff",
+        "model": "deepseek-r1-distill-qwen-7b",
+        "settings": {"top_k": 6, "min_score": 0.3},
+        "query": {"question": "And in my first year?", "query": "annual leave first year", "method": "llm"},
+        "retrieved": [
+            {"chunk_id": "leave:0003", "doc_id": "leave", "source": "hr/leave-policy.pdf", "page": 3,
+             "score": 0.812345, "sha256": CHUNK_HASH, "used": True},
+            {"chunk_id": "budget:0001", "doc_id": "budget", "source": "finance/budget.xlsx", "page": None,
+             "score": 0.41, "sha256": "b4" * 32, "used": False, "dropped_for_context": True},
+        ],
+        "prompt": [
+            {"role": "system", "content": "Answer from the numbered sources only."},
+            {"role": "user", "content": "[1] Staff get 25 days of leave.\n\nQuestion: How much leave?"},
+        ],
+        "answer": answer,
+        "reasoning": "The leave policy says 25 days.",
+        "citations": [{"n": 1, "chunk_id": "leave:0003", "source": "hr/leave-policy.pdf", "page": 3}],
+        "support": [{"start": 0, "end": len(answer), "cited": [1], "level": "weak", "lexical": 0.2, "semantic": 0.5}],
+        **extra,
+    }  # fmt: skip
+
+
+@dataclass
+class Served:
+    url: str
+    log: AuditLog
+    users: UserStore
+
+    def client(self, name: str) -> Client:
+        return Client(self.url, auth=(name, PASSWORD), verbose=False, analytics_enabled=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_loopback() -> Iterator[None]:
+    install_guard("strict")
+    before = len(blocked_attempts())
+    yield
+    assert blocked_attempts()[before:] == []
+
+
+def launch(folder: Path) -> Iterator[Served]:
+    settings = Settings(data_dir=folder)
+    settings.ui.host = "127.0.0.1"
+    settings.ui.port = free_port()
+    settings.ui.org_name = "Globex <R&D>"
+    users = UserStore(settings.users_path)
+    users.add("alice", PASSWORD, "staff", ("finance", "public"))
+    users.add("bob", PASSWORD, "staff", ("public",))
+    users.add("olga", PASSWORD, "auditor", ())
+    users.add("adam", PASSWORD, "admin", ())
+    log = AuditLog(settings.audit_path)
+    log.append("answer", "alice", "How much leave do I get?", data=answer_data("You get 25 days [1]."))  # 1
+    log.append(
+        "answer", "bob", f"Budget? {HOSTILE}", data=answer_data(f"It is 4M. {HOSTILE}", future_key={"x": 1})
+    )  # 2
+    log.append("answer_error", "alice", "Parental leave?", "The language model did not answer within 120 s",
+               data=answer_data("Sixteen"))  # 3  # fmt: skip
+    log.feedback("alice", 1, "down", "It is 27 days now")  # 4
+    log.append("answer", "alice", "Office hours?", data=answer_data("9 to 5."))  # 5
+    app = build_app(object(), users, settings)
+    url = serve(app, settings, block=False)
+    try:
+        yield Served(url, log, users)
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from launch(tmp_path_factory.mktemp("auditor"))
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Served]:
+    yield from launch(tmp_path)
+
+
+def ids(table: dict[str, Any]) -> list[int]:
+    return [int(row[0]) for row in table["data"]]
+
+
+# -- as an auditor ---------------------------------------------------------------------------------
+
+
+def test_the_page_opens_with_the_newest_records(served: Served) -> None:
+    whoami, status, events, table, summary = served.client("olga").predict(api_name="/audit_page")
+    assert whoami == "Signed in as **olga** · auditor" and status == ""
+    assert [c[1] for c in events["choices"]] == ["all", "answer", "answer_error", "feedback"]
+    assert table["headers"] == ["id", "time (UTC)", "user", "event", "question", "error", "feedback"]
+    assert ids(table)[:5] == [5, 4, 3, 2, 1]
+    row = {r[0]: r for r in table["data"]}
+    assert row[1][2:4] == ["alice", "answer"] and row[1][6] == "down (comment)"
+    assert row[3][5].startswith("The language model did not answer")
+    assert summary == "5 records match, newest first. Select a row to open it."
+
+
+def test_filters_by_user_text_feedback_outcome_and_dates(served: Served) -> None:
+    client = served.client("olga")
+
+    def search(user: str = "", since: str | None = None, until: str | None = None, text: str = "",
+               event: str = "all", feedback: str = "all", outcome: str = "all") -> list[int]:  # fmt: skip
+        table, _ = client.predict(
+            user, since, until, text, event, feedback, outcome, api_name="/audit_search"
+        )
+        return ids(table)
+
+    assert search(user="alice", event="answer") == [5, 1]
+    assert search(text="BUDGET") == [2]
+    assert search(text="25 days") == [1]  # in the answer
+    assert search(feedback="down") == [1]
+    assert search(feedback="none") == [5, 3, 2]
+    assert search(outcome="error") == [3]
+    assert 3 not in search(outcome="ok")
+    day = served.log.get(1).ts[:10]  # type: ignore[union-attr]
+    assert search(since=day, until=day, event="answer") == [5, 2, 1]
+    with pytest.raises(AppError, match="since: 'someday' is not a date"):
+        search(since="someday")
+    _, summary = client.predict("nobody", None, None, "", "all", "all", "all", api_name="/audit_search")
+    assert summary == "No record matches these filters."
+
+
+def test_a_record_opens_in_full_with_everything_escaped(served: Served) -> None:
+    client = served.client("olga")
+    page, raw = client.predict(2, api_name="/audit_record")
+
+    assert raw == json.loads(json.dumps(served.log.get(2).__dict__))  # type: ignore[union-attr]
+    for expected in (
+        "Audit record 2",
+        CHUNK_HASH,  # the chunk hashes, whole
+        "0.8123",  # scores
+        "hr/leave-policy.pdf",
+        "finance/budget.xlsx",
+        "dropped_for_context",  # keys the page does not know still show
+        "annual leave first year",  # the rewritten query
+        "Answer from the numbered sources only.",  # the prompt
+        "The leave policy says 25 days.",  # reasoning
+        "leave:0003",  # citations
+        "weak",  # support marks
+        "future_key",  # unknown data keys, as JSON
+        served.log.get(2).hash,  # type: ignore[union-attr]
+    ):
+        assert expected in page, expected
+    # Document and user text is inert: no tag, no template expression survives.
+    assert "<script" not in page and "<img" not in page
+    assert "{{" not in page and "${" not in page
+    assert "&lt;script&gt;" in page
+
+    page, _ = client.predict(1, api_name="/audit_record")
+    assert "It is 27 days now" in page and "Feedback" in page
+
+    with pytest.raises(AppError, match="There is no audit record 999"):
+        client.predict(999, api_name="/audit_record")
+
+
+def test_verify_chain_reports_an_intact_log(served: Served) -> None:
+    result = served.client("olga").predict(api_name="/audit_verify")
+    count, head = served.log.head()
+    assert result.startswith(f"**Chain intact**: {count} records verified.")
+    assert f"Head: record {count}, hash `{head}`" in result
+
+
+def test_verify_chain_finds_tampering(fresh: Served) -> None:
+    conn = sqlite3.connect(fresh.log.path, isolation_level=None)
+    try:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("UPDATE records SET user = 'mallory' WHERE id = 2")
+    finally:
+        conn.close()
+    result = fresh.client("olga").predict(api_name="/audit_verify")
+    assert result.startswith("**Chain BROKEN** at record 2")
+
+
+def test_exports_download_the_filtered_records(served: Served) -> None:
+    client = served.client("olga")
+    csv_path = client.predict("alice", None, None, "", "answer", "all", "all", api_name="/audit_export_csv")
+    with open(csv_path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == ["1", "5"]  # oldest first
+    assert rows[0]["feedback"] == "down: It is 27 days now"
+    assert rows[0]["cited sources"] == "[1] hr/leave-policy.pdf p. 3"
+
+    before = served.log.head()
+    jsonl_path = client.predict(*ALL, api_name="/audit_export_jsonl")
+    text = Path(jsonl_path).read_text(encoding="utf-8")
+    count, first_prev, last = reverify_jsonl(text)  # the whole log, re-verified without Enclave
+    assert first_prev == "0" * 64 and (count, last) == before
+
+    # Each export is itself on the record, with who asked for what.
+    exports = served.log.search(event="audit_export", limit=None)
+    assert [(e.user, e.data["format"], e.data["records"]) for e in reversed(exports)][-2:] == [
+        ("olga", "csv", 2),
+        ("olga", "jsonl", before[0]),
+    ]
+    assert exports[1].data["filters"] == {"user": "alice", "events": ["answer"]}
+
+
+# -- as anyone else ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["alice", "adam"])
+def test_others_are_refused_everywhere_and_get_no_data(served: Served, name: str) -> None:
+    client = served.client(name)
+    whoami, status, events, table, summary = client.predict(api_name="/audit_page")
+    assert "Not allowed" in status and table["data"] == [] and summary == "" and whoami == ""
+    assert [c[1] for c in events["choices"]] == ["all"]
+
+    calls: list[tuple[str, tuple[Any, ...]]] = [
+        ("/audit_search", ALL),
+        ("/audit_record", (1,)),
+        ("/audit_verify", ()),
+        ("/audit_export_csv", ALL),
+        ("/audit_export_jsonl", ALL),
+    ]
+    for api_name, args in calls:
+        with pytest.raises(AppError, match="Not allowed: the audit log is open to auditors only") as caught:
+            client.predict(*args, api_name=api_name)
+        assert "How much leave" not in str(caught.value)
+
+    denied = [r for r in served.log.search(event="access_denied", user=name, limit=None)]
+    assert sorted(r.data["action"] for r in denied) == sorted(
+        ["open the page", "search", "open a record", "verify the chain", "export csv", "export jsonl"]
+    )
+    assert all(r.data["page"] == "audit" for r in denied)
+
+
+def test_the_audit_page_exists_and_only_the_ask_api_is_documented(served: Served) -> None:
+    with httpx.Client(base_url=served.url) as http:
+        assert http.get("/audit").status_code in (401, 200)  # behind the login
+        assert http.post("/login", data={"username": "alice", "password": PASSWORD}).is_success
+        page = http.get("/audit")
+        assert page.status_code == 200
+        config = http.get("/config").json()
+    assert ["audit", "Audit log", True] in config["pages"]
+    api = served.client("olga").view_api(print_info=False, return_format="dict")
+    assert isinstance(api, dict) and list(api["named_endpoints"]) == ["/ask"]

@@ -1,0 +1,124 @@
+"""How the auditor page renders one record: known keys in sections, anything else as JSON, any
+shape tolerated, every piece of text escaped (record_html is a pure function: no server)."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pytest
+
+from audit import AuditRecord, Feedback
+from ui.auditor import esc, record_html, table_rows
+
+HOSTILE = "<script>alert(1)</script> {{#each x}} ${alert(2)} `tick` &amp;"
+
+
+def record(
+    data: dict[str, Any], event: str = "answer", question: str = "Q?", error: str | None = None
+) -> AuditRecord:
+    return AuditRecord(
+        7, "2025-01-31T09:15:02.123456+00:00", event, "alice", question, error, data, "0" * 64, "f" * 64
+    )
+
+
+def visible_text(page: str) -> str:
+    """What a browser shows: tags gone, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def test_esc_leaves_no_markup_or_template_syntax() -> None:
+    out = esc(HOSTILE)
+    assert "<" not in out and ">" not in out
+    assert "{" not in out and "}" not in out and "$" not in out and "`" not in out
+    assert "&amp;amp;" in out  # an entity in the text stays text
+
+
+def test_unknown_keys_and_odd_shapes_are_shown_as_json_not_dropped() -> None:
+    data = {
+        "answer": {"not": "a string"},
+        "retrieved": "not a list",
+        "prompt": "one string prompt",
+        "support": [{"start": "x", "level": "weak"}],
+        "citations": [1, 2],
+        "query": None,
+        "brand_new": {"dropped_sources": [{"chunk_id": "c9", "why": HOSTILE}]},
+        "context": {"tokens": 812, "dropped": ["c9"]},
+    }
+    page = record_html(record(data))
+    text = visible_text(page)
+    for expected in (
+        '"not": "a string"',
+        "not a list",
+        "one string prompt",
+        "weak",
+        "brand_new",
+        "dropped_sources",
+        "812",
+    ):
+        assert expected in text, expected
+    assert "<script" not in page and "{{" not in page and "${" not in page
+
+
+def test_an_answer_record_has_its_sections_in_order() -> None:
+    answer = "You get 25 days [1]. Maybe more."
+    data = {
+        "mode": "llm",
+        "model": "m",
+        "query": {"question": "first year?", "query": "leave first year"},
+        "retrieved": [
+            {"source": "hr/leave.pdf", "page": 3, "score": 0.81234, "sha256": "a" * 64, "used": True}
+        ],
+        "prompt": [{"role": "system", "content": "sys"}, {"role": "user", "content": "usr"}],
+        "reasoning": "thinking",
+        "answer": answer,
+        "support": [{"start": 21, "end": len(answer), "cited": [], "level": "uncited"}],
+        "citations": [{"n": 1, "source": "hr/leave.pdf", "page": 3, "chunk_id": "c1"}],
+    }
+    feedback = [
+        Feedback(8, "2025-01-31T10:00:00+00:00", "alice", 7, "up", None),
+        Feedback(9, "2025-01-31T11:00:00+00:00", "alice", 7, "down", "wrong"),
+    ]
+    page = record_html(record(data), feedback)
+    order = [
+        "Question",
+        "Search query",
+        "Retrieved passages",
+        "Prompt (2 messages)",
+        "Reasoning",
+        "Answer",
+        "Support of each sentence",
+        "Citations",
+        "Feedback",
+    ]
+    positions = [page.index(title) for title in order]
+    assert positions == sorted(positions)
+    assert "a" * 64 in page and "0.8123" in page
+    assert "Maybe more." in visible_text(page.split("Support of each sentence")[1])  # the sentence itself
+    assert "newest (last) feedback is the one in force" in page and "wrong" in page
+    assert "Other data" not in page  # every key had a section
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "expected"),
+    [
+        ("checkpoint", {"purged_through": 40, "anchor_hash": "b" * 64}, "purged_through"),
+        ("feedback", {"record_id": 3, "rating": "down", "comment": HOSTILE}, "record_id"),
+        ("access_denied", {"page": "audit", "action": "search"}, "search"),
+    ],
+)
+def test_other_events_show_their_data(event: str, data: dict[str, Any], expected: str) -> None:
+    page = record_html(record(data, event=event, question=""))
+    assert expected in page and "<script" not in page
+    assert "Feedback</h4>" not in page  # only answers have feedback
+
+
+def test_table_rows_are_one_line_and_carry_the_latest_rating() -> None:
+    long = "word " * 100
+    rows = table_rows(
+        [record({}, question=f"line one\nline two {long}", error="boom")],
+        {7: Feedback(8, "t", "alice", 7, "down", "c")},
+    )
+    assert rows == [[7, "2025-01-31 09:15:02", "alice", "answer", rows[0][4], "boom", "down (comment)"]]
+    assert "\n" not in rows[0][4] and len(rows[0][4]) == 140 and rows[0][4].endswith("…")

@@ -1,0 +1,580 @@
+"""The auditor page: find audit records, open one in full, verify the chain, export what was found.
+
+Auditors only, enforced on the server: every handler checks the signed-in user's role first
+(the page hides itself from others too, but that is a courtesy, not the guard). A refused call
+returns no data, says "not allowed", and is itself written to the audit log (`access_denied`).
+Exports are audited as well (`audit_export`, with the filters used and the number of records).
+
+No `from __future__ import annotations`: Gradio reads `gr.Request` and `gr.SelectData` from the
+handlers' annotations at run time.
+"""
+
+import html
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from audit import AuditLog, AuditRecord, Feedback, RecordFilter
+from core.errors import AccessDenied, EnclaveError
+from core.settings import UISettings
+from core.types import Principal
+from core.users import UserStore
+from ui.login import principal_of
+from ui.markup import literal
+
+log = logging.getLogger(__name__)
+
+AUDIT_ROLES = frozenset({"auditor"})
+NOT_ALLOWED = "Not allowed: the audit log is open to auditors only."
+ACCESS_DENIED_EVENT = "access_denied"
+EXPORT_EVENT = "audit_export"
+PAGE_ROWS = 200
+TABLE_HEADERS = ["id", "time (UTC)", "user", "event", "question", "error", "feedback"]
+ANY = "all"
+FEEDBACK_CHOICES = [
+    ("all", ANY),
+    ("thumbs up", "up"),
+    ("thumbs down", "down"),
+    ("any feedback", "any"),
+    ("no feedback", "none"),
+]
+OUTCOME_CHOICES = [("all", ANY), ("errors only", "error"), ("no errors", "ok")]
+EXPORT_MAX_AGE_S = 3600  # staged export files older than this are removed at the next export
+INTERNAL_ERROR = "The audit log could not be read; the details are in the server log."
+
+
+def is_auditor(principal: Principal) -> bool:
+    return principal.role in AUDIT_ROLES
+
+
+# -- rendering (pure functions of records; everything escaped) -----------------------------------
+
+
+def esc(value: object) -> str:
+    """Text made inert in gr.HTML, whose template is both a JS template string and Handlebars."""
+    text = html.escape(str(value), quote=True)
+    return text.replace("{", "&#123;").replace("}", "&#125;").replace("$", "&#36;").replace("`", "&#96;")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _pre(text: object) -> str:
+    return f"<pre class='enclave-audit-pre'>{esc(text)}</pre>"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return esc(f"{value:.4f}")
+    if isinstance(value, str):
+        if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            return f"<code>{esc(value)}</code>"  # a hash: kept whole, in a code font
+        return esc(value)
+    if isinstance(value, list | dict):
+        return f"<code>{esc(json.dumps(value, ensure_ascii=False, sort_keys=True))}</code>"
+    return esc(value)
+
+
+def dict_table(rows: Sequence[Mapping[str, Any]], first: Sequence[str] = (), extra: str = "") -> str:
+    """Rows of dicts as a table: `first` columns in that order, then any others by name."""
+    columns = [c for c in first if any(c in r for r in rows)]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table class='enclave-audit-table {extra}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _section(title: str, body: str, *, folded: bool = False) -> str:
+    if folded:
+        return f"<details><summary><b>{esc(title)}</b></summary>{body}</details>"
+    return f"<h4>{esc(title)}</h4>{body}"
+
+
+def _value_html(value: Any, first: Sequence[str] = ()) -> str:
+    if isinstance(value, str):
+        return _pre(value)
+    if _is_table(value):
+        return dict_table(value, first)
+    return _pre(_json(value))
+
+
+def _prompt_html(prompt: Any) -> str:
+    if not (isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)):
+        return _value_html(prompt)
+    return "".join(f"<p><b>{esc(m.get('role', '?'))}</b></p>{_pre(m['content'])}" for m in prompt)
+
+
+def _support_html(support: Any, answer: Any) -> str:
+    if not _is_table(support):
+        return _value_html(support)
+    rows = []
+    for s in support:
+        row = dict(s)
+        start, end = s.get("start"), s.get("end")
+        if isinstance(answer, str) and isinstance(start, int) and isinstance(end, int):
+            row["sentence"] = answer[start:end]
+        rows.append(row)
+    return dict_table(rows, ("sentence", "level", "cited", "lexical", "semantic"))
+
+
+def _feedback_html(items: Sequence[Feedback]) -> str:
+    if not items:
+        return "<p>None.</p>"
+    rows = [
+        {"record": f.id, "time": f.ts, "user": f.user, "rating": f.rating, "comment": f.comment}
+        for f in items
+    ]
+    note = "<p>The newest (last) feedback is the one in force.</p>" if len(items) > 1 else ""
+    return dict_table(rows, ("record", "time", "user", "rating", "comment")) + note
+
+
+# Keys of an answer record's data with a section of their own; anything else (new keys included)
+# is shown as JSON under "Other data", so nothing recorded is ever hidden.
+_OVERVIEW_KEYS = ("mode", "model", "role", "groups", "finish_reason", "latency_ms")
+_SECTIONS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
+    # key, title, preferred columns, folded
+    ("query", "Search query (rewritten question)", (), False),
+    (
+        "retrieved",
+        "Retrieved passages",
+        ("source", "page", "score", "sha256", "used", "chunk_id", "doc_id"),
+        False,
+    ),
+    ("context", "Context given to the model", (), True),
+    ("citations", "Citations", ("n", "source", "page", "chunk_id"), False),
+    ("citations_removed", "Citations removed (to sources not supplied)", (), False),
+    ("weakly_supported", "Weakly supported sentences", (), False),
+    ("settings", "Settings in force", (), True),
+)
+
+
+def record_html(record: AuditRecord, feedback: Sequence[Feedback] = ()) -> str:
+    """One record in full: header, question, retrieval, prompt, reasoning, answer, citations,
+    support, feedback, and every other data key as JSON. All text is escaped."""
+    data: Mapping[str, Any] = record.data if isinstance(record.data, Mapping) else {}
+    overview = {"time (UTC)": record.ts, "user": record.user, "event": record.event}
+    overview.update({k: data[k] for k in _OVERVIEW_KEYS if k in data})
+    if record.error:
+        overview["error"] = record.error
+    overview.update({"hash": record.hash, "previous hash": record.prev_hash})
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{_cell(v)}</td></tr>" for k, v in overview.items())
+    parts = [
+        f"<h3>Audit record {esc(record.id)} · {esc(record.event)}</h3>",
+        f"<table class='enclave-audit-table enclave-audit-overview'>{rows}</table>",
+    ]
+    if record.question:
+        parts.append(_section("Question", _pre(record.question)))
+    shown = set(_OVERVIEW_KEYS)
+    for key, title, first, folded in _SECTIONS[:2]:  # query, retrieved
+        if data.get(key) not in (None, [], {}, ""):
+            parts.append(_section(title, _value_html(data[key], first), folded=folded))
+        shown.add(key)
+    if data.get("prompt"):
+        count = len(data["prompt"]) if isinstance(data["prompt"], list) else 1
+        parts.append(_section(f"Prompt ({count} messages)", _prompt_html(data["prompt"]), folded=True))
+    if data.get("reasoning"):
+        parts.append(_section("Reasoning", _pre(data["reasoning"]), folded=True))
+    if "answer" in data:
+        parts.append(_section("Answer", _value_html(data["answer"])))
+    if data.get("support"):
+        parts.append(_section("Support of each sentence", _support_html(data["support"], data.get("answer"))))
+    shown.update({"prompt", "reasoning", "answer", "support"})
+    for key, title, first, folded in _SECTIONS[2:]:
+        if data.get(key) not in (None, [], {}, ""):
+            parts.append(_section(title, _value_html(data[key], first), folded=folded))
+        shown.add(key)
+    if record.event in ("answer", "answer_error") or feedback:
+        parts.append(_section("Feedback", _feedback_html(feedback)))
+    other = {k: v for k, v in data.items() if k not in shown}
+    if other:
+        parts.append(_section("Other data", _pre(_json(other))))
+    return "<div class='enclave-audit-record'>" + "".join(parts) + "</div>"
+
+
+RECORD_CSS = """
+.enclave-audit-table { border-collapse: collapse; margin: .25rem 0 .75rem; font-size: .9em; }
+.enclave-audit-table th, .enclave-audit-table td { border: 1px solid var(--border-color-primary);
+  padding: .2rem .4rem; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+.enclave-audit-pre { white-space: pre-wrap; overflow-wrap: anywhere; max-height: 24rem; overflow: auto;
+  padding: .5rem; border: 1px solid var(--border-color-primary); border-radius: 4px; }
+details { margin: .5rem 0; }
+"""
+
+
+def table_rows(records: Sequence[AuditRecord], latest: Mapping[int, Feedback]) -> list[list[Any]]:
+    rows = []
+    for r in records:
+        question = " ".join(r.question.split())
+        fb = latest.get(r.id)
+        rows.append(
+            [
+                r.id,
+                r.ts[:19].replace("T", " "),
+                r.user,
+                r.event,
+                question if len(question) <= 140 else question[:139] + "…",
+                (r.error or "")[:120],
+                "" if fb is None else fb.rating + (" (comment)" if fb.comment else ""),
+            ]
+        )
+    return rows
+
+
+def _table(rows: list[list[Any]]) -> dict[str, Any]:
+    return {"headers": TABLE_HEADERS, "data": rows}
+
+
+def verify_markdown(
+    ok: bool, checked: int, purged: int, first_bad: int | None, reason: str, head: tuple[int, str]
+) -> str:
+    if ok:
+        purge = (
+            f" Records 1–{purged} were removed by retention purges; the chain is verified from there."
+            if purged
+            else ""
+        )
+        noun = "record" if checked == 1 else "records"
+        return (
+            f"**Chain intact**: {checked} {noun} verified.{purge}  \n"
+            f"Head: record {head[0]}, hash `{head[1]}` — keep it elsewhere to detect a rewound log."
+        )
+    return f"**Chain BROKEN** at record {first_bad}: {literal(reason)}"
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+
+class AuditorPage:
+    """The auditor page, kotaemon-style: `build()` lays it out, `register_events()` wires it."""
+
+    def __init__(self, audit: AuditLog, users: UserStore, settings: UISettings) -> None:
+        self.audit = audit
+        self.users = users
+        self.settings = settings
+        self._exports: Path | None = None
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        org = esc(self.settings.org_name)
+        with gr.Row(equal_height=True):
+            gr.HTML(
+                f"<h2 style='margin:0'>{org} audit log</h2>", js_on_load=None, elem_id="enclave-audit-title"
+            )
+            self.whoami = gr.Markdown(elem_id="enclave-audit-whoami")
+            gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)
+        self.status = gr.Markdown(elem_id="enclave-audit-status")
+        with gr.Column(visible=False, elem_id="enclave-audit-panel") as self.panel:
+            with gr.Row():
+                self.user = gr.Textbox(label="User", placeholder="any user", elem_id="enclave-audit-user")
+                self.since = gr.DateTime(label="From (UTC)", include_time=False, type="string")
+                self.until = gr.DateTime(label="To (UTC, inclusive)", include_time=False, type="string")
+                self.text = gr.Textbox(label="Text in question or answer", elem_id="enclave-audit-text")
+            with gr.Row(equal_height=True):
+                self.event = gr.Dropdown(label="Event", choices=[ANY], value=ANY, allow_custom_value=True)
+                self.feedback = gr.Dropdown(label="Feedback", choices=FEEDBACK_CHOICES, value=ANY)
+                self.outcome = gr.Dropdown(label="Outcome", choices=OUTCOME_CHOICES, value=ANY)
+                self.search = gr.Button("Search", variant="primary", elem_id="enclave-audit-search")
+            self.summary = gr.Markdown(elem_id="enclave-audit-summary")
+            self.table = gr.Dataframe(
+                value=_table([]),
+                headers=TABLE_HEADERS,
+                datatype="str",
+                type="array",
+                interactive=False,
+                wrap=True,
+                max_height=420,
+                elem_id="enclave-audit-table",
+            )
+            with gr.Row(equal_height=True):
+                self.record_id = gr.Number(
+                    label="Record id", precision=0, minimum=1, elem_id="enclave-audit-id"
+                )
+                self.open = gr.Button("Open record", elem_id="enclave-audit-open")
+                self.verify = gr.Button("Verify chain", elem_id="enclave-audit-verify")
+                self.export_csv = gr.Button("Export CSV", elem_id="enclave-audit-export-csv")
+                self.export_jsonl = gr.Button("Export JSONL", elem_id="enclave-audit-export-jsonl")
+            self.verified = gr.Markdown(elem_id="enclave-audit-verified")
+            self.download = gr.File(label="Export", interactive=False, elem_id="enclave-audit-download")
+            self.detail = gr.HTML(js_on_load=None, css_template=RECORD_CSS, elem_id="enclave-audit-record")
+            with gr.Accordion("Raw record (JSON, as stored)", open=False):
+                self.raw = gr.JSON(elem_id="enclave-audit-raw")
+
+    def register_events(self, app: gr.Blocks) -> None:
+        filters = [self.user, self.since, self.until, self.text, self.event, self.feedback, self.outcome]
+        # Callable by name (the tests, scripts) but kept off the API page, which lists /ask only.
+        api: dict[str, Any] = {"api_visibility": "undocumented"}
+        app.load(
+            self.on_load,
+            inputs=None,
+            outputs=[self.whoami, self.status, self.panel, self.event, self.table, self.summary],
+            api_name="audit_page",
+            **api,
+        )
+        gr.on(
+            triggers=[self.search.click, self.text.submit, self.user.submit],
+            fn=self.search_records,
+            inputs=filters,
+            outputs=[self.table, self.summary],
+            api_name="audit_search",
+            **api,
+        )
+        gr.on(
+            triggers=[self.open.click, self.record_id.submit],
+            fn=self.open_record,
+            inputs=[self.record_id],
+            outputs=[self.detail, self.raw],
+            api_name="audit_record",
+            **api,
+        )
+        self.table.select(
+            self.select_row,
+            inputs=None,
+            outputs=[self.record_id, self.detail, self.raw],
+            api_visibility="private",
+        )
+        self.verify.click(
+            self.verify_chain, inputs=None, outputs=self.verified, api_name="audit_verify", **api
+        )
+        self.export_csv.click(
+            self.export_as_csv, inputs=filters, outputs=self.download, api_name="audit_export_csv", **api
+        )
+        self.export_jsonl.click(
+            self.export_as_jsonl, inputs=filters, outputs=self.download, api_name="audit_export_jsonl", **api
+        )
+
+    # -- the guard -----------------------------------------------------------------------------
+
+    def _auditor(self, request: gr.Request | None, action: str) -> Principal:
+        """The signed-in auditor, or AccessDenied (written to the audit log) for anyone else."""
+        principal = principal_of(request, self.users)
+        if is_auditor(principal):
+            return principal
+        log.warning("%s (role %s) was refused the audit log: %s", principal.name, principal.role, action)
+        try:
+            self.audit.append(
+                ACCESS_DENIED_EVENT,
+                principal.name,
+                data={"page": "audit", "action": action, "role": principal.role},
+            )
+        except EnclaveError:
+            log.exception("the refusal of %s could not be written to the audit log", principal.name)
+        raise AccessDenied(NOT_ALLOWED)
+
+    def _guarded(self, request: gr.Request | None, action: str) -> Principal:
+        try:
+            return self._auditor(request, action)
+        except EnclaveError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    def on_load(self, request: gr.Request) -> tuple[Any, ...]:
+        """Whoami, the "not allowed" note or the filters and the newest records."""
+        try:
+            principal = self._auditor(request, "open the page")
+        except EnclaveError as exc:
+            hidden = gr.update(visible=False)
+            return "", f"**{literal(str(exc))}**", hidden, gr.update(choices=[ANY], value=ANY), _table([]), ""
+        who = f"Signed in as **{literal(principal.name)}** · {literal(principal.role)}"
+        try:
+            events = self.audit.events()
+            table, summary = self._search(RecordFilter.of())
+        except EnclaveError as exc:
+            log.exception("the audit log could not be read for %s", principal.name)
+            return who, f"**{literal(str(exc))}**", gr.update(visible=True), gr.skip(), _table([]), ""
+        choices = [ANY, *events]
+        return who, "", gr.update(visible=True), gr.update(choices=choices, value=ANY), table, summary
+
+    def search_records(
+        self,
+        user: str | None,
+        since: str | None,
+        until: str | None,
+        text: str | None,
+        event: str | None,
+        feedback: str | None,
+        outcome: str | None,
+        request: gr.Request,
+    ) -> tuple[dict[str, Any], str]:
+        """The newest matching records (up to PAGE_ROWS) and a line saying how many match."""
+        self._guarded(request, "search")
+        query = self._filter(user, since, until, text, event, feedback, outcome)
+        return self._search(query)
+
+    def open_record(self, record_id: float | None, request: gr.Request) -> tuple[str, dict[str, Any]]:
+        """One record rendered in full, and the record as stored."""
+        self._guarded(request, "open a record")
+        if record_id is None or record_id != int(record_id) or record_id < 1:
+            raise gr.Error(f"Record id {record_id!r} is not a record number: enter a whole number from 1.")
+        rid = int(record_id)
+        try:
+            record = self.audit.get(rid)
+            feedback = self.audit.feedback_for(rid) if record is not None else []
+        except EnclaveError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        if record is None:
+            raise gr.Error(
+                f"There is no audit record {rid} (never written, or removed by a retention purge)."
+            )
+        return record_html(record, feedback), _raw(record)
+
+    def select_row(self, evt: gr.SelectData, request: gr.Request) -> tuple[Any, str, dict[str, Any]]:
+        self._guarded(request, "open a record")
+        row = evt.row_value or []
+        try:
+            rid = int(row[0])
+        except (IndexError, TypeError, ValueError):
+            return gr.skip(), gr.skip(), gr.skip()
+        detail, raw = self.open_record(rid, request)
+        return rid, detail, raw
+
+    def verify_chain(self, request: gr.Request) -> str:
+        """The result of re-computing the whole hash chain, in words."""
+        self._guarded(request, "verify the chain")
+        result = self.audit.verify()
+        head = self.audit.head()
+        return verify_markdown(
+            result.ok, result.checked, result.purged_through, result.first_bad_id, result.reason, head
+        )
+
+    def export_as_csv(
+        self,
+        user: str | None,
+        since: str | None,
+        until: str | None,
+        text: str | None,
+        event: str | None,
+        feedback: str | None,
+        outcome: str | None,
+        request: gr.Request,
+    ) -> str:
+        """Every matching record, oldest first, as a CSV file to download."""
+        return self._export("csv", request, user, since, until, text, event, feedback, outcome)
+
+    def export_as_jsonl(
+        self,
+        user: str | None,
+        since: str | None,
+        until: str | None,
+        text: str | None,
+        event: str | None,
+        feedback: str | None,
+        outcome: str | None,
+        request: gr.Request,
+    ) -> str:
+        """Every matching record, oldest first, as a JSONL file (re-verifiable when unfiltered)."""
+        return self._export("jsonl", request, user, since, until, text, event, feedback, outcome)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _filter(
+        user: str | None,
+        since: str | None,
+        until: str | None,
+        text: str | None,
+        event: str | None,
+        feedback: str | None,
+        outcome: str | None,
+    ) -> RecordFilter:
+        has_error = {"error": True, "ok": False}.get(outcome or ANY)
+        try:
+            return RecordFilter.of(
+                user=user,
+                since=since or None,
+                until=until or None,
+                text=text,
+                event=None if event in (None, "", ANY) else event,
+                has_error=has_error,
+                feedback=None if feedback in (None, "", ANY) else feedback,
+            )
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+
+    def _search(self, query: RecordFilter) -> tuple[dict[str, Any], str]:
+        try:
+            records = self.audit.select(query, limit=PAGE_ROWS)
+            total = self.audit.count(query) if len(records) == PAGE_ROWS else len(records)
+            latest = self.audit.latest_feedback(r.id for r in records)
+        except EnclaveError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        if not records:
+            summary = "No record matches these filters."
+        elif total > len(records):
+            summary = (
+                f"{total} records match; the newest {len(records)} are shown. Narrow the filters, "
+                "or export them all."
+            )
+        else:
+            matches = "1 record matches" if total == 1 else f"{total} records match"
+            summary = f"{matches}, newest first. Select a row to open it."
+        return _table(table_rows(records, latest)), summary
+
+    def _export(self, fmt: str, request: gr.Request, *filters: str | None) -> str:
+        principal = self._guarded(request, f"export {fmt}")
+        query = self._filter(*filters)
+        folder = Path(tempfile.mkdtemp(prefix="export-", dir=self._export_root()))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = folder / f"enclave-audit-{stamp}.{fmt}"
+        try:
+            with path.open("w", encoding="utf-8", newline="") as out:
+                count = self.audit.export(self.audit.iter_select(query, oldest_first=True), fmt, out)
+            self.audit.append(
+                EXPORT_EVENT,
+                principal.name,
+                data={"format": fmt, "filters": query.as_dict(), "records": count},
+            )
+        except EnclaveError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise gr.Error(str(exc), print_exception=False) from exc
+        except Exception as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.exception("export by %s failed", principal.name)
+            raise gr.Error(INTERNAL_ERROR, print_exception=False) from exc
+        return str(path)
+
+    def _export_root(self) -> Path:
+        # Gradio copies a returned file into its own cache (cleaned by the app's delete_cache);
+        # the staged copy here is removed at a later export once it is old enough.
+        if self._exports is None or not self._exports.is_dir():
+            self._exports = Path(tempfile.mkdtemp(prefix="enclave-audit-exports-"))
+        cutoff = time.time() - EXPORT_MAX_AGE_S
+        for old in self._exports.iterdir():
+            try:
+                if old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                continue
+        return self._exports
+
+
+def _raw(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "ts": record.ts,
+        "event": record.event,
+        "user": record.user,
+        "question": record.question,
+        "error": record.error,
+        "data": record.data,
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }

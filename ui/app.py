@@ -47,7 +47,9 @@ def build_app(
         title=f"{org} · Enclave", analytics_enabled=False, fill_height=True, delete_cache=_CACHE_CLEANUP
     )
     with app:
-        navbar = gr.Navbar(visible=False, main_page_name="Chat")
+        # "hidden", not False: a Navbar that is not rendered cannot tell the page to drop its
+        # default bar (which would show "Home" and "Audit log" to everyone).
+        navbar = gr.Navbar(visible="hidden", main_page_name="Chat")
         page = ChatPage(assistant, users, settings.ui)
         page.build()
         page.register_events(app)
@@ -68,7 +70,7 @@ def _navbar_for(users: UserStore) -> Any:
             shown = is_auditor(principal_of(request, users))
         except EnclaveError:
             shown = False
-        return gr.update(visible=shown)
+        return gr.update(visible=True if shown else "hidden")
 
     return navbar
 

@@ -43,9 +43,7 @@ def build_embedder(settings: Settings) -> Embedder:
         case "onnx-int8":
             from vectorstore.onnx_embedding import OnnxEmbedder
 
-            return OnnxEmbedder(
-                e.model_path, settings.models_cache, e.batch_size, e.threads
-            )
+            return OnnxEmbedder(e.model_path, settings.models_cache, e.threads)
         case _:
             from vectorstore.embedding import SentenceTransformerEmbedder
 

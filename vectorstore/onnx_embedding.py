@@ -90,13 +90,14 @@ class OnnxEmbedder:
     where the key hashes the weights file and RECIPE; later runs reuse it. Text is tokenised with
     the folder's tokenizer.json, cut at the model's max_seq_length, pooled as its 1_Pooling config
     says and L2-normalised, like SentenceTransformer.encode(normalize_embeddings=True).
+    Each text is run on its own (see embed_documents), so its vector never depends on the other
+    texts of the call; there is no batch size.
     """
 
     def __init__(
         self,
         model_path: Path | None = None,
         cache_dir: Path | None = None,
-        batch_size: int = 32,
         threads: int = 0,
     ) -> None:
         for package in ("onnxruntime", "onnx", "tokenizers"):
@@ -114,7 +115,6 @@ class OnnxEmbedder:
             )
         self.model_id = f"{_model_name(self.model_path)}-onnx-int8"
         self.cache_dir = Path(cache_dir) if cache_dir else _user_cache()
-        self.batch_size = batch_size
         self.threads = threads
         self.max_seq_length, self.do_lower_case = self._sentence_bert_config()
         self._pooling_modes, self._word_dimension = self._pooling_config()
@@ -317,31 +317,21 @@ class OnnxEmbedder:
                 # CPU only: the wheel also lists an Azure provider, which is a remote endpoint.
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                 tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
-                tokenizer.no_padding()  # padding is per batch, done in _run
+                tokenizer.no_padding()  # each text runs alone: nothing to pad
                 tokenizer.enable_truncation(max_length=self.max_seq_length)
                 self._input_names = {i.name for i in session.get_inputs()}
                 self._tokenizer, self._session = tokenizer, session
             return self._session, self._tokenizer
 
-    def _pad_id(self, tokenizer: Any) -> int:
-        padding = tokenizer.padding
-        if padding and "pad_id" in padding:
-            return int(padding["pad_id"])
-        pad = tokenizer.token_to_id("[PAD]")
-        return int(pad) if pad is not None else 0
-
-    def _run(self, session: Any, encodings: Sequence[Any], pad_id: int) -> np.ndarray:
-        length = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), length), pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), length), dtype=np.int64)
-        types = np.zeros((len(encodings), length), dtype=np.int64)
-        for row, e in enumerate(encodings):
-            ids[row, : len(e.ids)] = e.ids
-            mask[row, : len(e.ids)] = 1
-            types[row, : len(e.ids)] = e.type_ids
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    def _run(self, session: Any, encoding: Any) -> np.ndarray:
+        ids = np.asarray([encoding.ids], dtype=np.int64)
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
+        }
         hidden = session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})[0]
-        return self._pool(hidden.astype(np.float32, copy=False), mask)
+        return self._pool(hidden.astype(np.float32, copy=False), feeds["attention_mask"])
 
     def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         weights = mask[..., None].astype(np.float32)
@@ -370,14 +360,12 @@ class OnnxEmbedder:
         if not texts:
             return []
         session, tokenizer = self._load()
-        pad_id = self._pad_id(tokenizer)
-        encodings = tokenizer.encode_batch(self._prepare(texts))
-        # Shortest first, so each batch pads to a length close to its own texts' lengths.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            out[rows] = self._run(session, [encodings[i] for i in rows], pad_id)
+        # One text per run, never a padded batch: the int8 MatMuls quantise their input with one
+        # scale for the whole tensor, so in a batch a passage's vector would depend on its
+        # neighbours and on the padding (a 1-token text fell from cosine 0.986 to 0.969 to fp32).
+        for row, encoding in enumerate(tokenizer.encode_batch(self._prepare(texts))):
+            out[row] = self._run(session, encoding)[0]
         return out.tolist()
 
     def embed_query(self, text: str) -> list[float]:

@@ -114,6 +114,11 @@ def parse_tree(parse: Parse, path: Path, index: int, limits: Limits, skip: Mappi
     return piece
 
 
+def parse_attachments(parse: Parse, mail: ParsedDocument, source: str, limits: Limits) -> list[Piece]:
+    """The attachments of a parsed mail, parsed as `parse_tree` does (in this process)."""
+    return _attachments(parse, mail, source, -1, (), limits, {})
+
+
 def _attachments(
     parse: Parse, mail: ParsedDocument, source: str, index: int, key: Key, limits: Limits, skip: Mapping[Key, str]
 ) -> list[Piece]:

@@ -2,7 +2,8 @@
 18F handbook downloads and NTSB accident reports, from ../shared/corpus.
 
 Every example document ends as pinned in tests/fixtures/external_corpus_expected.json (parsed,
-skipped or failed, with a reason), none crashes, and a sentence copied from one file of each
+skipped or failed, with a reason; a mail's attachments too, each as ingest parses it), none
+crashes, and a sentence copied from one file of each
 format is found in its parsed text. The other two corpora must simply end classified. Files are
 parsed by 2 worker processes; the pin leaves out files over its max_bytes (a 1,225-page novel,
 a 619-page PDF: minutes each, nothing the others do not show). To re-pin after a deliberate
@@ -82,15 +83,16 @@ def example_results() -> dict[str, dict[str, Any]]:
     return {str(Path(path).relative_to(pin.EXAMPLES)): result for path, result in results.items()}
 
 
-def expectation(entry: dict[str, Any]) -> tuple[str, str] | None:
-    """(outcome, reason) this machine must give, or None where any outcome but a crash will do."""
+def expectation(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """Outcome, reason and a mail's attachments' outcomes this machine must give, or None where
+    any outcome but a crash will do."""
     if ocr.missing() and "without_tesseract" in entry:
         entry = entry["without_tesseract"]
     if entry["reason"] == "needs LibreOffice" and not office.missing():
         if "with_libreoffice" not in entry:
             return None  # pinned where LibreOffice was missing: what it makes of the file is not pinned
         entry = entry["with_libreoffice"]
-    return entry["outcome"], entry["reason"]
+    return {"outcome": entry["outcome"], "reason": entry["reason"], "attachments": entry.get("attachments", {})}
 
 
 def test_the_pin_covers_every_file() -> None:
@@ -100,13 +102,18 @@ def test_the_pin_covers_every_file() -> None:
 
 def test_every_example_document_ends_as_pinned(example_results: dict[str, dict[str, Any]]) -> None:
     crashes = {rel: r["trace"] for rel, r in example_results.items() if r["outcome"] == "crash"}
+    crashes.update(
+        {f"{rel}#{name}": a["message"] for rel, r in example_results.items()
+         for name, a in r.get("attachments", {}).items() if a["outcome"] == "crash"}
+    )
     assert not crashes, "\n\n".join(f"{rel}:\n{trace}" for rel, trace in crashes.items())
     wrong = []
     for rel, entry in expected_files().items():
         if entry["outcome"] == "too_large":
             continue
         result = example_results[rel]
-        got = (result["outcome"], pin.reason_key(result))
+        got = {"outcome": result["outcome"], "reason": pin.reason_key(result),
+               "attachments": pin.attachment_keys(result)}
         want = expectation(entry)
         if want is not None and got != want:
             wrong.append(f"{rel}: expected {want}, got {got}: {result['message']}")
@@ -117,6 +124,9 @@ def test_every_message_names_its_file(example_results: dict[str, dict[str, Any]]
     for result in example_results.values():
         if result["outcome"] in ("failed", "skipped"):
             assert result["message"].startswith(f"{result['path']}: "), result["message"]
+        for name, attachment in result.get("attachments", {}).items():  # "<mail>#<name>: <reason>"
+            if attachment["outcome"] in ("failed", "skipped"):
+                assert attachment["message"].startswith(f"{result['path']}#{name}: "), attachment["message"]
 
 
 def normalised(text: str) -> str:

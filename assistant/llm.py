@@ -110,11 +110,17 @@ class VllmChatModel:
             streaming=True,
         )
 
-    def _describe(self, exc: Exception) -> str:
+    def _describe(self, exc: Exception, streaming: bool) -> str:
+        """One line for the user: what failed, at which URL, and what to do."""
         import openai
 
         where = f"the language model at {self.base_url}"
-        if isinstance(exc, openai.APITimeoutError):
+        timed_out = isinstance(exc, openai.APITimeoutError) or "timeout" in type(exc).__name__.lower()
+        if streaming:  # the answer had started: say it broke off, not that the server is down
+            if timed_out:
+                return f"{where} stopped sending the answer for {self.timeout_s:g} s; try again later"
+            return f"{where} broke off the answer: {exc.__cause__ or exc}"
+        if timed_out:
             return f"{where} did not answer within {self.timeout_s:g} s; try again later"
         if isinstance(exc, openai.APIConnectionError):
             return f"{where} is unavailable ({exc.__cause__ or exc}); ask an administrator to check the LLM service"
@@ -125,13 +131,19 @@ class VllmChatModel:
             return f"{where} answered HTTP {exc.status_code}: {detail}"
         return f"{where} failed: {type(exc).__name__}: {exc}"
 
-    def stream(self, messages: Sequence[dict[str, str]]) -> Iterator[tuple[DeltaKind, str]]:
+    def stream(
+        self, messages: Sequence[dict[str, str]], max_tokens: int | None = None
+    ) -> Iterator[tuple[DeltaKind, str]]:
+        """The answer's deltas; `max_tokens` overrides the configured limit for this request."""
         import openai
 
         splitter = ThinkSplitter()
-        finish = "stop"
+        finish: str | None = None
+        streaming = False
+        options = {"max_tokens": max_tokens} if max_tokens is not None else {}
         try:
-            for chunk in self._chat.stream(list(messages)):
+            for chunk in self._chat.stream(list(messages), **options):
+                streaming = True
                 reasoning = chunk.additional_kwargs.get("reasoning")
                 if reasoning:
                     splitter.server_splits()
@@ -144,11 +156,17 @@ class VllmChatModel:
                     finish = str(reason)
         except (openai.OpenAIError, OSError) as exc:
             log.warning("LLM request failed", exc_info=True)
-            raise LLMUnavailable(self._describe(exc)) from exc
-        except Exception as exc:  # httpx errors raised mid-stream are not always wrapped by openai
-            if type(exc).__module__.startswith(("httpx", "httpcore")):
+            raise LLMUnavailable(self._describe(exc, streaming)) from exc
+        except Exception as exc:  # transport errors raised mid-stream are not always wrapped by openai
+            if type(exc).__module__.startswith(("httpx", "httpcore", "h11")):
                 log.warning("LLM stream broke", exc_info=True)
-                raise LLMUnavailable(f"the language model at {self.base_url} broke off the answer: {exc}") from exc
+                raise LLMUnavailable(self._describe(exc, streaming)) from exc
             raise
+        if finish is None:
+            # vLLM ends every stream with a finish reason; a stream without one was cut short.
+            raise LLMUnavailable(
+                f"the language model at {self.base_url} broke off the answer: the stream ended "
+                "without a finish reason"
+            )
         yield from splitter.flush()
         yield ("finish", finish)

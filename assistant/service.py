@@ -1,6 +1,9 @@
 """The Assistant: one question in, a grounded, cited, audited answer out (streamed or whole).
 
-The CLI and the web UI both use it, so both get the same retrieval, rules and audit trail.
+The CLI and the web UI both use it, so both get the same retrieval, rules and audit trail:
+follow-up rewritten to stand alone → retrieval → prompt fitted to the context window → the model's
+answer streamed → citations resolved against the supplied sources and checked for support → one
+audit record (`answer`, or `answer_error` holding what had streamed before the failure).
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from assistant.budget import ContextBudget, FittedPrompt
 from assistant.citations import citations_for, resolve
 from assistant.extractive import ExtractiveAnswerer
+from assistant.followup import QueryRewriter, Rewrite, clean_history
 from assistant.llm import DeltaKind
 from assistant.prompts import build_messages
 from assistant.retrieval import Retriever
-from core.errors import AuditIntegrityError, EnclaveError
-from core.types import Answer, Hit, Principal, StreamEvent
+from assistant.support import SupportChecker
+from core.errors import AuditIntegrityError, ConfigError, EnclaveError
+from core.types import Answer, Citation, Hit, Principal, StreamEvent
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +38,9 @@ class ChatModel(Protocol):
     max_tokens: int
     temperature: float
 
-    def stream(self, messages: Sequence[dict[str, str]]) -> Iterator[tuple[DeltaKind, str]]: ...
+    def stream(
+        self, messages: Sequence[dict[str, str]], max_tokens: int | None = None
+    ) -> Iterator[tuple[DeltaKind, str]]: ...
 
 
 class AuditSink(Protocol):
@@ -42,6 +50,8 @@ class AuditSink(Protocol):
 
 
 class Assistant:
+    """Answers for a principal. With `llm`, a `budget` is required: prompts are fitted to it."""
+
     def __init__(
         self,
         retriever: Retriever,
@@ -49,12 +59,20 @@ class Assistant:
         llm: ChatModel | None,
         extractive: ExtractiveAnswerer,
         org_name: str = "Enclave",
+        budget: ContextBudget | None = None,
+        rewriter: QueryRewriter | None = None,
+        support: SupportChecker | None = None,
     ) -> None:
+        if llm is not None and budget is None:
+            raise ConfigError("an LLM needs a context budget: build the Assistant with budget=ContextBudget(...)")
         self.retriever = retriever
         self.audit = audit
         self.llm = llm
         self.extractive = extractive
         self.org_name = org_name
+        self.budget = budget
+        self.rewriter = rewriter or QueryRewriter(None)
+        self.support = support or SupportChecker(None)
 
     def ask(self, principal: Principal, question: str, history: Sequence[tuple[str, str]] = ()) -> Answer:
         answer: Answer | None = None
@@ -76,61 +94,86 @@ class Assistant:
                 f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}"
             )
         answer = Answer(question=question, text="", mode="no_answer", model=self._model_name())
-        searched: list[Hit] = []
-        messages: list[dict[str, str]] = []
+        trace = _Trace()
         try:
-            relevant, searched = self.retriever.retrieve(principal, question)
+            turns = clean_history(history)  # earlier reasoning never goes back to a model
+            trace.rewrite = self.rewriter.rewrite(question, turns)
+            answer.search_query = trace.rewrite.query
+            relevant, trace.searched = self.retriever.retrieve(principal, trace.rewrite.query)
             supplied = citations_for(relevant)
-            answer.hits = relevant
-            yield StreamEvent("sources", citations=tuple(supplied))
             if not relevant:
                 answer.text = NO_ANSWER
+                yield StreamEvent("sources")
             elif self.llm is None:
                 answer.mode = "extractive"
-                answer.text = self.extractive.answer(question, relevant, supplied)
+                answer.hits = relevant
+                yield StreamEvent("sources", citations=tuple(supplied))
+                answer.text = self.extractive.answer(trace.rewrite.query, relevant, supplied)
                 answer.citations = [c for c in supplied if f"[{c.n}]" in answer.text]
             else:
                 answer.mode = "llm"
-                messages = build_messages(
-                    self.org_name, question, supplied, [h.chunk.text for h in relevant], history
-                )
-                raw: list[str] = []
-                reasoning: list[str] = []
-                for kind, text in self.llm.stream(messages):
-                    if kind == "reasoning":
-                        reasoning.append(text)
-                        yield StreamEvent("reasoning", text=text)
-                    elif kind == "token":
-                        raw.append(text)
-                        yield StreamEvent("token", text=text)
-                    else:
-                        answer.finish_reason = text
-                answer.reasoning = "".join(reasoning)
-                answer.text, answer.citations, unknown = resolve("".join(raw), supplied)
-                if unknown:
-                    log.info("removed citations to sources not supplied: %s", unknown)
-                answer.text = answer.text.strip()
-                if not answer.text:
-                    answer.text = "The language model returned no answer. Please try again."
-                if answer.finish_reason == "length":
-                    answer.text += (
-                        f"\n\n(The answer was cut off at the limit of {self.llm.max_tokens} tokens.)"
-                    )
+                yield from self._generate(answer, trace, question, turns, relevant, supplied)
         except EnclaveError as exc:
             answer.mode = "error"
             answer.error = str(exc)
+            if trace.raw or trace.reasoning:
+                answer.text = "".join(trace.raw)  # what had streamed when it failed, for the record
+                answer.reasoning = "".join(trace.reasoning)
             answer.latency_ms = (time.perf_counter() - started) * 1000
-            self._record(principal, answer, searched, messages)
+            self._record(principal, answer, trace)
             raise
         answer.latency_ms = (time.perf_counter() - started) * 1000
-        self._record(principal, answer, searched, messages)
+        self._record(principal, answer, trace)
         yield StreamEvent("done", answer=answer)
+
+    def _generate(
+        self,
+        answer: Answer,
+        trace: _Trace,
+        question: str,
+        turns: list[tuple[str, str]],
+        relevant: list[Hit],
+        supplied: list[Citation],
+    ) -> Iterator[StreamEvent]:
+        assert self.llm is not None and self.budget is not None
+        texts = [h.chunk.text for h in relevant]
+
+        def build(k: int, h: int) -> list[dict[str, str]]:
+            return build_messages(self.org_name, question, supplied[:k], texts[:k], turns[len(turns) - h :])
+
+        trace.fitted = self.budget.fit(build, supplied, len(turns))
+        kept = trace.fitted.sources_kept
+        supplied, answer.hits = supplied[:kept], relevant[:kept]
+        trace.messages = trace.fitted.messages
+        yield StreamEvent("sources", citations=tuple(supplied))
+        for kind, text in self.llm.stream(trace.messages):
+            if kind == "reasoning":
+                trace.reasoning.append(text)
+                yield StreamEvent("reasoning", text=text)
+            elif kind == "token":
+                trace.raw.append(text)
+                yield StreamEvent("token", text=text)
+            else:
+                answer.finish_reason = text
+        answer.reasoning = "".join(trace.reasoning)
+        text, answer.citations, trace.removed = resolve("".join(trace.raw), supplied)
+        if trace.removed:
+            log.info("removed citations to sources not supplied: %s", trace.removed)
+        answer.text = text.strip()
+        if not answer.text:
+            answer.text = "The language model returned no answer. Please try again."
+        else:
+            by_n = {c.n: h.chunk.text for c, h in zip(supplied, answer.hits)}
+            answer.support = self.support.check(answer.text, by_n)
+        if answer.finish_reason == "length":
+            answer.text += f"\n\n(The answer was cut off at the limit of {self.llm.max_tokens} tokens.)"
 
     def _model_name(self) -> str:
         return self.llm.model if self.llm else f"extractive/{self.retriever.embedder.model_id}"
 
-    def _record(self, principal: Principal, answer: Answer, searched: list[Hit], messages: list[dict[str, str]]) -> None:
-        relevant_ids = {h.chunk.chunk_id for h in answer.hits}
+    def _record(self, principal: Principal, answer: Answer, trace: _Trace) -> None:
+        used_ids = {h.chunk.chunk_id for h in answer.hits}
+        dropped_ids = {d["chunk_id"] for d in trace.fitted.dropped} if trace.fitted else set()
         data = {
             "mode": answer.mode,
             "groups": list(principal.groups),
@@ -146,6 +189,7 @@ class Assistant:
                     else {}
                 ),
             },
+            "query": trace.rewrite.record() if trace.rewrite else None,
             "retrieved": [
                 {
                     "chunk_id": h.chunk.chunk_id,
@@ -154,17 +198,32 @@ class Assistant:
                     "page": h.chunk.page,
                     "score": round(h.score, 6),
                     "sha256": h.chunk.content_hash,
-                    "used": h.chunk.chunk_id in relevant_ids,
+                    "used": h.chunk.chunk_id in used_ids,
+                    **({"dropped_for_context": True} if h.chunk.chunk_id in dropped_ids else {}),
                 }
-                for h in searched
+                for h in trace.searched
             ],
-            "prompt": messages,
+            "context": trace.fitted.record() if trace.fitted else None,
+            "prompt": trace.messages,
             "answer": answer.text,
             "reasoning": answer.reasoning,
             "finish_reason": answer.finish_reason,
             "citations": [
                 {"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "page": c.page} for c in answer.citations
             ],
+            "citations_removed": trace.removed,
+            "support": [
+                {
+                    "start": s.start,
+                    "end": s.end,
+                    "cited": list(s.cited),
+                    "level": s.level,
+                    "lexical": s.lexical,
+                    "semantic": s.semantic,
+                }
+                for s in answer.support
+            ],
+            "weakly_supported": [s.text for s in answer.support if s.level != "supported"],
             "latency_ms": round(answer.latency_ms, 1),
         }
         event = "answer_error" if answer.error else "answer"
@@ -175,6 +234,19 @@ class Assistant:
         except Exception as exc:
             raise AuditIntegrityError(f"the answer could not be written to the audit log: {exc}") from exc
         answer.audit_id = getattr(record, "id", None)
+
+
+class _Trace:
+    """What one answer went through, kept for its audit record (also when it fails midway)."""
+
+    def __init__(self) -> None:
+        self.rewrite: Rewrite | None = None
+        self.searched: list[Hit] = []
+        self.fitted: FittedPrompt | None = None
+        self.messages: list[dict[str, str]] = []
+        self.raw: list[str] = []
+        self.reasoning: list[str] = []
+        self.removed: list[int] = []
 
 
 __all__ = ["NO_ANSWER", "Assistant"]

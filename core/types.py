@@ -69,6 +69,28 @@ class Citation:
     snippet: str
 
 
+SupportLevel = Literal["supported", "weak", "uncited"]
+
+
+@dataclass(frozen=True)
+class SentenceSupport:
+    """How well one sentence of a generated answer is backed by the sources it cites.
+
+    `start`/`end` index the sentence in `Answer.text`. `level`: supported, weak (its cited
+    sources share too little with it) or uncited (it cites nothing). `lexical` is the share of
+    its content words found in the cited sources, `semantic` the best cosine between it and a
+    cited source's sentence (None when not computed).
+    """
+
+    start: int
+    end: int
+    text: str
+    cited: tuple[int, ...]
+    level: SupportLevel
+    lexical: float | None = None
+    semantic: float | None = None
+
+
 @dataclass
 class Answer:
     """The outcome of one question: what the user sees and what the auditor needs."""
@@ -84,6 +106,10 @@ class Answer:
     finish_reason: str | None = None
     latency_ms: float = 0.0
     audit_id: int | None = None
+    # The query retrieval ran with: the question, or a follow-up rewritten to stand alone.
+    search_query: str = ""
+    # Per sentence of an LLM answer, how well its citations back it (empty for other modes).
+    support: list[SentenceSupport] = field(default_factory=list)
 
 
 StreamKind = Literal["sources", "reasoning", "token", "done"]

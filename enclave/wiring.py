@@ -14,6 +14,7 @@ from core.settings import Settings
 from core.users import UserStore
 
 if TYPE_CHECKING:
+    from assistant.budget import ContextBudget
     from assistant.llm import VllmChatModel
     from assistant.service import Assistant
     from audit.log import AuditLog
@@ -98,14 +99,38 @@ def build_llm(settings: Settings) -> VllmChatModel | None:
     return VllmChatModel(llm.base_url, llm.model, llm.api_key, llm.timeout_s, llm.max_tokens, llm.temperature)
 
 
+def build_context_budget(settings: Settings) -> ContextBudget:
+    """Counts prompts with the served model's tokenizer: its files when configured, else vLLM's."""
+    from assistant.budget import ContextBudget
+    from assistant.tokens import TokenizerFileCounter, VllmTokenizeCounter, served_context_window
+
+    llm = settings.llm
+    assert llm.base_url and llm.model, "build_llm checks both first"
+    base_url, model = llm.base_url, llm.model
+    counter = (
+        TokenizerFileCounter(llm.tokenizer_path)
+        if llm.tokenizer_path
+        else VllmTokenizeCounter(base_url, model, llm.api_key, llm.timeout_s)
+    )
+    return ContextBudget(
+        counter,
+        llm.max_tokens,
+        llm.context_window,
+        lambda: served_context_window(base_url, model, llm.api_key, llm.timeout_s),
+        f"vLLM {base_url}/models (max_model_len)",
+    )
+
+
 def build_assistant(
     settings: Settings,
     embedder: Embedder | None = None,
     store: SearchIndex | None = None,
 ) -> Assistant:
     from assistant.extractive import ExtractiveAnswerer
+    from assistant.followup import QueryRewriter
     from assistant.retrieval import Retriever
     from assistant.service import Assistant
+    from assistant.support import SupportChecker
 
     embedder = embedder or build_embedder(settings)
     r = settings.retrieval
@@ -113,12 +138,16 @@ def build_assistant(
         store or build_store(settings), embedder, r.top_k, r.min_score, r.mode, r.candidates,
         reranker=build_reranker(settings),
     )
+    llm = build_llm(settings)
     return Assistant(
         retriever,
         build_audit(settings),
-        build_llm(settings),
+        llm,
         ExtractiveAnswerer(embedder),
         org_name=settings.ui.org_name,
+        budget=build_context_budget(settings) if llm else None,
+        rewriter=QueryRewriter(llm if settings.llm.query_rewrite == "llm" else None, settings.llm.rewrite_max_tokens),
+        support=SupportChecker(embedder),
     )
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from core.types import Answer, Citation
+from core.types import Answer, Citation, SentenceSupport
 
 SNIPPET_CHARS = 320
 
@@ -91,6 +91,32 @@ EXTRACTIVE_LABEL = (
 )
 
 
+# Sentences of a generated answer that its citations do not back are wrapped in <mark> (shown
+# highlighted by the browser's own style, kept by Gradio's sanitiser with class and title).
+MARKS = {
+    "weak": (
+        "enclave-weak",
+        "Weakly supported: the cited source shares little with this sentence. Check it against the source.",
+    ),
+    "uncited": ("enclave-uncited", "No citation: this sentence cites no source. Check it against the sources."),
+}
+MARKED_NOTE = "*Highlighted sentences are weakly supported by the sources they cite, or cite none.*"
+
+
+def marked_prose(text: str, support: Sequence[SentenceSupport]) -> str:
+    """`prose(text)` with each weakly supported or uncited sentence wrapped in a titled <mark>."""
+    out, at = [], 0
+    for s in sorted(support, key=lambda s: s.start):
+        if s.level not in MARKS or s.start < at or s.end > len(text):
+            continue
+        css, title = MARKS[s.level]
+        out.append(prose(text[at : s.start]))
+        out.append(f'<mark class="{css}" title="{html.escape(title)}">{prose(text[s.start : s.end])}</mark>')
+        at = s.end
+    out.append(prose(text[at:]))
+    return "".join(out)
+
+
 def answer_markdown(answer: Answer) -> str:
     """The final answer as shown: a mode label where it matters, the text, its audit record."""
     lines = []
@@ -100,7 +126,9 @@ def answer_markdown(answer: Answer) -> str:
         detail = answer.error or answer.text or "no detail was given"
         lines.append(f"**The answer failed:** {literal(one_line(detail))}")
     elif answer.text:
-        lines.append(prose(answer.text))
+        lines.append(marked_prose(answer.text, answer.support))
+        if any(s.level in MARKS for s in answer.support):
+            lines.append(MARKED_NOTE)
     if answer.audit_id is not None:
         lines.append(f"*Audit record {answer.audit_id}*")
     return "\n\n".join(lines)

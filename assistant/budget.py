@@ -1,0 +1,138 @@
+"""The context budget: the prompt must leave room in the model's context window for the answer.
+
+The prompt is counted whole with the served model's tokenizer (assistant/tokens.py). While it is
+over `context window - max_tokens`, the lowest-ranked source is dropped, down to the best one;
+then the oldest earlier turns; if the question and its best source still do not fit, the answer
+fails with a message saying by how much. Every drop is recorded with its token count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.tokens import Messages, TokenCounter
+from core.errors import ConfigError, EnclaveError
+from core.types import Citation
+
+log = logging.getLogger(__name__)
+
+# build(k, h): the messages with the k best sources and the h most recent earlier turns.
+PromptBuilder = Callable[[int, int], list[dict[str, str]]]
+
+
+@dataclass
+class FittedPrompt:
+    """The messages that fit, and the account of how they were made to fit."""
+
+    messages: list[dict[str, str]]
+    sources_kept: int
+    turns_kept: int
+    prompt_tokens: int
+    context_window: int
+    window_from: str
+    max_tokens: int
+    counted_by: str
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    turns_dropped: int = 0
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "context_window": self.context_window,
+            "context_window_from": self.window_from,
+            "max_tokens": self.max_tokens,
+            "prompt_budget": self.context_window - self.max_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "counted_by": self.counted_by,
+            "sources_kept": self.sources_kept,
+            "sources_dropped": self.dropped,
+            "turns_dropped": self.turns_dropped,
+        }
+
+
+class ContextBudget:
+    """Fits prompts into `context_window` (or the server's, asked once via `window_lookup`)."""
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        max_tokens: int,
+        context_window: int | None = None,
+        window_lookup: Callable[[], int] | None = None,
+        window_source: str = "the LLM server",
+    ) -> None:
+        if context_window is None and window_lookup is None:
+            raise ConfigError("the context window is unknown: set llm.context_window")
+        self.counter = counter
+        self.max_tokens = max_tokens
+        self._window = context_window
+        self._lookup = window_lookup
+        self._window_from = "settings (llm.context_window)" if context_window else window_source
+        if context_window is not None:
+            self._check(context_window)
+
+    def _check(self, window: int) -> None:
+        if window <= self.max_tokens:
+            raise ConfigError(
+                f"llm.max_tokens ({self.max_tokens}) leaves no room for a prompt in the model's "
+                f"context window of {window} tokens: lower llm.max_tokens"
+            )
+
+    def context_window(self) -> int:
+        if self._window is None:
+            assert self._lookup is not None
+            window = self._lookup()
+            self._check(window)
+            self._window = window  # asked once: a restart of vLLM with another length needs ours too
+        return self._window
+
+    def fit(self, build: PromptBuilder, citations: Sequence[Citation], turns: int) -> FittedPrompt:
+        """Messages with as many sources (best first) and recent turns as fit, at least one source."""
+        window = self.context_window()
+        budget = window - self.max_tokens
+        k, h = len(citations), turns
+        tokens = self._count(build(k, h))
+        dropped: list[dict[str, Any]] = []
+        while tokens > budget:
+            if k > 1:
+                k -= 1
+                fewer = self._count(build(k, h))
+                c = citations[k]
+                dropped.append(
+                    {"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "page": c.page, "tokens": tokens - fewer}
+                )
+                tokens = fewer
+            elif h > 0:
+                h -= 1
+                tokens = self._count(build(k, h))
+            else:
+                raise EnclaveError(
+                    f"the question and its most relevant source take {tokens} tokens, more than the "
+                    f"{budget} the model's context window of {window} tokens leaves beside "
+                    f"{self.max_tokens} for the answer: ask a shorter question, or lower llm.max_tokens"
+                )
+        if dropped or h < turns:
+            log.info(
+                "context budget %d of %d: dropped sources %s and %d earlier turns",
+                tokens, budget, [d["n"] for d in dropped], turns - h,
+            )  # fmt: skip
+        return FittedPrompt(
+            messages=build(k, h),
+            sources_kept=k,
+            turns_kept=h,
+            prompt_tokens=tokens,
+            context_window=window,
+            window_from=self._window_from,
+            max_tokens=self.max_tokens,
+            counted_by=self.counter.description,
+            dropped=dropped,
+            turns_dropped=turns - h,
+        )
+
+    def _count(self, messages: Messages) -> int:
+        return self.counter.count(messages)
+
+
+__all__ = ["ContextBudget", "FittedPrompt", "PromptBuilder"]

@@ -1,0 +1,198 @@
+"""Checks each sentence of a generated answer against the sources it cites.
+
+A sentence is *supported* when enough of its content words appear in its cited sources, or when
+it is close in meaning (embedding cosine) to a sentence of one of them; *weak* when neither holds;
+*uncited* when it cites nothing. This measures grounding, not truth: a sentence that reuses a
+source's words to say the opposite still passes. The thresholds were chosen on SciFact's train
+split (claims against the abstracts that back them, and against the best-matching abstracts that
+do not) by `bench/citation_support.py`; docs/benchmarks.md has the figures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.types import SentenceSupport, SupportLevel
+
+# Provisional: bench/citation_support.py measures them on SciFact train (calibration running).
+MIN_LEXICAL = 0.5
+MIN_SEMANTIC = 0.6
+
+_MARKER = re.compile(r"\s*\[\d{1,3}\]")
+_MARKER_N = re.compile(r"\[(\d{1,3})\]")
+_WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
+# A sentence ends at . ! or ? (then any closing quote/bracket and citation markers) before space.
+_SENTENCE_END = re.compile(r"[.!?]+[\"'’”)\]]*(?:\s*\[\d{1,3}\])*(?=\s)")
+# Markdown that opens a line (list bullet or number, heading, quote) is not part of a sentence.
+_LINE_LEAD = re.compile(r"^\s*(?:(?:[-*+]|\d{1,3}[.)])\s+|#{1,6}\s+|>\s*)*")
+# Statements that the sources do not hold the answer need no citation.
+_NOT_IN_SOURCES = re.compile(
+    r"\b(documents?|sources?|passages?|context)\b.{0,60}\b(do(es)?n['’]?t|do(es)? not|not)\b"
+    r".{0,40}\b(answer|say|mention|contain|cover|include|provide|state|specify)",
+    re.IGNORECASE,
+)
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are aren't as at be because been
+    before being below between both but by can cannot could couldn't did didn't do does doesn't
+    doing don't down during each either else etc ever every few for from further had hadn't has
+    hasn't have haven't having he her here hers herself him himself his how however i if in into
+    is isn't it it's its itself just let's may me might more most must mustn't my myself neither
+    no nor not now of off on once one only or other ought our ours ourselves out over own per
+    rather same shall shan't she should shouldn't so some such than that that's the their theirs
+    them themselves then there there's these they they're this those though through thus to too
+    under until up upon us very via was wasn't we we're were weren't what what's when where
+    whether which while who whom whose why will with within without won't would wouldn't yes yet
+    you your yours yourself yourselves according source sources document documents""".split()
+)
+
+
+class SentenceEmbedder(Protocol):
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper: enough for 'policies'/'policy', 'booked'/'booking'/'book'."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    for suffix, keep in (("ing", 4), ("ed", 4), ("es", 4), ("ly", 4)):
+        if w.endswith(suffix) and len(w) - len(suffix) >= keep - 1 and not w.endswith("ss" + suffix):
+            return w[: -len(suffix)]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def content_terms(text: str) -> set[str]:
+    """Stems of the words that carry content: no stop words, no single letters (digits stay)."""
+    out = set()
+    for match in _WORD.finditer(_MARKER.sub(" ", text)):
+        word = match.group(0).lower().replace("’", "'")
+        if word in STOPWORDS or (len(word) == 1 and not word.isdigit()):
+            continue
+        out.add(stem(word))
+    return out
+
+
+def lexical_support(sentence: str, sources: Sequence[str]) -> float:
+    """Share of the sentence's content words found in the sources (1.0 when it has none)."""
+    terms = content_terms(sentence)
+    if not terms:
+        return 1.0
+    found = set().union(*(content_terms(s) for s in sources)) if sources else set()
+    return len(terms & found) / len(terms)
+
+
+def split_source_sentences(text: str) -> list[str]:
+    """A source's sentences (and its lines: headings, table rows), each at least a few words."""
+    out = []
+    for line in text.splitlines():
+        for start, end in _sentence_spans(line):
+            sentence = line[start:end].strip()
+            if len(content_terms(sentence)) >= 2:
+                out.append(sentence)
+    return out
+
+
+def _sentence_spans(line: str) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(line):
+        spans.append((start, match.end()))
+        start = match.end()
+    if line[start:].strip():
+        spans.append((start, len(line)))
+    return spans
+
+
+def answer_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, leading Markdown and whitespace left outside."""
+    spans = []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        lead = _LINE_LEAD.match(body)
+        skip = lead.end() if lead else 0
+        for start, end in _sentence_spans(body[skip:]):
+            piece = body[skip + start : skip + end]
+            stripped_left = len(piece) - len(piece.lstrip())
+            stripped_right = len(piece) - len(piece.rstrip())
+            a = offset + skip + start + stripped_left
+            b = offset + skip + end - stripped_right
+            if b > a:
+                spans.append((a, b))
+        offset += len(line)
+    return spans
+
+
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b))
+
+
+@dataclass
+class SupportChecker:
+    """Grades the sentences of an answer against the texts of the sources they cite.
+
+    `embedder` (normalised embeddings, e.g. the retrieval model already loaded) adds the semantic
+    test; without it only the lexical one runs.
+    """
+
+    embedder: SentenceEmbedder | None = None
+    min_lexical: float = MIN_LEXICAL
+    min_semantic: float = MIN_SEMANTIC
+
+    def check(self, text: str, sources: Mapping[int, str]) -> list[SentenceSupport]:
+        """One SentenceSupport per sentence of `text`; `sources` maps citation n to chunk text."""
+        graded: list[SentenceSupport] = []
+        pending: list[tuple[int, int, str, tuple[int, ...], float]] = []
+        for start, end in answer_sentences(text):
+            sentence = text[start:end]
+            cited = tuple(dict.fromkeys(int(n) for n in _MARKER_N.findall(sentence) if int(n) in sources))
+            bare = _MARKER.sub("", sentence).strip()
+            if not content_terms(bare):
+                continue  # a marker alone, or punctuation: nothing to check
+            level: SupportLevel
+            if not cited:
+                level = "supported" if _NOT_IN_SOURCES.search(bare) else "uncited"
+                graded.append(SentenceSupport(start, end, sentence, (), level))
+                continue
+            lexical = lexical_support(bare, [sources[n] for n in cited])
+            if lexical >= self.min_lexical or self.embedder is None:
+                level = "supported" if lexical >= self.min_lexical else "weak"
+                graded.append(SentenceSupport(start, end, sentence, cited, level, round(lexical, 4)))
+            else:
+                pending.append((start, end, bare, cited, lexical))
+        graded.extend(self._semantic(text, sources, pending))
+        return sorted(graded, key=lambda s: s.start)
+
+    def _semantic(
+        self,
+        text: str,
+        sources: Mapping[int, str],
+        pending: Sequence[tuple[int, int, str, tuple[int, ...], float]],
+    ) -> list[SentenceSupport]:
+        if not pending or self.embedder is None:
+            return []
+        # Only sentences the lexical test did not pass need embeddings: usually none or one.
+        source_sentences = {n: split_source_sentences(sources[n]) or [sources[n]] for p in pending for n in p[3]}
+        flat = [(n, s) for n, sentences in source_sentences.items() for s in sentences]
+        vectors = self.embedder.embed_documents([bare for _, _, bare, _, _ in pending] + [s for _, s in flat])
+        answer_vectors, source_vectors = vectors[: len(pending)], vectors[len(pending) :]
+        out = []
+        for (start, end, _, cited, lexical), vector in zip(pending, answer_vectors):
+            semantic = max(
+                (_dot(vector, v) for (n, _), v in zip(flat, source_vectors) if n in cited), default=0.0
+            )
+            level: SupportLevel = "supported" if semantic >= self.min_semantic else "weak"
+            out.append(
+                SentenceSupport(start, end, text[start:end], cited, level, round(lexical, 4), round(semantic, 4))
+            )
+        return out
+
+
+__all__ = ["MIN_LEXICAL", "MIN_SEMANTIC", "SupportChecker", "answer_sentences", "content_terms", "lexical_support"]

@@ -1,0 +1,41 @@
+"""Weakly supported and uncited sentences are marked in the rendered answer, and only those."""
+
+from __future__ import annotations
+
+from core.types import Answer, SentenceSupport
+from ui.markup import MARKED_NOTE, answer_markdown, marked_prose
+
+TEXT = "Staff get 25 days [1]. Parking is free <b>always</b> [1]. Most firms give more."
+
+
+def graded() -> list[SentenceSupport]:
+    first, second, third = TEXT.index("Staff"), TEXT.index("Parking"), TEXT.index("Most")
+    return [
+        SentenceSupport(first, second - 1, TEXT[first : second - 1], (1,), "supported", 1.0),
+        SentenceSupport(second, third - 1, TEXT[second : third - 1], (1,), "weak", 0.2, 0.31),
+        SentenceSupport(third, len(TEXT), TEXT[third:], (), "uncited"),
+    ]
+
+
+def test_weak_and_uncited_sentences_are_wrapped_in_titled_marks() -> None:
+    shown = marked_prose(TEXT, graded())
+    assert shown == (
+        "Staff get 25 days [1]. "
+        '<mark class="enclave-weak" title="Weakly supported: the cited source shares little with this '
+        'sentence. Check it against the source.">Parking is free &lt;b>always&lt;/b> [1].</mark> '
+        '<mark class="enclave-uncited" title="No citation: this sentence cites no source. Check it against '
+        'the sources.">Most firms give more.</mark>'
+    )
+
+
+def test_the_answer_carries_a_note_only_when_something_is_marked() -> None:
+    marked = answer_markdown(Answer("q", TEXT, "llm", support=graded(), audit_id=3))
+    assert MARKED_NOTE in marked and "*Audit record 3*" in marked
+    clean = answer_markdown(Answer("q", TEXT, "llm", support=graded()[:1]))
+    assert "<mark" not in clean and MARKED_NOTE not in clean
+    assert clean == "Staff get 25 days [1]. Parking is free &lt;b>always&lt;/b> [1]. Most firms give more."
+
+
+def test_spans_that_do_not_fit_the_text_are_ignored() -> None:
+    stale = [SentenceSupport(5, 500, "x", (), "weak")]
+    assert marked_prose("short text", stale) == "short text"

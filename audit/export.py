@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from itertools import islice
 from typing import Any, Literal, TextIO, get_args
 
@@ -58,7 +58,8 @@ FeedbackLookup = Callable[[Sequence[int]], Mapping[int, Feedback]]
 
 def jsonl_line(record: AuditRecord) -> str:
     """The record as one canonical JSON line (without the newline)."""
-    return canonical_json(asdict(record))
+    # Not dataclasses.asdict: it deep-copies `data`, which dominated the time of an export.
+    return canonical_json({f.name: getattr(record, f.name) for f in fields(record)})
 
 
 def cited_sources(data: Mapping[str, Any]) -> str:

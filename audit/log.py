@@ -142,6 +142,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX records_user ON records (user, id)",
         "CREATE INDEX records_event ON records (event, id)",
         "CREATE INDEX records_ts ON records (ts)",
+        "CREATE INDEX records_error ON records (id) WHERE error IS NOT NULL",
         """CREATE INDEX records_feedback_target ON records (json_extract(data, '$.record_id'), id)
         WHERE event = 'feedback'""",
         # Retention: see "Retention" in the module docstring.
@@ -310,6 +311,31 @@ def record_hash(
             "prev_hash": prev_hash,
         }
     )
+    return hashlib.sha256(preimage.encode("utf-8")).hexdigest()
+
+
+def _quoted(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _stored_hash(
+    id: object,
+    ts: object,
+    event: object,
+    user: object,
+    question: object,
+    error: object,
+    data_text: str,
+    prev_hash: object,
+) -> str:
+    """`record_hash` of a row whose `data` column holds canonical JSON: the same bytes, built by
+    concatenation (the recipe in the module docstring). Raises TypeError/ValueError for values
+    JSON cannot hold."""
+    preimage = (
+        '{"data":' + data_text + ',"error":' + _quoted(error) + ',"event":' + _quoted(event)
+        + ',"id":' + _quoted(id) + ',"prev_hash":' + _quoted(prev_hash) + ',"question":'
+        + _quoted(question) + ',"ts":' + _quoted(ts) + ',"user":' + _quoted(user) + "}"
+    )  # fmt: skip
     return hashlib.sha256(preimage.encode("utf-8")).hexdigest()
 
 
@@ -913,8 +939,12 @@ def _verify(
                 "(altered outside the audit log)",
             )
         try:
-            intact = record_hash(record_id, ts, event, user, question, error, data, prev_hash) == stored_hash
-        except TypeError:  # a value SQLite holds but JSON cannot (a BLOB put in by hand)
+            # data_text is canonical (checked above), so the hashed text is built by
+            # concatenation as the module docstring describes, without serialising data again.
+            intact = (
+                _stored_hash(record_id, ts, event, user, question, error, data_text, prev_hash) == stored_hash
+            )
+        except (TypeError, ValueError):  # a value SQLite holds but JSON cannot (a BLOB put in by hand)
             intact = False
         if not intact:
             return result(

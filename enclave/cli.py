@@ -136,7 +136,10 @@ def ingest(
     policy = GroupPolicy.from_file(acl, default) if acl else GroupPolicy(default)
     if not sys.stderr.isatty():
         logging.getLogger("ingest").setLevel(logging.INFO)
-    pipeline = wiring.build_pipeline(settings)
+    store = wiring.build_store(settings)
+    if not dry_run:
+        store.sync_lexical(quick=True)
+    pipeline = wiring.build_pipeline(settings, store=store)
     report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
     if report_file:
         report_file.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")

@@ -64,9 +64,13 @@ class SearchIndex:
     def access_classes(self) -> dict[str, tuple[str, ...]]:
         return self.dense.access_classes()
 
-    def sync_lexical(self) -> int:
+    def sync_lexical(self, quick: bool = False) -> int:
         """Make the lexical index hold exactly Chroma's chunks; returns how many chunks it copied
-        or removed. Cheap when they agree: one count per (access class, document) on each side."""
+        or removed. Compares one count per (access class, document) on each side; with `quick`,
+        only when the two totals differ (what an ingest checks before it starts: a data folder
+        from before the lexical index, or a lost lexical file)."""
+        if quick and self.dense.count() == self.lexical.count():
+            return 0
         dense = {(class_token(groups), doc): (groups, n) for (groups, doc), n in self.dense.class_doc_counts().items()}
         lexical = self.lexical.class_doc_counts()
         classes = self.lexical.access_classes()

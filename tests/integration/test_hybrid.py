@@ -283,3 +283,20 @@ def test_a_reranker_path_that_is_no_model_is_a_config_error(tmp_path: Path, sett
     settings.retrieval.reranker_path = tmp_path
     with pytest.raises(ConfigError, match=str(tmp_path)):
         wiring.build_reranker(settings)
+
+
+def test_enclave_ingest_fills_a_lost_lexical_index_before_it_runs(tmp_path: Path, settings: Settings) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "parking.md").write_text(PARKING)
+    runner = CliRunner()
+    args = ["--data-dir", str(settings.data_dir), "ingest", str(docs), "--groups", "public"]
+    assert runner.invoke(app, args).exit_code == 0
+    settings.lexical_path.unlink()  # lost, or a data folder from before the lexical index
+    for suffix in ("-wal", "-shm"):
+        Path(str(settings.lexical_path) + suffix).unlink(missing_ok=True)
+    result = runner.invoke(app, args)  # the file is unchanged: nothing is parsed or embedded
+    assert result.exit_code == 0, result.output
+    store = wiring.build_store(settings)
+    in_step(store)
+    assert len(store.search_lexical("blue car park", 3, ["public"])) == 1

@@ -121,7 +121,11 @@ class IngestReport:
     def summary(self) -> str:
         parts = [f"{self.count(s)} {s}" for s in STATUSES]
         head = "dry run, would do: " if self.dry_run else ""
-        return f"{head}files: {', '.join(parts)}; chunks added: {self.chunks_added}; {self.seconds:.1f} s"
+        attachments = sum(1 for f in self.files if f.attached_to)
+        among = f" ({attachments} of them mail attachments)" if attachments else ""
+        return (
+            f"{head}files: {', '.join(parts)}{among}; chunks added: {self.chunks_added}; {self.seconds:.1f} s"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -39,8 +39,13 @@ def embedder() -> Any:
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Defaults on tmp_path, except that small ingests parse in the test process: with a parse
+    time limit every ingest starts a parser process (~5 s each). The tests of the limit and of
+    the worker processes (test_ingest_parsers, test_ingest_sync) set their own."""
     monkeypatch.chdir(tmp_path)
-    return load_settings(None, data_dir=tmp_path / "var")
+    settings = load_settings(None, data_dir=tmp_path / "var")
+    settings.ingest.parse_timeout_s = 0
+    return settings
 
 
 @pytest.fixture

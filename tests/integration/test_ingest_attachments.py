@@ -76,6 +76,7 @@ def test_attachments_become_documents_linked_to_their_mail(
 
     store = wiring.build_store(settings)
     settings.ingest.workers = 1  # one parser process: mails and their attachments parsed there
+    settings.ingest.parse_timeout_s = 300  # with a limit, parsing runs in that parser process
     report = wiring.build_pipeline(settings, embedder=embedder, store=store).run([docs], ["hr"])
 
     outcome = {f.path.removeprefix(f"{docs}/"): f for f in report.files}

@@ -146,7 +146,7 @@ def test_hybrid_hits_carry_cosines_and_relevance_uses_them(tmp_path: Path, stack
     assert hits[0].chunk.source.endswith("parking.md")
     assert all(h.cosine is not None for h in hits)
     assert hits[0].lexical is not None  # both retrievers found it
-    relevant, searched = retriever.retrieve(ALICE, "Where is the blue car park?")
+    relevant, _searched = retriever.retrieve(ALICE, "Where is the blue car park?")
     assert relevant and all(h.cosine is not None and h.cosine >= retriever.min_score for h in relevant)
     none, _ = retriever.retrieve(ALICE, "quantum chromodynamics of gluon plasma")
     assert none == []

@@ -78,8 +78,8 @@ class SentenceSupport:
 
     `start`/`end` index the sentence in `Answer.text`. `level`: supported, weak (its cited
     sources share too little with it) or uncited (it cites nothing). `lexical` is the share of
-    its content words found in the cited sources, `semantic` the best cosine between it and a
-    cited source's sentence (None when not computed).
+    its content words found in the cited sources, `semantic` the highest cosine between it and a
+    cited source (None when not computed).
     """
 
     start: int

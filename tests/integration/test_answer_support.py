@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from assistant.support import MIN_LEXICAL, MIN_SEMANTIC, SupportChecker
 from core.settings import Settings
 from core.types import Principal
 from enclave import wiring
@@ -46,3 +47,17 @@ def test_follow_up_is_searched_with_the_previous_questions_terms(
     alone = assistant.ask(ALICE, "How much does a parking permit cost per month?", history)
     assert alone.search_query == "How much does a parking permit cost per month?"  # stands alone
     assert wiring.build_audit(settings).last(1)[0].data["query"]["method"] == "as_asked"
+
+
+def test_paraphrase_is_supported_by_meaning_and_an_unrelated_claim_is_weak(embedder: Any) -> None:
+    leave = LEAVE.split("\n\n", 1)[1]
+    text = (
+        "Employees working full time are entitled to twenty-five days off annually [1]. "
+        "The harbour crane was painted blue in 1998 [1]."
+    )
+    paraphrase, unrelated = SupportChecker(embedder).check(text, {1: leave})
+    assert paraphrase.lexical is not None and paraphrase.lexical < MIN_LEXICAL  # few shared words...
+    assert paraphrase.semantic is not None and paraphrase.semantic >= MIN_SEMANTIC  # ...same meaning
+    assert paraphrase.level == "supported"
+    assert unrelated.semantic is not None and unrelated.semantic < MIN_SEMANTIC
+    assert (unrelated.level, unrelated.cited) == ("weak", (1,))

@@ -74,17 +74,29 @@ class Assistant:
         self.rewriter = rewriter or QueryRewriter(None)
         self.support = support or SupportChecker(None)
 
-    def ask(self, principal: Principal, question: str, history: Sequence[tuple[str, str]] = ()) -> Answer:
+    def ask(
+        self,
+        principal: Principal,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        conversation_id: str | None = None,
+    ) -> Answer:
         answer: Answer | None = None
-        for event in self.stream(principal, question, history):
+        for event in self.stream(principal, question, history, conversation_id):
             if event.kind == "done":
                 answer = event.answer
         assert answer is not None  # stream always ends with "done" or raises
         return answer
 
     def stream(
-        self, principal: Principal, question: str, history: Sequence[tuple[str, str]] = ()
+        self,
+        principal: Principal,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        conversation_id: str | None = None,
     ) -> Iterator[StreamEvent]:
+        """Answer `question`, `history` being the earlier (question, answer) turns of its
+        conversation. `conversation_id` (the UI's, for its history list) goes on the record."""
         started = time.perf_counter()
         question = question.strip()
         if not question:
@@ -120,10 +132,10 @@ class Assistant:
                 answer.text = "".join(trace.raw)  # what had streamed when it failed, for the record
                 answer.reasoning = "".join(trace.reasoning)
             answer.latency_ms = (time.perf_counter() - started) * 1000
-            self._record(principal, answer, trace)
+            self._record(principal, answer, trace, conversation_id)
             raise
         answer.latency_ms = (time.perf_counter() - started) * 1000
-        self._record(principal, answer, trace)
+        self._record(principal, answer, trace, conversation_id)
         yield StreamEvent("done", answer=answer)
 
     def _generate(
@@ -171,7 +183,9 @@ class Assistant:
     def _model_name(self) -> str:
         return self.llm.model if self.llm else f"extractive/{self.retriever.embedder.model_id}"
 
-    def _record(self, principal: Principal, answer: Answer, trace: _Trace) -> None:
+    def _record(
+        self, principal: Principal, answer: Answer, trace: _Trace, conversation_id: str | None
+    ) -> None:
         used_ids = {h.chunk.chunk_id for h in answer.hits}
         dropped_ids = {d["chunk_id"] for d in trace.fitted.dropped} if trace.fitted else set()
         data = {
@@ -208,8 +222,18 @@ class Assistant:
             "answer": answer.text,
             "reasoning": answer.reasoning,
             "finish_reason": answer.finish_reason,
+            # Title and section too, so a reopened conversation can list its sources again.
             "citations": [
-                {"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "page": c.page} for c in answer.citations
+                {
+                    "n": c.n,
+                    "chunk_id": c.chunk_id,
+                    "doc_id": c.doc_id,
+                    "source": c.source,
+                    "page": c.page,
+                    "title": c.title,
+                    "section": c.section,
+                }
+                for c in answer.citations
             ],
             "citations_removed": trace.removed,
             "support": [
@@ -225,6 +249,7 @@ class Assistant:
             ],
             "weakly_supported": [s.text for s in answer.support if s.level != "supported"],
             "latency_ms": round(answer.latency_ms, 1),
+            **({"conversation_id": conversation_id} if conversation_id else {}),
         }
         event = "answer_error" if answer.error else "answer"
         try:

@@ -258,6 +258,17 @@ class Feedback:
 
 
 @dataclass(frozen=True)
+class ConversationSummary:
+    """One of a user's chat conversations, as its answer records tell it (see `conversations`)."""
+
+    id: str
+    title: str  # the first question
+    started: str  # ts of the first answer
+    updated: str  # ts of the newest answer
+    answers: int
+
+
+@dataclass(frozen=True)
 class PurgeResult:
     """What `AuditLog.purge()` removed, or would remove (`dry_run`).
 
@@ -685,6 +696,44 @@ class AuditLog:
                 return []
             rows = conn.execute("SELECT DISTINCT event FROM records ORDER BY event").fetchall()
             return [str(event) for (event,) in rows]
+
+    def conversations(self, user: str, limit: int = 50) -> list[ConversationSummary]:
+        """`user`'s chat conversations, the most recently continued first.
+
+        A conversation is the answer records (`answer`, `answer_error`) of `user` that carry the
+        same `data.conversation_id`; the log is the only store of chat history, so a retention
+        purge removes the history with the records.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        events = ", ".join("?" * len(ANSWER_EVENTS))
+        sql = (
+            "SELECT c.cid, f.question, f.ts, l.ts, c.n FROM ("
+            "SELECT json_extract(data, '$.conversation_id') AS cid, min(id) AS first_id, "
+            "max(id) AS last_id, count(*) AS n FROM records "
+            f"WHERE user = ? AND event IN ({events}) AND cid IS NOT NULL GROUP BY cid"
+            ") AS c JOIN records AS f ON f.id = c.first_id JOIN records AS l ON l.id = c.last_id "
+            "ORDER BY c.last_id DESC LIMIT ?"
+        )
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(sql, (user, *ANSWER_EVENTS, limit)).fetchall()
+        return [ConversationSummary(str(cid), q, first, last, int(n)) for cid, q, first, last, n in rows]
+
+    def conversation(self, user: str, conversation_id: str) -> list[AuditRecord]:
+        """The answer records of `user`'s conversation `conversation_id`, oldest first (empty when
+        there is none, or it is another user's)."""
+        events = ", ".join("?" * len(ANSWER_EVENTS))
+        sql = (
+            f"SELECT {_COLUMNS} FROM records WHERE user = ? AND event IN ({events}) "
+            "AND json_extract(data, '$.conversation_id') = ? ORDER BY id"
+        )
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            rows = conn.execute(sql, (user, *ANSWER_EVENTS, conversation_id)).fetchall()
+            return [_record(row, self.path) for row in rows]
 
     def feedback_for(self, record_id: int) -> list[Feedback]:
         """Every feedback on answer `record_id`, oldest first (the last one is in force)."""

@@ -6,12 +6,13 @@ Unknown keys anywhere are an error that names the key (`extra="forbid"`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -174,6 +175,61 @@ class UISettings(_Section):
     show_reasoning: bool = Field(
         False, description="Show the model's reasoning in a collapsed panel under each answer."
     )
+    session_idle_minutes: float = Field(
+        30, gt=0, description="A web session unused for this long ends; the user signs in again."
+    )
+    session_max_hours: float = Field(
+        12, gt=0, description="A web session ends this long after sign-in, however busy it is."
+    )
+    session_secret_path: Path | None = Field(
+        None,
+        description="File of the key that signs session cookies, created (mode 0600) on first use; "
+        "replicas must share it. Replacing it signs everyone out. Empty: <data_dir>/session.key.",
+    )
+    auth_store_path: Path | None = Field(
+        None,
+        description="SQLite file of signed-out sessions and failed sign-ins, shared by replicas. "
+        "Empty: <data_dir>/auth.sqlite3.",
+    )
+    cookie_secure: bool = Field(
+        False,
+        description="Mark the session cookie Secure (sent over HTTPS only): set it when users reach "
+        "the UI through HTTPS, e.g. behind a TLS reverse proxy.",
+    )
+    sso_header: str | None = Field(
+        None,
+        description="Request header naming the signed-in user, set by the organisation's SSO "
+        "reverse proxy (e.g. X-Remote-User). Honoured only from trusted_proxies; the user must "
+        "exist in the users file (role and groups come from there). Empty: no SSO.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (e.g. 10.0.0.5, 10.0.0.0/24) of the reverse proxies "
+        "whose sso_header and X-Forwarded-For are believed. Empty: none.",
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins, per user name and per client address, after which sign-in "
+        "is refused (HTTP 429) until the oldest failure leaves the window.",
+    )
+    login_window_minutes: float = Field(
+        15, gt=0, description="The window over which failed sign-ins are counted."
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return value
+
+
 
 
 class NetworkSettings(_Section):
@@ -244,6 +300,14 @@ class Settings(BaseSettings):
     @property
     def users_path(self) -> Path:
         return self.data_dir / "users.json"
+
+    @property
+    def session_secret_path(self) -> Path:
+        return self.ui.session_secret_path or self.data_dir / "session.key"
+
+    @property
+    def auth_store_path(self) -> Path:
+        return self.ui.auth_store_path or self.data_dir / "auth.sqlite3"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -128,3 +128,16 @@ class StreamEvent:
     text: str = ""
     citations: tuple[Citation, ...] = ()
     answer: Answer | None = None
+
+
+@dataclass(frozen=True)
+class OriginalFile:
+    """Where the original of an indexed document lies, for the web UI to serve after its group
+    check. `paths` are the files on disk that held it when ingested (absolute); `attached_as`
+    the `<mail>#<name>` sources of mails holding it as an attachment."""
+
+    doc_id: str
+    title: str
+    groups: tuple[str, ...]
+    paths: tuple[str, ...] = ()
+    attached_as: tuple[str, ...] = ()

@@ -50,7 +50,7 @@ def build_app(
         # "hidden", not False: a Navbar that is not rendered cannot tell the page to drop its
         # default bar (which would show "Home" and "Audit log" to everyone).
         navbar = gr.Navbar(visible="hidden", main_page_name="Chat")
-        page = ChatPage(assistant, users, settings.ui)
+        page = ChatPage(assistant, users, settings.ui, audit=audit_log)
         page.build()
         page.register_events(app)
         app.load(_navbar_for(users), inputs=None, outputs=navbar, api_visibility="private", queue=False)

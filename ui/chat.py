@@ -6,15 +6,18 @@ from its signature unevaluated, and needs a real type there, not a string.
 
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
-from core.errors import EnclaveError
+from audit import AuditLog, AuditRecord
+from audit.log import MAX_COMMENT_CHARS
+from core.errors import AccessDenied, EnclaveError
 from core.settings import UISettings
-from core.types import Answer, Citation, StreamEvent
+from core.types import Answer, AnswerMode, Citation, SentenceSupport, StreamEvent
 from core.users import UserStore
 from ui import markup
 from ui.login import principal_of
@@ -31,6 +34,44 @@ NO_ANSWER_ERROR = "The assistant stopped without giving an answer; the details a
 
 ChatMessages = list[dict[str, Any]]
 Pairs = list[tuple[str, str]]
+
+HISTORY_SHOWN = 50  # conversations listed in the sidebar, the most recently continued first
+TITLE_CHARS = 60
+RATING_OF_LIKE = {True: "up", False: "down"}  # gr.LikeData.liked for the thumbs
+RATING_WORDS = {"up": "thumbs up", "down": "thumbs down"}
+NOT_RATEABLE = "Only a finished answer can be rated; this message has no audit record."
+RATE_FIRST = "Rate an answer with thumbs up or down first; the comment goes with that rating."
+UNRATED = (
+    "Ratings are kept on the audit record and cannot be taken back; give the other thumb to change yours."
+)
+
+
+def new_conversation_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Conversation:
+    """One browser session's conversation, kept in a gr.State (server-side, per session).
+
+    `pairs` are the (question, answer) turns the assistant gets as history, kept apart from the
+    chat messages so reasoning and source lists never leak into it; `audit_ids` maps the index
+    of each chat message of an answer to that answer's audit record (what a thumb rates);
+    `rated` is the last rating given here, which a comment is added to.
+    """
+
+    id: str = field(default_factory=new_conversation_id)
+    pairs: Pairs = field(default_factory=list)
+    audit_ids: dict[int, int] = field(default_factory=dict)
+    rated: tuple[int, str] | None = None
+
+    def add_turn(self, start: int, messages: ChatMessages, audit_id: int | None) -> None:
+        """Map the answer messages of a turn (the chat from index `start`) to its record."""
+        if audit_id is None:
+            return
+        for offset, message in enumerate(messages):
+            if message.get("role") == "assistant":
+                self.audit_ids[start + offset] = audit_id
 
 
 @dataclass
@@ -109,10 +150,13 @@ class Turn:
 class ChatPage:
     """The staff chat page, kotaemon-style: `build()` lays it out, `register_events()` wires it."""
 
-    def __init__(self, assistant: Any, users: UserStore, settings: UISettings) -> None:
+    def __init__(self, assistant: Any, users: UserStore, settings: UISettings, *, audit: AuditLog) -> None:
         self.assistant = assistant
         self.users = users
         self.settings = settings
+        # Feedback goes on, and the conversation history comes from, the audit log: no second
+        # store that could disagree with it, and nothing held by one app replica.
+        self.audit = audit
 
     def build(self) -> None:
         org = markup.literal(self.settings.org_name)
@@ -142,17 +186,37 @@ class ChatPage:
                 elem_id="enclave-question",
             )
             self.send = gr.Button("Send", variant="primary", scale=1, min_width=90)
-        self.new = gr.Button("New conversation", size="sm")
-        # (question, answer) pairs of this browser session: what the assistant gets as history,
-        # kept apart from the chat messages so reasoning and source lists never leak into it.
-        self.pairs = gr.State([])
+        with gr.Group(visible=False, elem_id="enclave-feedback") as self.feedback_box:
+            self.feedback_note = gr.Markdown()
+            with gr.Row(equal_height=True):
+                self.comment = gr.Textbox(
+                    show_label=False,
+                    placeholder="What was good or wrong about this answer? (optional, Enter sends)",
+                    lines=1,
+                    max_lines=4,
+                    max_length=MAX_COMMENT_CHARS,
+                    scale=8,
+                    elem_id="enclave-comment",
+                )
+                self.send_comment = gr.Button("Send comment", scale=1, min_width=90)
+        with gr.Sidebar(label="Conversations", elem_id="enclave-history"):
+            self.new = gr.Button("New conversation", variant="secondary", elem_id="enclave-new")
+            self.history = gr.Radio(
+                label="Your conversations",
+                info="Kept in the audit log; a retention purge removes old ones.",
+                choices=[],
+                elem_id="enclave-history-list",
+            )
+        # None until the first question or opened conversation: a State's default value is
+        # copied into every session, and each needs its own conversation id.
+        self.convo = gr.State(None)
 
     def register_events(self, app: gr.Blocks) -> None:
         chat = gr.on(
             triggers=[self.question.submit, self.send.click],
             fn=self.respond,
-            inputs=[self.question, self.chatbot, self.pairs],
-            outputs=[self.question, self.chatbot, self.pairs],
+            inputs=[self.question, self.chatbot, self.convo],
+            outputs=[self.question, self.chatbot, self.history, self.feedback_box, self.convo],
             api_name="chat",
             # Callable by clients under its name, kept out of the API page: its inputs are the
             # chat widget's; scripts use /ask.
@@ -161,27 +225,165 @@ class ChatPage:
             concurrency_id=ANSWER_GROUP,
             show_progress="minimal",
         )
+        conversation_outputs = [self.question, self.chatbot, self.history, self.feedback_box, self.convo]
         self.new.click(
             self.new_conversation,
             inputs=None,
-            outputs=[self.question, self.chatbot, self.pairs],
+            outputs=conversation_outputs,
             cancels=[chat],
-            api_visibility="private",
-            queue=False,
+            api_name="new_conversation",
+            api_visibility="undocumented",
         )
-        self.chatbot.clear(lambda: [], inputs=None, outputs=self.pairs, api_visibility="private")
+        self.history.input(
+            self.open_conversation,
+            inputs=[self.history],
+            outputs=conversation_outputs,
+            cancels=[chat],
+            api_name="open_conversation",
+            api_visibility="undocumented",
+        )
+        self.chatbot.clear(
+            self.new_conversation, inputs=None, outputs=conversation_outputs, api_visibility="private"
+        )
+        self.chatbot.like(
+            self.rate,
+            inputs=[self.convo],
+            outputs=[self.feedback_box, self.feedback_note, self.comment, self.convo],
+            api_name="rate",
+            api_visibility="undocumented",
+        )
+        gr.on(
+            triggers=[self.comment.submit, self.send_comment.click],
+            fn=self.add_comment,
+            inputs=[self.comment, self.convo],
+            outputs=[self.feedback_box, self.comment],
+            api_name="comment",
+            api_visibility="undocumented",
+        )
         gr.api(
             self.ask,
             api_name="ask",
             concurrency_limit=CONCURRENT_ANSWERS,
             concurrency_id=ANSWER_GROUP,
         )
+        gr.api(self.feedback, api_name="feedback")
         app.load(self.whoami_markdown, inputs=None, outputs=self.whoami, api_visibility="private")
+        app.load(self.history_list, inputs=None, outputs=self.history, api_visibility="private")
 
-    @staticmethod
-    def new_conversation() -> tuple[Any, ChatMessages, Pairs]:
+    # -- conversations ------------------------------------------------------------------------
+
+    def new_conversation(self, request: gr.Request) -> tuple[Any, ...]:
         # Unlock the box too: this cancels a streaming answer before it could unlock it itself.
-        return gr.update(value="", interactive=True), [], []
+        return (
+            gr.update(value="", interactive=True),
+            [],
+            self.history_list(request),
+            gr.update(visible=False),
+            Conversation(),
+        )
+
+    def history_list(self, request: gr.Request, current: str | None = None) -> Any:
+        """The signed-in user's own conversations, most recently continued first."""
+        try:
+            principal = principal_of(request, self.users)
+            found = self.audit.conversations(principal.name, limit=HISTORY_SHOWN)
+        except EnclaveError as exc:
+            log.warning("history of %s not shown: %s", _name(request), exc)
+            return gr.update(choices=[], value=None)
+        choices = [(conversation_label(c.title, c.started), c.id) for c in found]
+        shown = current if current in {c.id for c in found} else None
+        return gr.update(choices=choices, value=shown)
+
+    def open_conversation(self, conversation_id: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Show a conversation of the signed-in user again, and continue it."""
+        unlocked = gr.update(value="", interactive=True)
+        try:
+            principal = principal_of(request, self.users)
+            records = self.audit.conversation(principal.name, conversation_id or "")
+        except EnclaveError as exc:
+            gr.Warning(markup.toast(str(exc)))
+            return unlocked, [], gr.skip(), gr.update(visible=False), Conversation()
+        if not records:
+            # Someone else's id, or purged meanwhile: the same answer for both.
+            gr.Warning(markup.toast(f"There is no conversation {conversation_id!r} of yours to open."))
+            return unlocked, gr.skip(), self.history_list(request), gr.update(visible=False), gr.skip()
+        convo = Conversation(id=str(conversation_id))
+        chat: ChatMessages = []
+        for record in records:
+            turn = turn_of(record, self.settings.show_reasoning)
+            messages = turn.messages()
+            convo.add_turn(len(chat), messages, record.id)
+            chat.extend(messages)
+            answer = turn.answer
+            if record.event == "answer" and answer is not None and answer.mode != "error":
+                convo.pairs.append((record.question, answer.text))
+        return unlocked, chat, gr.skip(), gr.update(visible=False), convo
+
+    # -- feedback -------------------------------------------------------------------------------
+
+    def rate(self, convo: Conversation | None, liked: gr.LikeData, request: gr.Request) -> tuple[Any, ...]:
+        """A thumb on an answer: a feedback record at once, then an optional comment."""
+        hidden = gr.update(visible=False)
+        convo = convo or Conversation()
+        index = liked.index if isinstance(liked.index, int) else liked.index[0]
+        record_id = convo.audit_ids.get(index)
+        rating = RATING_OF_LIKE.get(liked.liked) if isinstance(liked.liked, bool) else None
+        if record_id is None:
+            gr.Warning(NOT_RATEABLE)
+            return hidden, gr.skip(), gr.skip(), convo
+        if rating is None:
+            gr.Info(UNRATED)
+            return hidden, gr.skip(), gr.skip(), convo
+        try:
+            self._give_feedback(request, record_id, rating, None)
+        except (EnclaveError, ValueError) as exc:
+            gr.Warning(markup.toast(str(exc)))
+            return hidden, gr.skip(), gr.skip(), convo
+        convo.rated = (record_id, rating)
+        note = (
+            f"Your {RATING_WORDS[rating]} on the answer (audit record {record_id}) is recorded. "
+            + ("What was wrong with it?" if rating == "down" else "Anything to add?")
+            + " A comment is optional."
+        )
+        return gr.update(visible=True), note, gr.update(value=""), convo
+
+    def add_comment(self, text: str, convo: Conversation | None, request: gr.Request) -> tuple[Any, ...]:
+        """The comment goes on a new feedback record with the same rating (the newest counts)."""
+        comment = (text or "").strip()
+        if convo is None or convo.rated is None:
+            gr.Warning(RATE_FIRST)
+            return gr.update(visible=False), gr.skip()
+        if not comment:
+            return gr.update(visible=False), ""  # nothing to add: the rating stands alone
+        record_id, rating = convo.rated
+        try:
+            self._give_feedback(request, record_id, rating, comment)
+        except (EnclaveError, ValueError) as exc:
+            gr.Warning(markup.toast(str(exc)))
+            return gr.skip(), gr.skip()
+        gr.Info("Thank you: your comment is recorded with your rating.")
+        return gr.update(visible=False), ""
+
+    def feedback(self, record_id: int, rating: str, comment: str, request: gr.Request) -> dict[str, Any]:
+        """Rate your own answer `record_id` (the `audit_id` that /ask returned): `rating` is "up"
+        or "down", `comment` optional (empty for none). Returns {feedback_id, record_id, rating,
+        comment}."""
+        try:
+            record = self._give_feedback(request, record_id, rating, comment or None)
+        except (EnclaveError, ValueError) as exc:
+            raise gr.Error(markup.toast(str(exc)), print_exception=False) from exc
+        return {"feedback_id": record.id, **record.data}
+
+    def _give_feedback(
+        self, request: gr.Request, record_id: int, rating: str, comment: str | None
+    ) -> AuditRecord:
+        principal = principal_of(request, self.users)
+        try:
+            # AuditLog.feedback refuses another user's record (AccessDenied), under its write lock.
+            return self.audit.feedback(principal.name, record_id, rating, comment)
+        except AccessDenied as exc:
+            log.warning("feedback by %s refused: %s", principal.name, exc)
+            raise
 
     def whoami_markdown(self, request: gr.Request) -> str:
         try:
@@ -195,27 +397,31 @@ class ChatPage:
         )
 
     def respond(
-        self, text: str, chat: ChatMessages | None, pairs: Pairs | None, request: gr.Request
-    ) -> Iterator[tuple[Any, ChatMessages, Pairs]]:
+        self, text: str, chat: ChatMessages | None, convo: Conversation | None, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
         """Stream the answer to `text` into the chat; the conversation so far is its history."""
         question = (text or "").strip()
         chat = list(chat or [])
-        pairs = list(pairs or [])
+        convo = convo or Conversation()
         if not question:
-            yield gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         turn = Turn(question, self.settings.show_reasoning)
         # The box is emptied and locked while the answer streams: a second question sent now
         # would race this one for the same history.
         busy = gr.update(value="", interactive=False)
-        yield busy, chat + turn.messages(), pairs
+        hidden = gr.update(visible=False)
+        yield busy, chat + turn.messages(), gr.skip(), hidden, convo
         try:
             principal = principal_of(request, self.users)
-            for event in self.assistant.stream(principal, question, history=tuple(pairs)):
+            events = self.assistant.stream(
+                principal, question, history=tuple(convo.pairs), conversation_id=convo.id
+            )
+            for event in events:
                 turn.apply(event)
                 if event.kind == "reasoning" and not self.settings.show_reasoning:
                     continue  # nothing visible changed; do not send it to the browser at all
-                yield busy, chat + turn.messages(), pairs
+                yield busy, chat + turn.messages(), gr.skip(), hidden, convo
         except EnclaveError as exc:
             log.warning("question by %s failed: %s", _name(request), exc, exc_info=True)
             turn.error = str(exc)
@@ -229,10 +435,13 @@ class ChatPage:
             elif turn.answer.mode == "error":
                 gr.Warning(markup.toast(turn.answer.error or "The answer failed."))
             else:
-                pairs.append((question, turn.answer.text))
+                convo.pairs.append((question, turn.answer.text))
         if turn.error:
             gr.Warning(markup.toast(turn.error))
-        yield gr.update(value="", interactive=True), chat + turn.messages(), pairs
+        messages = turn.messages()
+        convo.add_turn(len(chat), messages, turn.answer.audit_id if turn.answer else None)
+        history = self.history_list(request, current=convo.id)
+        yield gr.update(value="", interactive=True), chat + messages, history, hidden, convo
 
     def ask(self, question: str, request: gr.Request) -> dict[str, Any]:
         """Answer one question for the signed-in user, without conversation history.
@@ -260,6 +469,84 @@ class ChatPage:
             log.error("assistant stream for %s ended without a done event", _name(request))
             raise gr.Error(NO_ANSWER_ERROR, print_exception=False)
         return markup.answer_record(answer)
+
+
+def conversation_label(title: str, started: str) -> str:
+    """A history entry: the first question on one line, and the day and time it was asked."""
+    when = f"{started[:10]} {started[11:16]} UTC" if len(started) >= 16 else started
+    return f"{markup.one_line(title, TITLE_CHARS)} · {when}"
+
+
+def turn_of(record: AuditRecord, show_reasoning: bool) -> Turn:
+    """An answer record shown as the turn it was: question, answer, reasoning, sources.
+
+    Sources are listed with what the record keeps (title, section, file, page), without the
+    passage text, which the log holds only as a hash.
+    """
+    data = record.data
+    text = str(data.get("answer") or "")
+    mode: AnswerMode = "error"
+    if record.event == "answer" and data.get("mode") in ("llm", "extractive", "no_answer"):
+        mode = data["mode"]
+    error = record.error
+    answer = Answer(
+        question=record.question,
+        text=text,
+        mode=mode,
+        citations=_citations(data.get("citations")),
+        reasoning=str(data.get("reasoning") or ""),
+        model=str(data.get("model") or ""),
+        error=error if mode == "error" else None,
+        audit_id=record.id,
+        support=_support(data.get("support"), text),
+    )
+    if mode == "error" and not answer.error:
+        answer.error = "the answer failed"
+    turn = Turn(record.question, show_reasoning, reasoning=answer.reasoning, text=text, answer=answer)
+    turn.citations = tuple(answer.citations)
+    return turn
+
+
+def _citations(items: object) -> list[Citation]:
+    out: list[Citation] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("n"), int):
+            continue
+        page = item.get("page")
+        out.append(
+            Citation(
+                n=item["n"],
+                chunk_id=str(item.get("chunk_id") or ""),
+                doc_id=str(item.get("doc_id") or ""),
+                source=str(item.get("source") or ""),
+                title=str(item.get("title") or ""),
+                section=str(item.get("section") or ""),
+                page=page if isinstance(page, int) else None,
+                snippet="",
+            )
+        )
+    return out
+
+
+def _support(items: object, text: str) -> list[SentenceSupport]:
+    out: list[SentenceSupport] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            start, end = int(item["start"]), int(item["end"])
+            out.append(
+                SentenceSupport(
+                    start,
+                    end,
+                    text[start:end],
+                    tuple(item.get("cited") or ()),
+                    item["level"],
+                    item.get("lexical"),
+                    item.get("semantic"),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue  # an older or odd record: shown without marks rather than not at all
+    return out
 
 
 def _name(request: gr.Request | None) -> str:

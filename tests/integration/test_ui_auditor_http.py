@@ -133,13 +133,15 @@ def ids(table: dict[str, Any]) -> list[int]:
 def test_the_page_opens_with_the_newest_records(served: Served) -> None:
     whoami, status, events, table, summary = served.client("olga").predict(api_name="/audit_page")
     assert whoami == "Signed in as **olga** · auditor" and status == ""
-    assert [c[1] for c in events["choices"]] == ["all", "answer", "answer_error", "feedback"]
+    # Record 6 is olga's own sign-in, audited by ui.server.
+    assert [c[1] for c in events["choices"]] == ["all", "answer", "answer_error", "feedback", "sign_in"]
     assert table["headers"] == ["id", "time (UTC)", "user", "event", "question", "error", "feedback"]
-    assert ids(table)[:5] == [5, 4, 3, 2, 1]
+    assert ids(table)[:6] == [6, 5, 4, 3, 2, 1]
     row = {r[0]: r for r in table["data"]}
+    assert row[6][2:4] == ["olga", "sign_in"]
     assert row[1][2:4] == ["alice", "answer"] and row[1][6] == "down (comment)"
     assert row[3][5].startswith("The language model did not answer")
-    assert summary == "5 records match, newest first. Select a row to open it."
+    assert summary == "6 records match, newest first. Select a row to open it."
 
 
 def test_filters_by_user_text_feedback_outcome_and_dates(served: Served) -> None:
@@ -274,10 +276,17 @@ def test_others_are_refused_everywhere_and_get_no_data(served: Served, name: str
 
 def test_the_audit_page_exists_and_only_the_ask_api_is_documented(served: Served) -> None:
     with httpx.Client(base_url=served.url) as http:
-        assert http.post("/login", data={"username": "alice", "password": PASSWORD}).is_success
+        assert http.post("/login", data={"username": "olga", "password": PASSWORD}).is_success
         page = http.get("/audit")
         assert page.status_code == 200
         config = http.get("/config").json()
+    with httpx.Client(base_url=served.url) as http:
+        assert http.post("/login", data={"username": "alice", "password": PASSWORD}).is_success
+        refused = http.get("/audit", headers={"accept": "text/html"})
+    # A staff user is stopped before the page is sent, and the attempt is on record.
+    assert refused.status_code == 403 and "for the auditor role only" in refused.text
+    denied = served.log.last(1)[0]
+    assert (denied.event, denied.user, denied.data["path"]) == ("access_denied", "alice", "/audit")
     assert ["audit", "Audit log", True] in config["pages"]
     # The chat page's bar starts rendered but hidden (so the default bar is not shown either);
     # its load shows it to auditors only (checked in a browser: see the browser tests).

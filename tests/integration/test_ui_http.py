@@ -74,7 +74,11 @@ class ScriptedAssistant:
         self.calls: list[Call] = []
 
     def stream(
-        self, principal: Principal, question: str, history: Sequence[tuple[str, str]] = ()
+        self,
+        principal: Principal,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        conversation_id: str | None = None,
     ) -> Iterator[StreamEvent]:
         self.calls.append(Call(principal, question, tuple(tuple(p) for p in history)))
         if "outage" in question:
@@ -280,10 +284,10 @@ def test_ask_reports_failed_answers_and_errors(served: Served) -> None:
         client.predict("   ", api_name="/ask")
 
 
-def test_only_ask_is_documented(served: Served) -> None:
+def test_only_ask_and_feedback_are_documented(served: Served) -> None:
     api = served.client().view_api(print_info=False, return_format="dict")
     assert isinstance(api, dict)
-    assert list(api["named_endpoints"]) == ["/ask"]
+    assert list(api["named_endpoints"]) == ["/ask", "/feedback"]
     assert api["unnamed_endpoints"] == {}
 
 

@@ -64,7 +64,9 @@ class Assistant:
         support: SupportChecker | None = None,
     ) -> None:
         if llm is not None and budget is None:
-            raise ConfigError("an LLM needs a context budget: build the Assistant with budget=ContextBudget(...)")
+            raise ConfigError(
+                "an LLM needs a context budget: build the Assistant with budget=ContextBudget(...)"
+            )
         self.retriever = retriever
         self.audit = audit
         self.llm = llm
@@ -197,6 +199,10 @@ class Assistant:
                 "top_k": self.retriever.top_k,
                 "min_score": self.retriever.min_score,
                 "embedding_model": self.retriever.embedder.model_id,
+                "retrieval_mode": self.retriever.mode,
+                "candidates": self.retriever.candidates,
+                "dense_weight": self.retriever.dense_weight,
+                "reranker": self.retriever.reranker.model_id if self.retriever.reranker else None,
                 **(
                     {"max_tokens": self.llm.max_tokens, "temperature": self.llm.temperature}
                     if self.llm

@@ -335,8 +335,8 @@ def eval_(
     ],
     split: Annotated[str, typer.Option("--split", help="Which qrels/<split>.tsv to score.")] = "test",
     retrievers: Annotated[
-        str, typer.Option("--retrievers", help="Comma-separated: dense, lexical, hybrid.")
-    ] = "dense,lexical,hybrid",
+        str, typer.Option("--retrievers", help="Comma-separated: dense, lexical, hybrid, hybrid-rrf.")
+    ] = "dense,lexical,hybrid,hybrid-rrf",
     groups: Annotated[
         str | None, typer.Option("--groups", help="Groups to search as (question files; default: all).")
     ] = None,

@@ -110,7 +110,9 @@ def load_question_set(path: Path, split: str = "test") -> QuestionSet:
         if not isinstance(row.get("question"), str) or not isinstance(row.get("relevant"), list):
             raise ConfigError(f"{path}, line {n}: needs `question` (text) and `relevant` (a list)")
         relevant = {str(r): 1 for r in row["relevant"]}
-        questions.append(Question(str(row.get("id", n)), row["question"], relevant, str(row.get("reference_answer", ""))))
+        questions.append(
+            Question(str(row.get("id", n)), row["question"], relevant, str(row.get("reference_answer", "")))
+        )
     if not questions:
         raise ConfigError(f"{path} holds no questions")
     return QuestionSet(path.stem, "questions", questions, path, "any")
@@ -166,7 +168,9 @@ def evaluation_settings(settings: Settings, qset: QuestionSet) -> Settings:
     return settings.model_copy(
         update={
             "data_dir": settings.data_dir / "eval" / qset.root.name,
-            "store": settings.store.model_copy(update={"path": None, "lexical_path": None, "mode": "embedded"}),
+            "store": settings.store.model_copy(
+                update={"path": None, "lexical_path": None, "mode": "embedded"}
+            ),
             "ingest": settings.ingest.model_copy(update={"manifest_path": None}),
             "audit": settings.audit.model_copy(update={"path": None}),
             "llm": settings.llm.model_copy(update={"base_url": None}),
@@ -240,7 +244,11 @@ def run_eval(
         "kind": qset.kind,
         "questions": len(questions),
         "embedding": {"backend": settings.embedding.backend, "model": retriever.embedder.model_id},
-        "retrieval": {"candidates": retriever.candidates, "chunk_depth": CHUNK_DEPTH},
+        "retrieval": {
+            "candidates": retriever.candidates,
+            "dense_weight": retriever.dense_weight,
+            "chunk_depth": CHUNK_DEPTH,
+        },
         "ingest": ingest,
         "scores": {mode: scores[mode].means() for mode in modes},
         "judged": {mode: scores[mode].queries for mode in modes},
@@ -255,11 +263,11 @@ def format_table(result: dict[str, Any]) -> str:
     metrics = ("ndcg@10", "recall@5", "recall@10", "mrr@10")
     lines = [
         f"{result['set']}: {result['questions']} questions, embedding {result['embedding']['backend']}",
-        f"{'retriever':<10}" + "".join(f"{m:>11}" for m in metrics) + f"{'ms/query':>11}",
+        f"{'retriever':<11}" + "".join(f"{m:>11}" for m in metrics) + f"{'ms/query':>11}",
     ]
     for mode, means in result["scores"].items():
         cells = "".join(f"{means.get(m, 0.0):>11.4f}" for m in metrics)
-        lines.append(f"{mode:<10}{cells}{result['ms_per_query'][mode]:>11.1f}")
+        lines.append(f"{mode:<11}{cells}{result['ms_per_query'][mode]:>11.1f}")
     return "\n".join(lines)
 
 

@@ -136,7 +136,7 @@ def build_assistant(
     r = settings.retrieval
     retriever = Retriever(
         store or build_store(settings), embedder, r.top_k, r.min_score, r.mode, r.candidates,
-        reranker=build_reranker(settings),
+        reranker=build_reranker(settings), dense_weight=r.dense_weight,
     )
     llm = build_llm(settings)
     return Assistant(

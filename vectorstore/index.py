@@ -52,6 +52,9 @@ class SearchIndex:
     def search_lexical(self, query: str, k: int, allowed_groups: Sequence[str]) -> list[Hit]:
         return self.lexical.search(query, k, allowed_groups)
 
+    def lexical_ceiling(self, query: str) -> float:
+        return self.lexical.ceiling(query)
+
     def embeddings(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
         return self.dense.embeddings(chunks)
 
@@ -71,7 +74,10 @@ class SearchIndex:
         from before the lexical index, or a lost lexical file)."""
         if quick and self.dense.count() == self.lexical.count():
             return 0
-        dense = {(class_token(groups), doc): (groups, n) for (groups, doc), n in self.dense.class_doc_counts().items()}
+        dense = {
+            (class_token(groups), doc): (groups, n)
+            for (groups, doc), n in self.dense.class_doc_counts().items()
+        }
         lexical = self.lexical.class_doc_counts()
         classes = self.lexical.access_classes()
         changed = 0

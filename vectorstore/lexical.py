@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 
 from core.errors import RetrievalError
 from core.types import Chunk, Hit
+from vectorstore import fusion
 
 SCHEMA_VERSION = 1
 TOKENIZER = "porter unicode61 remove_diacritics 2"
@@ -50,22 +50,14 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id, cls);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
     title, body, cls, tokenize = '{TOKENIZER}'
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS fts_rows USING fts5vocab(fts, 'row');
 CREATE TABLE IF NOT EXISTS classes (cls TEXT PRIMARY KEY, groups TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-# English stop words left out of queries (not of the index: phrases and other languages keep
-# them). Lucene's classic English list plus the question words and auxiliaries that questions
-# are made of; a query of stop words only falls back to all its words.
-STOPWORDS = frozenset(
-    """a an and are as at be but by for if in into is it no not of on or such that the their then
-    there these they this to was will with what which who whom whose when where why how do does
-    did can could should would may might must shall has have had been being am i me my we our you
-    your he him his she her its them from than so very about any all also""".split()
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
-# BM25 weights of the columns (title, body, cls): a word in the title counts a little more.
-COLUMN_WEIGHTS = (1.5, 1.0, 0.0)
+# BM25 weights of the columns (title, body, cls): title and text alike (a heavier title gained
+# nothing beyond noise on SciFact train, see vectorstore/fusion.py); cls is a filter, not text.
+COLUMN_WEIGHTS = (fusion.FTS5_TITLE_WEIGHT, fusion.FTS5_TEXT_WEIGHT, 0.0)
 
 
 def class_token(groups: Iterable[str]) -> str:
@@ -77,11 +69,9 @@ def class_token(groups: Iterable[str]) -> str:
 
 
 def query_terms(text: str) -> list[str]:
-    """The distinct words of a query, in order, lower-cased, stop words dropped (all words if
-    nothing else is left)."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    kept = [w for w in words if w not in STOPWORDS] or words
-    return list(dict.fromkeys(kept))
+    """The distinct words of a query, in order, casefolded, English function words dropped
+    (fusion.LEXICAL_STOP_WORDS), or all its words if nothing else is left."""
+    return fusion.lexical_query_terms(text) or fusion.lexical_query_terms(text, stop_words=())
 
 
 def match_expression(terms: Sequence[str], classes: Iterable[str]) -> str:
@@ -135,6 +125,12 @@ class LexicalIndex:
                 db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
+                # How the tokenizer stems a query's words (for the BM25 ceiling): a scratch table
+                # in this connection's own temp database, never in the index file.
+                db.execute(f"CREATE VIRTUAL TABLE temp.query_words USING fts5(w, tokenize = '{TOKENIZER}')")
+                db.execute(
+                    "CREATE VIRTUAL TABLE temp.query_stems USING fts5vocab('temp', 'query_words', 'instance')"
+                )
             except sqlite3.Error as exc:
                 raise RetrievalError(f"lexical index {self.path} cannot be opened: {exc}") from exc
             self._local.db = db
@@ -145,6 +141,7 @@ class LexicalIndex:
         db = self._db()
         try:
             db.execute("BEGIN IMMEDIATE")
+            self._local.rows = None
             yield db
             db.execute("COMMIT")
         except BaseException as exc:
@@ -163,6 +160,7 @@ class LexicalIndex:
         if db is not None:
             db.close()
             self._local.db = None
+            self._local.rows = None
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -172,7 +170,8 @@ class LexicalIndex:
             for chunk in chunks:
                 cls = class_token(chunk.groups)
                 db.execute(
-                    "INSERT OR IGNORE INTO classes VALUES (?, ?)", (cls, json.dumps(sorted(set(chunk.groups))))
+                    "INSERT OR IGNORE INTO classes VALUES (?, ?)",
+                    (cls, json.dumps(sorted(set(chunk.groups)))),
                 )
                 self._delete_rows(db, "chunk_id = ? AND cls = ?", (chunk.chunk_id, cls))
                 cur = db.execute(
@@ -201,11 +200,15 @@ class LexicalIndex:
 
     def move_document(self, doc_id: str, from_groups: Sequence[str], to_groups: Sequence[str]) -> int:
         """Copy a document's chunks into another access class (the caller deletes the old copy)."""
-        rows = self._db().execute(
-            "SELECT c.meta, f.body FROM chunks c JOIN fts f ON f.rowid = c.rowid "
-            "WHERE c.doc_id = ? AND c.cls = ?",
-            (doc_id, class_token(from_groups)),
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                "SELECT c.meta, f.body FROM chunks c JOIN fts f ON f.rowid = c.rowid "
+                "WHERE c.doc_id = ? AND c.cls = ?",
+                (doc_id, class_token(from_groups)),
+            )
+            .fetchall()
+        )
         groups = tuple(sorted(set(to_groups)))
         chunks = [dataclasses.replace(_chunk(meta, text), groups=groups) for meta, text in rows]
         self.upsert(chunks)
@@ -231,6 +234,38 @@ class LexicalIndex:
         rows = self._db().execute("SELECT cls, groups FROM classes")
         return {str(c): tuple(json.loads(g)) for c, g in rows}
 
+    def _rows(self) -> int:
+        """Rows in the index (bm25()'s N), recounted only after a write (data_version counts
+        other connections' commits; this connection's own writes clear the cache)."""
+        db = self._db()
+        version = int(db.execute("PRAGMA data_version").fetchone()[0])
+        cached = getattr(self._local, "rows", None)
+        if cached is None or cached[0] != version:
+            cached = (version, self.count())
+            self._local.rows = cached
+        return int(cached[1])
+
+    def ceiling(self, query: str) -> float:
+        """The BM25 score a row matching every word of `query` many times approaches
+        (fusion.fts5_bm25_ceiling), for putting `search` scores on a [0, 1) scale; 0.0 when the
+        query has no words. Statistics are the whole index's, as bm25() uses them."""
+        terms = query_terms(query)
+        if not terms:
+            return 0.0
+        db = self._db()
+        try:
+            db.execute("DELETE FROM temp.query_words")
+            db.executemany("INSERT INTO temp.query_words (rowid, w) VALUES (?, ?)", list(enumerate(terms)))
+            stems = [str(t) for (t,) in db.execute("SELECT term FROM temp.query_stems ORDER BY doc, offset")]
+            freqs = []
+            for stem in stems:
+                row = db.execute("SELECT doc FROM fts_rows WHERE term = ?", (stem,)).fetchone()
+                freqs.append(int(row[0]) if row else 0)
+            n_rows = self._rows()
+        except sqlite3.Error as exc:
+            raise RetrievalError(f"lexical statistics in {self.path} could not be read: {exc}") from exc
+        return fusion.fts5_bm25_ceiling([min(f, n_rows) for f in freqs], n_rows)
+
     def search(self, query: str, k: int, allowed_groups: Sequence[str]) -> list[Hit]:
         """The k best BM25 matches among the access classes that share a group with the user.
         Scores are FTS5's bm25 negated (higher is better; not comparable to cosines)."""
@@ -241,14 +276,21 @@ class LexicalIndex:
             return []
         weights = ", ".join(str(w) for w in COLUMN_WEIGHTS)
         try:
-            rows = self._db().execute(
-                f"SELECT c.meta, f.body, bm25(fts, {weights}) AS rank FROM fts f "
-                "JOIN chunks c ON c.rowid = f.rowid WHERE fts MATCH ? ORDER BY rank LIMIT ?",
-                (match_expression(terms, tokens), k),
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT c.meta, f.body, bm25(fts, {weights}) AS rank FROM fts f "
+                    "JOIN chunks c ON c.rowid = f.rowid WHERE fts MATCH ? ORDER BY rank LIMIT ?",
+                    (match_expression(terms, tokens), k),
+                )
+                .fetchall()
+            )
         except sqlite3.Error as exc:
             raise RetrievalError(f"lexical search in {self.path} failed: {exc}") from exc
-        return [Hit(chunk=_chunk(meta, text), score=-float(rank), lexical=-float(rank)) for meta, text, rank in rows]
+        return [
+            Hit(chunk=_chunk(meta, text), score=-float(rank), lexical=-float(rank))
+            for meta, text, rank in rows
+        ]
 
 
-__all__ = ["STOPWORDS", "LexicalIndex", "class_token", "match_expression", "query_terms"]
+__all__ = ["LexicalIndex", "class_token", "match_expression", "query_terms"]

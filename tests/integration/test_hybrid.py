@@ -127,7 +127,7 @@ def test_groups_filter_inside_both_searches(tmp_path: Path, stack: dict[str, Any
     stack["pipeline"].run([public], ["public"])
     stack["pipeline"].run([finance], ["finance"])
     retriever = stack["assistant"].retriever
-    for mode in ("dense", "lexical", "hybrid"):
+    for mode in ("dense", "lexical", "hybrid", "hybrid-rrf"):
         alice = retriever.rank(ALICE, "crane budget berth 7", 10, mode)
         fiona = retriever.rank(FIONA, "crane budget berth 7", 10, mode)
         assert all("finance" not in h.chunk.groups for h in alice), mode
@@ -152,9 +152,85 @@ def test_hybrid_hits_carry_cosines_and_relevance_uses_them(tmp_path: Path, stack
     assert none == []
 
 
+def test_hybrid_scores_are_the_studied_score_fusion(tmp_path: Path, stack: dict[str, Any]) -> None:
+    """hybrid = 0.45 x cosine + 0.55 x BM25 / the query's BM25 ceiling, recomputed here from the
+    two searches; hybrid-rrf ranks by reciprocal rank instead."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in (("parking.md", PARKING), ("crane.md", CRANE), ("soup.txt", SOUP)):
+        (docs / name).write_text(text)
+    stack["pipeline"].run([docs], ["public"])
+    retriever, store = stack["assistant"].retriever, stack["store"]
+    question = "How much is the budget for the gantry crane?"
+    hits = retriever.rank(ALICE, question, 5, "hybrid")
+    assert hits[0].chunk.source.endswith("crane.md")
+    ceiling = store.lexical_ceiling(question)
+    assert ceiling > 0
+    dense = {h.chunk.chunk_id: h.cosine for h in retriever.rank(ALICE, question, 300, "dense")}
+    lexical = {h.chunk.chunk_id: h.lexical for h in retriever.rank(ALICE, question, 300, "lexical")}
+    floor = min(c for c in dense.values() if c is not None)
+    for hit in hits:
+        cid = hit.chunk.chunk_id
+        expected = 0.45 * (dense.get(cid) or floor) + 0.55 * ((lexical.get(cid) or 0.0) / ceiling)
+        assert hit.score == pytest.approx(expected, abs=1e-6)
+        assert hit.lexical is None or 0 < hit.lexical / ceiling < 1  # the ceiling bounds BM25
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    rrf = retriever.rank(ALICE, question, 5, "hybrid-rrf")
+    assert rrf[0].chunk.source.endswith("crane.md")
+    assert rrf[0].score == pytest.approx(2 / 61)  # first in both lists: 1/(60+1) twice
+
+
+def test_bm25_ceiling_follows_the_index(tmp_path: Path) -> None:
+    """The ceiling is FTS5's idf x (k1 + 1) per query word, from the index's own statistics
+    (stemmed as indexed, N = all rows), and moves when the index changes."""
+    import math
+
+    from vectorstore import fusion
+
+    index = LexicalIndex(tmp_path / "lexical.sqlite3")
+    chunks = [
+        Chunk(f"d{i}-0", f"d{i}", text, f"/d{i}.md", ("public",))
+        for i, text in enumerate(
+            [
+                "Cranes lift containers.",
+                "The crane budget is 4.2 million.",
+                "Soup on Tuesdays.",
+                "Parking permits.",
+            ]
+        )
+    ]
+    index.upsert(chunks)
+
+    def idf(n: int, total: int) -> float:
+        return max(math.log((total - n + 0.5) / (n + 0.5)), 1e-6)
+
+    # "cranes" and "crane" stem alike (2 rows hold it); "budget" is in 1 row; "the" is a stop word.
+    expected = (idf(2, 4) + idf(1, 4)) * (fusion.FTS5_K1 + 1)
+    assert index.ceiling("the cranes budget") == pytest.approx(expected)
+    assert index.ceiling("the of") > 0  # only stop words: all words are kept
+    assert index.ceiling("") == 0.0
+    index.upsert([Chunk("d9-0", "d9", "Another crane arrived.", "/d9.md", ("finance",))])
+    assert index.ceiling("crane") == pytest.approx(idf(3, 5) * (fusion.FTS5_K1 + 1))
+    index.delete_document("d9", ("finance",))
+    assert index.ceiling("crane") == pytest.approx(idf(2, 4) * (fusion.FTS5_K1 + 1))
+    # bm25 of any row stays below the ceiling
+    for hit in index.search("the cranes budget", 5, ["public"]):
+        assert hit.lexical is not None and 0 < hit.lexical < expected
+
+
 @pytest.mark.parametrize(
     "query",
-    ['"', 'crane" OR "x', "crane*", "NEAR(crane budget)", "cls : c123", "{title body}: crane", "-", "a AND", "((("],
+    [
+        '"',
+        'crane" OR "x',
+        "crane*",
+        "NEAR(crane budget)",
+        "cls : c123",
+        "{title body}: crane",
+        "-",
+        "a AND",
+        "(((",
+    ],
 )
 def test_fts_syntax_in_the_question_is_just_text(tmp_path: Path, query: str) -> None:
     index = LexicalIndex(tmp_path / "lexical.sqlite3")
@@ -180,7 +256,9 @@ def test_metrics_match_hand_computed_values() -> None:
     assert recall_at(ranking, relevance, 2) == 0.5
     assert mrr_at(ranking, relevance, 10) == 0.5
     # dcg = 1/log2(3) + 1/log2(5); idcg = 1 + 1/log2(3)
-    assert ndcg_at(ranking, relevance, 10) == pytest.approx((1 / 1.5849625 + 1 / 2.3219281) / (1 + 1 / 1.5849625))
+    assert ndcg_at(ranking, relevance, 10) == pytest.approx(
+        (1 / 1.5849625 + 1 / 2.3219281) / (1 + 1 / 1.5849625)
+    )
     scores = Scores()
     scores.add(["a", "a", "b"], relevance)  # a document counts once, at its best rank
     scores.add(["x"], {"q": 0})  # a query without relevant documents is not judged
@@ -189,7 +267,11 @@ def test_metrics_match_hand_computed_values() -> None:
 
 def beir_set(root: Path) -> Path:
     corpus = [
-        {"_id": "d1", "title": "Harbour cranes", "text": "The gantry crane at berth 7 lifts 60 tonnes of containers."},
+        {
+            "_id": "d1",
+            "title": "Harbour cranes",
+            "text": "The gantry crane at berth 7 lifts 60 tonnes of containers.",
+        },
         {"_id": "d2", "title": "Canteen", "text": "Lentil soup is served on Tuesdays in the staff canteen."},
         {"_id": "d3", "title": "Parking", "text": "Permits for the blue car park cost 12 euros a month."},
         {"_id": "d4", "title": "Tides", "text": "Spring tides at the harbour mouth reach 4.1 metres."},
@@ -216,12 +298,14 @@ def test_enclave_eval_on_a_beir_set(tmp_path: Path, settings: Settings) -> None:
     assert "ndcg@10" in result.output and "hybrid" in result.output
     data = json.loads(out.read_text())
     assert data["questions"] == 3 and data["ingest"]["counts"]["new"] == 4
-    for mode in ("dense", "lexical", "hybrid"):
+    for mode in ("dense", "lexical", "hybrid", "hybrid-rrf"):
         assert data["scores"][mode]["mrr@10"] == pytest.approx(1.0), mode
     assert data["per_query"][0]["hybrid"]["ranking"][0] == "d1"
     assert (settings.data_dir / "eval" / "tiny" / "files" / "d1.md").is_file()
 
-    again = runner.invoke(app, [*args, "--json", "--retrievers", "lexical"])  # incremental: nothing re-ingested
+    again = runner.invoke(
+        app, [*args, "--json", "--retrievers", "lexical"]
+    )  # incremental: nothing re-ingested
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["ingest"]["counts"]["unchanged"] == 4
 

@@ -185,7 +185,7 @@ class ChatPage:
                 autofocus=True,
                 elem_id="enclave-question",
             )
-            self.send = gr.Button("Send", variant="primary", scale=1, min_width=90)
+            self.send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="enclave-send")
         with gr.Group(visible=False, elem_id="enclave-feedback") as self.feedback_box:
             self.feedback_note = gr.Markdown()
             with gr.Row(equal_height=True):

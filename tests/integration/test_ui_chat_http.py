@@ -96,6 +96,7 @@ class Browser:
         signed_in = self.http.post("/login", data={"username": user, "password": PASSWORD})
         assert signed_in.status_code in (200, 303), signed_in.text  # 303: back to the page
         config = self.http.get("/config").json()
+        self.config = config
         self.fn_ids = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
         self.session = uuid.uuid4().hex
 
@@ -200,6 +201,19 @@ def audit_id_shown(message: dict[str, Any]) -> int:
     found = re.search(r"Audit record (\d+)", text_of(message))
     assert found, text_of(message)
     return int(found.group(1))
+
+
+def test_answers_have_copy_and_thumb_buttons_and_enter_sends(browsers: Any) -> None:
+    alice = browsers("alice")
+    by_elem = {c["props"].get("elem_id"): c for c in alice.config["components"]}
+    chatbot = by_elem["enclave-chat"]["props"]
+    assert {"copy", "copy_all"} <= set(chatbot["buttons"]) and "share" not in chatbot["buttons"]
+    assert chatbot["likeable"] is True and chatbot["feedback_options"] == ["Like", "Dislike"]
+    # Enter in the question box (a one-line Textbox submits on Enter) runs the chat, as Send does.
+    box, send = by_elem["enclave-question"]["id"], by_elem["enclave-send"]["id"]
+    [chat] = [d for d in alice.config["dependencies"] if d.get("api_name") == "chat"]
+    assert [box, "submit"] in chat["targets"] and [send, "click"] in chat["targets"]
+    assert by_elem["enclave-question"]["props"]["lines"] == 1
 
 
 # --- feedback -------------------------------------------------------------------------------------

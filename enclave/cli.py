@@ -141,6 +141,10 @@ def ingest(
         store.sync_lexical(quick=True)
     pipeline = wiring.build_pipeline(settings, store=store)
     report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
+    if not dry_run:  # kept for the admin page; a dry run changed nothing, so it is not the last ingest
+        from ingest.reports import save_last_report
+
+        save_last_report(settings.data_dir, report.as_dict(), paths)
     if report_file:
         report_file.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     if as_json:
@@ -622,6 +626,16 @@ def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         typer.echo(f"{key} = {json.dumps(value)}  ({sources.get(key, 'default')})")
 
 
+def _web_app(settings: Settings) -> Any:
+    """The web UI, its admin page looking at the same store as the assistant."""
+    from enclave.health import AdminOverview
+    from ui.app import build_app
+
+    store = wiring.build_store(settings)
+    assistant = wiring.build_assistant(settings, store=store)
+    return build_app(assistant, wiring.build_users(settings), settings, admin_status=AdminOverview(settings, store))
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Listen address (default ui.host).")] = None,
@@ -633,10 +647,9 @@ def serve(
         settings.ui.host = host
     if port:
         settings.ui.port = port
-    from ui.app import build_app
     from ui.app import serve as serve_app
 
-    gr_app = build_app(wiring.build_assistant(settings), wiring.build_users(settings), settings)
+    gr_app = _web_app(settings)
     serve_app(gr_app, settings, block=True)
 
 
@@ -651,10 +664,9 @@ def demo(
     logins = prepare_demo(settings)
     if no_serve:
         return
-    from ui.app import build_app
     from ui.app import serve as serve_app
 
-    gr_app = build_app(wiring.build_assistant(settings), wiring.build_users(settings), settings)
+    gr_app = _web_app(settings)
     url = f"http://{settings.ui.host}:{settings.ui.port}"
     typer.echo(f"\nEnclave demo at {url}\nSign in as:")
     for name, password, role, groups in logins:

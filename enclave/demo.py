@@ -32,12 +32,19 @@ def prepare_demo(settings: Settings) -> list[tuple[str, str, str, tuple[str, ...
     embedder = wiring.build_embedder(settings)
     store = wiring.build_store(settings)
     pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)
+    from ingest.pipeline import IngestReport
+    from ingest.reports import save_last_report
+
+    whole = IngestReport()
     for folder, groups in demo_folders():
         report = pipeline.run([folder], groups)
+        whole.files += report.files
+        whole.seconds += report.seconds
         print(f"{folder.name:8} ({', '.join(groups)}): {report.summary()}")
         for f in report.files:
             if f.status == "failed":
                 print(f"  failed: {f.error}")
+    save_last_report(settings.data_dir, whole.as_dict(), [DEMO_CORPUS])  # for the admin page
     users = wiring.build_users(settings)
     for name, password, role, groups in DEMO_USERS:
         if users.get(name) is None:

@@ -1,7 +1,8 @@
 """The staff web UI: `build_app` assembles the Gradio app, `serve` runs it on settings.ui.
 
-Two pages: the chat at `/`, and the audit log at `/audit` for auditors (its navigation bar is shown
-to auditors only; every auditor handler checks the role itself).
+Three pages: the chat at `/`, the audit log at `/audit` for auditors and the admin page at `/admin`
+for admins (the navigation bar is shown to auditors and admins only; every handler of those pages
+checks the role itself).
 
 Only loopback traffic: analytics are off on the Blocks itself (not only through the
 environment), the theme is a built-in one whose fonts Gradio serves from its own static files,
@@ -20,6 +21,7 @@ from audit import AuditLog
 from core.errors import EnclaveError
 from core.settings import Settings
 from core.users import UserStore
+from ui.admin import AdminPage, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
 from ui.login import login_message, password_check, principal_of
@@ -32,15 +34,21 @@ _PASSWORD_CHECK = "_enclave_password_check"
 
 
 AUDIT_PATH = "audit"
+ADMIN_PATH = "admin"
 # Exports handed to auditors are copied into Gradio's cache; removed hourly once an hour old.
 _CACHE_CLEANUP = (3600, 3600)
 
 
 def build_app(
-    assistant: Any, users: UserStore, settings: Settings, audit: AuditLog | None = None
+    assistant: Any,
+    users: UserStore,
+    settings: Settings,
+    audit: AuditLog | None = None,
+    admin_status: StatusSource | None = None,
 ) -> gr.Blocks:
-    """The chat UI for `assistant` (anything with the Assistant's `stream` method), and the
-    auditor page over `audit` (default: the log at settings.audit_path)."""
+    """The chat UI for `assistant` (anything with the Assistant's `stream` method), the
+    auditor page over `audit` (default: the log at settings.audit_path), and the admin page
+    showing what `admin_status` gathers (enclave.health.AdminOverview)."""
     org = settings.ui.org_name
     audit_log = audit if audit is not None else AuditLog(settings.audit_path)
     app = gr.Blocks(
@@ -59,15 +67,21 @@ def build_app(
         auditor = AuditorPage(audit_log, users, settings.ui)
         auditor.build()
         auditor.register_events(app)
+    with app.route("Admin", ADMIN_PATH):
+        gr.Navbar(visible=True, main_page_name="Chat")
+        admin = AdminPage(admin_status, audit_log, users, settings.ui)
+        admin.build()
+        admin.register_events(app)
     setattr(app, _PASSWORD_CHECK, password_check(users))
     return app
 
 
 def _navbar_for(users: UserStore) -> Any:
     def navbar(request: gr.Request) -> Any:
-        """Page links for auditors only; the others have one page, and no bar."""
+        """Page links for auditors and admins only; staff have one page, and no bar."""
         try:
-            shown = is_auditor(principal_of(request, users))
+            principal = principal_of(request, users)
+            shown = is_auditor(principal) or is_admin(principal)
         except EnclaveError:
             shown = False
         return gr.update(visible=True if shown else "hidden")

@@ -5,7 +5,8 @@ never supplied). Everything else about the LLM path is tested against real vLLM 
 models of tests/support/tiny_model.py (tests/e2e/).
 
 Each request to POST /v1/chat/completions takes the next step of the script (`push`), or replies
-`default` when the script is empty; every request body is kept in `requests`.
+`default` when the script is empty; every request body is kept in `requests`. GET /v1/models lists
+the one model, with a `max_model_len` as vLLM does.
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ def _handler(stub: ScriptedChatServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet test output
             pass
+
+        def do_GET(self) -> None:
+            # The model list, as vLLM serves it (the health check reads the model's name here).
+            if self.path.rstrip("/") != "/v1/models":
+                self._json(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            entry = {"id": stub.model, "object": "model", "owned_by": "stub", "max_model_len": 4096}
+            self._json(200, {"object": "list", "data": [entry]})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -64,15 +64,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Self, TextIO
+from typing import Any, Protocol, Self, TextIO
 
 from audit.query import (
     ANSWER_EVENTS,
     CHECKPOINT_EVENT,
     CONTAINS_FUNCTION,
     FEEDBACK_EVENT,
-    FEEDBACK_INDEX,
     RATINGS,
+    SQLITE,
+    Dialect,
     RecordFilter,
     contains,
     format_ts,
@@ -84,7 +85,7 @@ log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 
-_COLUMNS = "id, ts, event, user, question, error, data, prev_hash, hash"
+_COLUMNS = 'id, ts, event, "user", question, error, data, prev_hash, hash'
 _PREFIXED_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
 _BATCH = 500  # ids per IN (...) query
 
@@ -196,6 +197,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 MAX_COMMENT_CHARS = 2000
+
+
+class SqlConnection(Protocol):
+    """What the shared code needs of a connection: sqlite3's, or the PostgreSQL one in
+    `audit.postgres` (which takes the same `?` placeholders)."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -385,7 +396,7 @@ def _register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function(CONTAINS_FUNCTION, 2, fn, deterministic=True)
 
 
-def _record(row: tuple[Any, ...], path: Path) -> AuditRecord:
+def _record(row: tuple[Any, ...], path: Path | str) -> AuditRecord:
     record_id, ts, event, user, question, error, data, prev_hash, digest = row
     try:
         payload = json.loads(data)
@@ -405,10 +416,14 @@ class AuditLog:
     The file is created on the first append; reads of a missing file see an empty log.
     """
 
+    _dialect: Dialect = SQLITE
+    _begin_write: tuple[str, ...] = ("BEGIN IMMEDIATE",)
+
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
         self._closed = False
+        self._label = str(self.path)  # how messages name the log
 
     def __enter__(self) -> Self:
         return self
@@ -462,7 +477,7 @@ class AuditLog:
         )
         with self._write_transaction() as conn:
             # Checked under the write lock, so the answer cannot be purged in between.
-            row = conn.execute("SELECT user, event FROM records WHERE id = ?", (record_id,)).fetchone()
+            row = conn.execute('SELECT "user", event FROM records WHERE id = ?', (record_id,)).fetchone()
             if row is None:
                 raise AccessDenied(
                     f"cannot give feedback on audit record {record_id}: there is no such record"
@@ -495,12 +510,11 @@ class AuditLog:
         if not by:
             raise ValueError("purge needs the name of who runs it (by)")
         with self._write_transaction() as conn:
-            # Deleted rows are overwritten, not left readable in free pages of the file.
-            conn.execute("PRAGMA secure_delete = ON")
+            self._prepare_purge(conn)
             result = _verify_in(conn)
             if not result.ok:
                 raise AuditIntegrityError(
-                    f"refusing to purge audit log {self.path}: it does not verify ({result.reason}); "
+                    f"refusing to purge audit log {self._label}: it does not verify ({result.reason}); "
                     "secure it as evidence first"
                 )
             anchor = int(conn.execute("SELECT count FROM chain_anchor").fetchone()[0])
@@ -526,11 +540,18 @@ class AuditLog:
             conn.execute("DELETE FROM purge_allowance")
             if deleted != through - anchor:
                 raise AuditIntegrityError(
-                    f"audit log {self.path}: the purge found {deleted} records where "
+                    f"audit log {self._label}: the purge found {deleted} records where "
                     f"{through - anchor} were expected; nothing was purged"
                 )
-        self._checkpoint_wal()
+        self._after_purge()
         return PurgeResult(through - anchor, anchor + 1, through, cutoff, checkpoint)
+
+    def _prepare_purge(self, conn: SqlConnection) -> None:
+        # Deleted rows are overwritten, not left readable in free pages of the file.
+        conn.execute("PRAGMA secure_delete = ON")
+
+    def _after_purge(self) -> None:
+        self._checkpoint_wal()
 
     def _checkpoint_wal(self) -> None:
         # Purged rows also live on in the write-ahead log's older frames until it is folded back
@@ -546,11 +567,12 @@ class AuditLog:
             )
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+    def _write_transaction(self) -> Iterator[SqlConnection]:
         with self._writer() as conn:
             # Taking the write lock before reading the head is what keeps the chain single
             # when several processes append at once.
-            conn.execute("BEGIN IMMEDIATE")
+            for statement in self._begin_write:
+                conn.execute(statement)
             try:
                 yield conn
                 if conn.in_transaction:
@@ -562,7 +584,7 @@ class AuditLog:
 
     def _insert(
         self,
-        conn: sqlite3.Connection,
+        conn: SqlConnection,
         event: str,
         user: str,
         question: str,
@@ -583,14 +605,14 @@ class AuditLog:
         conn.execute("UPDATE chain_head SET count = ?, last_hash = ?", (record_id, digest))
         return AuditRecord(record_id, ts, event, user, question, error, stored_data, prev_hash, digest)
 
-    def _check_tail(self, conn: sqlite3.Connection, count: int, last_hash: str) -> None:
+    def _check_tail(self, conn: SqlConnection, count: int, last_hash: str) -> None:
         # Refuse to extend a chain whose newest record is not the one the head names: new
         # records would hide the damage behind valid-looking links.
         tail = conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
         if (tail is None and count == 0) or tail == (count, last_hash):
             return
         raise AuditIntegrityError(
-            f"audit log {self.path} is damaged: its newest record does not match the chain "
+            f"audit log {self._label} is damaged: its newest record does not match the chain "
             f"head (head: {count} records); nothing more is written to it. Verify it "
             "(`enclave audit verify`), secure it, and start a new log file"
         )
@@ -603,7 +625,7 @@ class AuditLog:
             if conn is None:
                 return None
             row = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)).fetchone()
-            return None if row is None else _record(row, self.path)
+            return None if row is None else _record(row, self._label)
 
     def last(self, n: int) -> list[AuditRecord]:
         """The `n` newest records, newest first."""
@@ -615,7 +637,7 @@ class AuditLog:
             if conn is None:
                 return []
             rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id DESC LIMIT ?", (n,)).fetchall()
-            return [_record(row, self.path) for row in rows]
+            return [_record(row, self._label) for row in rows]
 
     def search(
         self,
@@ -666,7 +688,7 @@ class AuditLog:
             raise ValueError(f"offset must be >= 0, got {offset}")
         if limit == 0:
             return
-        where, params = query.where()
+        where, params = query.where(self._dialect)
         order = "ASC" if oldest_first else "DESC"
         sql = (
             f"SELECT {_PREFIXED_COLUMNS} FROM records AS r WHERE {where} "
@@ -675,18 +697,18 @@ class AuditLog:
         with self._reader() as conn:
             if conn is None:
                 return
-            _register_functions(conn)
-            conn.execute("BEGIN")
-            for row in conn.execute(sql, [*params, -1 if limit is None else limit, offset]):
-                yield _record(row, self.path)
+            conn.execute(self._dialect.begin_read)
+            for row in conn.execute(
+                sql, [*params, self._dialect.no_limit if limit is None else limit, offset]
+            ):
+                yield _record(row, self._label)
 
     def count(self, query: RecordFilter) -> int:
         """How many records match `query`."""
-        where, params = query.where()
+        where, params = query.where(self._dialect)
         with self._reader() as conn:
             if conn is None:
                 return 0
-            _register_functions(conn)
             return int(conn.execute(f"SELECT count(*) FROM records AS r WHERE {where}", params).fetchone()[0])
 
     def events(self) -> list[str]:
@@ -707,11 +729,12 @@ class AuditLog:
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         events = ", ".join("?" * len(ANSWER_EVENTS))
+        cid = self._dialect.json_text("data", "conversation_id")
         sql = (
             "SELECT c.cid, f.question, f.ts, l.ts, c.n FROM ("
-            "SELECT json_extract(data, '$.conversation_id') AS cid, min(id) AS first_id, "
+            f"SELECT {cid} AS cid, min(id) AS first_id, "
             "max(id) AS last_id, count(*) AS n FROM records "
-            f"WHERE user = ? AND event IN ({events}) AND cid IS NOT NULL GROUP BY cid"
+            f'WHERE "user" = ? AND event IN ({events}) AND {cid} IS NOT NULL GROUP BY {cid}'
             ") AS c JOIN records AS f ON f.id = c.first_id JOIN records AS l ON l.id = c.last_id "
             "ORDER BY c.last_id DESC LIMIT ?"
         )
@@ -726,14 +749,14 @@ class AuditLog:
         there is none, or it is another user's)."""
         events = ", ".join("?" * len(ANSWER_EVENTS))
         sql = (
-            f"SELECT {_COLUMNS} FROM records WHERE user = ? AND event IN ({events}) "
-            "AND json_extract(data, '$.conversation_id') = ? ORDER BY id"
+            f'SELECT {_COLUMNS} FROM records WHERE "user" = ? AND event IN ({events}) '
+            f"AND {self._dialect.json_text('data', 'conversation_id')} = ? ORDER BY id"
         )
         with self._reader() as conn:
             if conn is None:
                 return []
             rows = conn.execute(sql, (user, *ANSWER_EVENTS, conversation_id)).fetchall()
-            return [_record(row, self.path) for row in rows]
+            return [_record(row, self._label) for row in rows]
 
     def feedback_for(self, record_id: int) -> list[Feedback]:
         """Every feedback on answer `record_id`, oldest first (the last one is in force)."""
@@ -752,18 +775,18 @@ class AuditLog:
         with self._reader() as conn:
             if conn is None:
                 return found
-            conn.execute("BEGIN")
+            conn.execute(self._dialect.begin_read)
+            target = self._dialect.json_int("records.data", "record_id")
             for start in range(0, len(ids), _BATCH):
                 batch = ids[start : start + _BATCH]
                 rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM records INDEXED BY {FEEDBACK_INDEX} "
-                    "WHERE event = 'feedback' "
-                    f"AND json_extract(data, '$.record_id') IN ({', '.join('?' * len(batch))}) "
+                    f"SELECT {_COLUMNS} FROM {self._dialect.feedback_records('records')} "
+                    f"WHERE event = 'feedback' AND {target} IN ({', '.join('?' * len(batch))}) "
                     "ORDER BY id",
                     batch,
                 )
                 for row in rows:
-                    item = Feedback.of(_record(row, self.path))
+                    item = Feedback.of(_record(row, self._label))
                     if item is not None:
                         found.setdefault(item.record_id, []).append(item)
         return found
@@ -792,8 +815,8 @@ class AuditLog:
         try:
             with self._reader() as conn:
                 if conn is None:
-                    return VerifyResult(True, 0, None, f"audit log {self.path} holds no records yet")
-                conn.execute("BEGIN")
+                    return VerifyResult(True, 0, None, f"audit log {self._label} holds no records yet")
+                conn.execute(self._dialect.begin_read)
                 return _verify_in(conn)
         except AuditIntegrityError as exc:
             return VerifyResult(False, 0, None, str(exc))
@@ -806,7 +829,7 @@ class AuditLog:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise AuditIntegrityError(f"audit log {self.path} is closed")
+            raise AuditIntegrityError(f"audit log {self._label} is closed")
 
     def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun and ended explicitly, never implicitly.
@@ -816,7 +839,7 @@ class AuditLog:
         return conn
 
     @contextmanager
-    def _writer(self) -> Iterator[sqlite3.Connection]:
+    def _writer(self) -> Iterator[SqlConnection]:
         self._check_open()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -832,7 +855,7 @@ class AuditLog:
             yield conn
 
     @contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection | None]:
+    def _reader(self) -> Iterator[SqlConnection | None]:
         self._check_open()
         if not self.path.exists():
             yield None
@@ -845,6 +868,7 @@ class AuditLog:
             if not self._setup(conn, create=False):
                 yield None
                 return
+            _register_functions(conn)
             yield conn
 
     @contextmanager
@@ -913,7 +937,7 @@ class AuditLog:
             raise
 
 
-def _verify_in(conn: sqlite3.Connection) -> VerifyResult:
+def _verify_in(conn: SqlConnection) -> VerifyResult:
     """Verify the log as `conn` sees it (inside the caller's transaction, for one snapshot)."""
     heads = conn.execute("SELECT count, last_hash FROM chain_head").fetchall()
     anchors = conn.execute("SELECT count, hash FROM chain_anchor").fetchall()

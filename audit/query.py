@@ -1,7 +1,8 @@
 """What an auditor can ask of the log (user, time range, text, event, error, feedback), as SQL.
 
 `RecordFilter.of(...)` checks and normalises the filters once (bad input is a ValueError that
-names it); `where()` turns them into a WHERE clause over `records AS r`. Time bounds are compared
+names it); `where(dialect)` turns them into a WHERE clause over `records AS r` for SQLite or
+PostgreSQL (`Dialect`). Time bounds are compared
 as text: every stored `ts` has one form (ISO-8601 UTC with microseconds), so string order is time
 order and the `records_ts` index serves ranges.
 """
@@ -23,7 +24,8 @@ FeedbackFilter = Literal["up", "down", "any", "none"]
 FEEDBACK_FILTERS: tuple[str, ...] = get_args(FeedbackFilter)
 
 # SQLite function registered on each reading connection: case-insensitive (Unicode casefold)
-# substring test, which LIKE is not beyond ASCII.
+# substring test, which LIKE is not beyond ASCII. PostgreSQL has a SQL function of that name,
+# created with its schema (lower() there, which leaves the few letters casefold expands, ß, alone).
 CONTAINS_FUNCTION = "enclave_contains"
 
 # Feedback records by the answer they rate, read through the partial index on
@@ -31,18 +33,74 @@ CONTAINS_FUNCTION = "enclave_contains"
 # records only, done once per query (SQLite materialises an IN (subquery)), never per answer.
 # INDEXED BY because, without statistics, SQLite would take the event index instead.
 FEEDBACK_INDEX = "records_feedback_target"
-_RATED_SQL = (
-    f"SELECT json_extract(f.data, '$.record_id') FROM records AS f INDEXED BY {FEEDBACK_INDEX} "
-    "WHERE f.event = 'feedback' AND json_extract(f.data, '$.record_id') IS NOT NULL"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL of the two backends (SQLite, PostgreSQL); the rest is shared.
+
+    Statements use `?` placeholders and the quoted column `"user"` on both (the PostgreSQL
+    connection turns `?` into its own); `json_int`/`json_text` read one key of the `data` column.
+    """
+
+    name: str
+    json_int_sql: str  # {col}, {key}: the key's value as an integer (None when it is not one)
+    json_text_sql: str  # {col}, {key}: the key's value as text
+    index_hint: str  # {index}: the hint that makes the planner take that index, or ""
+    begin_read: str  # a transaction that reads one snapshot
+    no_limit: int | None  # the LIMIT value that means "all"
+
+    def json_int(self, col: str, key: str) -> str:
+        return self.json_int_sql.format(col=col, key=key)
+
+    def json_text(self, col: str, key: str) -> str:
+        return self.json_text_sql.format(col=col, key=key)
+
+    def feedback_records(self, alias: str) -> str:
+        """`records AS alias` read through the feedback index."""
+        return f"records AS {alias}{self.index_hint.format(index=FEEDBACK_INDEX)}"
+
+    def rated_sql(self) -> str:
+        """Ids of the answers that have feedback."""
+        target = self.json_int("f.data", "record_id")
+        return (
+            f"SELECT {target} FROM {self.feedback_records('f')} "
+            f"WHERE f.event = 'feedback' AND {target} IS NOT NULL"
+        )
+
+    def latest_rating_sql(self) -> str:
+        """Ids of the answers whose newest feedback has the rating of the one parameter."""
+        target, rating = self.json_int("f.data", "record_id"), self.json_text("f.data", "rating")
+        if self.name == "sqlite":
+            # SQLite takes the bare column `rating` from the row that holds max(f.id) of its group.
+            return (
+                f"SELECT rid FROM (SELECT {target} AS rid, max(f.id), {rating} AS rating "
+                f"FROM {self.feedback_records('f')} WHERE f.event = 'feedback' GROUP BY rid"
+                ") WHERE rating = ?"
+            )
+        return (
+            f"SELECT rid FROM (SELECT DISTINCT ON ({target}) {target} AS rid, {rating} AS rating "
+            f"FROM {self.feedback_records('f')} WHERE f.event = 'feedback' "
+            f"ORDER BY {target}, f.id DESC) AS latest WHERE rating = ?"
+        )
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    json_int_sql="json_extract({col}, '$.{key}')",
+    json_text_sql="json_extract({col}, '$.{key}')",
+    index_hint=" INDEXED BY {index}",
+    begin_read="BEGIN",
+    no_limit=-1,
 )
-# The newest feedback per answer: SQLite takes the bare column `rating` from the row that holds
-# max(f.id) of its group.
-_LATEST_RATING_SQL = (
-    "SELECT rid FROM ("
-    "SELECT json_extract(f.data, '$.record_id') AS rid, max(f.id), "
-    "json_extract(f.data, '$.rating') AS rating "
-    f"FROM records AS f INDEXED BY {FEEDBACK_INDEX} WHERE f.event = 'feedback' GROUP BY rid"
-    ") WHERE rating = ?"
+# The functions named here are created with the PostgreSQL schema (audit.postgres).
+POSTGRES = Dialect(
+    name="postgres",
+    json_int_sql="enclave_json_int({col}, '{key}')",
+    json_text_sql="enclave_json_text({col}, '{key}')",
+    index_hint="",
+    begin_read="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    no_limit=None,
 )
 
 
@@ -157,12 +215,12 @@ class RecordFilter:
             feedback=cast(FeedbackFilter | None, fb),
         )
 
-    def where(self) -> tuple[str, list[Any]]:
-        """A WHERE clause over `records AS r` (always at least `1`) and its parameters."""
+    def where(self, dialect: Dialect = SQLITE) -> tuple[str, list[Any]]:
+        """A WHERE clause over `records AS r` (always at least `1 = 1`) and its parameters."""
         terms: list[str] = []
         params: list[Any] = []
         if self.user is not None:
-            terms.append("r.user = ?")
+            terms.append('r."user" = ?')
             params.append(self.user)
         if self.since is not None:
             terms.append("r.ts >= ?")
@@ -182,19 +240,19 @@ class RecordFilter:
             terms.append(f"r.event IN ({', '.join('?' * len(ANSWER_EVENTS))})")
             params.extend(ANSWER_EVENTS)
             if self.feedback == "any":
-                terms.append(f"r.id IN ({_RATED_SQL})")
+                terms.append(f"r.id IN ({dialect.rated_sql()})")
             elif self.feedback == "none":
-                terms.append(f"r.id NOT IN ({_RATED_SQL})")
+                terms.append(f"r.id NOT IN ({dialect.rated_sql()})")
             else:
-                terms.append(f"r.id IN ({_LATEST_RATING_SQL})")
+                terms.append(f"r.id IN ({dialect.latest_rating_sql()})")
                 params.append(self.feedback)
         if self.text is not None:
             terms.append(
                 f"({CONTAINS_FUNCTION}(r.question, ?) "
-                f"OR {CONTAINS_FUNCTION}(json_extract(r.data, '$.answer'), ?))"
+                f"OR {CONTAINS_FUNCTION}({dialect.json_text('r.data', 'answer')}, ?))"
             )
             params.extend([self.text, self.text])
-        return (" AND ".join(terms) or "1"), params
+        return (" AND ".join(terms) or "1 = 1"), params
 
     def as_dict(self) -> dict[str, Any]:
         """The filters that are set, for an export's own audit record."""

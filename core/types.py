@@ -133,11 +133,13 @@ class StreamEvent:
 @dataclass(frozen=True)
 class OriginalFile:
     """Where the original of an indexed document lies, for the web UI to serve after its group
-    check. `paths` are the files on disk that held it when ingested (absolute); `attached_as`
-    the `<mail>#<name>` sources of mails holding it as an attachment."""
+    check. `paths` are the files on disk that held it when ingested (absolute), whose bytes had
+    the SHA-256 `sha256`; `attached_as` the `<mail>#<name>` sources of mails holding it as an
+    attachment."""
 
     doc_id: str
     title: str
     groups: tuple[str, ...]
+    sha256: str | None = None
     paths: tuple[str, ...] = ()
     attached_as: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from assistant.llm import VllmChatModel
     from assistant.service import Assistant
     from audit.log import AuditLog
+    from ingest.originals import OriginalFiles
     from ingest.pipeline import IngestPipeline
     from vectorstore.embedding import Embedder
     from vectorstore.index import SearchIndex
@@ -84,6 +85,13 @@ def build_audit(settings: Settings) -> AuditLog:
 
 def build_users(settings: Settings) -> UserStore:
     return UserStore(settings.users_path)
+
+
+def build_originals(settings: Settings) -> OriginalFiles:
+    """Where indexed documents' original files lie, for the web UI's source links."""
+    from ingest.originals import OriginalFiles
+
+    return OriginalFiles(settings.manifest_path)
 
 
 def build_llm(settings: Settings) -> VllmChatModel | None:

@@ -25,8 +25,10 @@ class OriginalFiles:
             doc = manifest.doc(doc_id)
             if doc is None:
                 return None
-            paths = tuple(f.path for f in manifest.files(doc_id))
+            files = manifest.files(doc_id)
+            paths = tuple(f.path for f in files)
+            sha = next((f.sha256 for f in files if f.sha256), None)
             attached = tuple(s for s in manifest.sources(doc_id) if s not in paths)
-            return OriginalFile(doc.doc_id, doc.title, doc.groups, paths, attached)
+            return OriginalFile(doc.doc_id, doc.title, doc.groups, sha, paths, attached)
         finally:
             manifest.close()

@@ -11,6 +11,7 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from core.types import Answer, Citation, SentenceSupport
 
@@ -64,8 +65,16 @@ def page_label(page: int | None) -> str:
     return f"p. {page}" if page is not None else ""
 
 
+def file_url(citation: Citation) -> str:
+    """The link that opens a cited document's original (ui.server's /files route checks the
+    user's groups). Relative, so it holds behind a proxy that serves the UI under a sub-path; the
+    page goes in the fragment, which PDF viewers open at."""
+    url = f"files/{quote(citation.doc_id, safe='')}"
+    return f"{url}#page={citation.page}" if citation.page is not None else url
+
+
 def citation_markdown(citation: Citation) -> str:
-    """One source: number, title, page, section, file, then the snippet quoted below."""
+    """One source: number, title, page, section, file, a link to open it, then the snippet."""
     title = citation.title or citation.source or citation.doc_id
     parts = [f"**\\[{citation.n}\\] {literal(one_line(title))}**"]
     if citation.page is not None:
@@ -76,6 +85,8 @@ def citation_markdown(citation: Citation) -> str:
         # A code span shows the path literally; only a backtick could end it early.
         path = one_line(citation.source).replace("`", "'")
         parts.append(f"`{path}`")
+    if citation.doc_id:
+        parts.append(f"[open the file]({file_url(citation)})")
     head = " · ".join(parts)
     snippet = one_line(citation.snippet, SNIPPET_CHARS)
     return f"{head}\n\n{literal(snippet)}" if snippet else head

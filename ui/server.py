@@ -639,15 +639,17 @@ def disposition(name: str) -> str:
     return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def _read_matching(paths: tuple[str, ...], doc_id: str) -> tuple[str, bytes] | None:
-    """The first file still on disk whose bytes are the document's (doc_id is their sha256), so
-    a file changed since ingest is never served under the old document's groups."""
+def _read_matching(paths: tuple[str, ...], sha256: str | None) -> tuple[str, bytes] | None:
+    """The first file still on disk whose bytes are the document's (those ingest hashed), so a
+    file changed since ingest is never served under the old document's groups."""
+    if not sha256:
+        return None
     for path in paths:
         try:
             data = Path(path).read_bytes()
         except OSError:
             continue
-        if hashlib.sha256(data).hexdigest() == doc_id:
+        if hashlib.sha256(data).hexdigest() == sha256:
             return path, data
     return None
 
@@ -747,7 +749,7 @@ def create_server(
             return _refuse_file(
                 request, 403, "You may not open this document: it belongs to none of your groups."
             )
-        hit = _read_matching(found.paths, found.doc_id)
+        hit = _read_matching(found.paths, found.sha256)
         if hit is None:
             if found.attached_as and not found.paths:
                 message = "This document is a mail attachment; attachments cannot be opened here yet. Open the mail it came with."

@@ -608,6 +608,33 @@ def audit_purge(
     typer.echo(f"head: {count} {last_hash}")
 
 
+# -- doctor ----------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print every check as JSON (for monitoring).")] = False,
+    hashes: Annotated[bool, typer.Option("--hashes", help="Also list the sha256 of each embedding model file.")] = False,
+) -> None:
+    """Check the installation: embedding model, Chroma, lexical index, audit log, LLM, disk, telemetry.
+
+    Exit code: 0 when every check passes, 1 when any fails (each says what to fix).
+    """
+    from enclave.health import run_checks
+
+    results = run_checks(state.settings, hashes=hashes)
+    ok = all(r.ok for r in results)
+    if as_json:
+        emit_json({"ok": ok, "checks": [r.as_dict() for r in results]})
+    else:
+        for r in results:
+            typer.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:<16} {r.detail}")
+        failed = sum(1 for r in results if not r.ok)
+        typer.echo("all checks pass" if ok else f"{failed} of {len(results)} checks failed")
+    if not ok:
+        raise typer.Exit(1)
+
+
 # -- config, serve, demo --------------------------------------------------------------------
 
 

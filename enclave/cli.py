@@ -677,7 +677,7 @@ def serve(
     from ui.app import serve as serve_app
 
     gr_app = _web_app(settings)
-    serve_app(gr_app, settings, block=True)
+    serve_app(gr_app, settings, block=True, sources=wiring.build_originals(settings).find)
 
 
 @app.command()
@@ -698,7 +698,7 @@ def demo(
     typer.echo(f"\nEnclave demo at {url}\nSign in as:")
     for name, password, role, groups in logins:
         typer.echo(f"  {name:8} / {password:18} {role:8} groups: {', '.join(groups)}")
-    serve_app(gr_app, settings, block=True)
+    serve_app(gr_app, settings, block=True, sources=wiring.build_originals(settings).find)
 
 
 def main() -> None:

@@ -16,6 +16,9 @@ import logging
 from typing import Any
 
 import gradio as gr
+import uvicorn
+from gradio.http_server import Server
+from gradio.routes import App as GradioApp
 
 from audit import AuditLog
 from core.errors import EnclaveError
@@ -24,13 +27,14 @@ from core.users import UserStore
 from ui.admin import AdminPage, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
-from ui.login import login_message, password_check, principal_of
+from ui.login import principal_of
+from ui.server import Sources, create_server
 
 log = logging.getLogger(__name__)
 
-# The login check travels with the app it was built for: `serve` takes only the app and the
-# settings, and the users file belongs to the app, not to the server.
-_PASSWORD_CHECK = "_enclave_password_check"
+# The users file and audit log travel with the app they were built for: `serve` takes only the
+# app and the settings, and sign-in checks and audits against the app's own.
+_SIGN_IN = "_enclave_sign_in"
 
 
 AUDIT_PATH = "audit"
@@ -72,7 +76,7 @@ def build_app(
         admin = AdminPage(admin_status, audit_log, users, settings.ui)
         admin.build()
         admin.register_events(app)
-    setattr(app, _PASSWORD_CHECK, password_check(users))
+    setattr(app, _SIGN_IN, (users, audit_log))
     return app
 
 
@@ -89,22 +93,24 @@ def _navbar_for(users: UserStore) -> Any:
     return navbar
 
 
-def serve(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
-    """Run `app` on settings.ui.host:port behind the login page; return its local URL.
+def serve(app: gr.Blocks, settings: Settings, *, block: bool = True, sources: Sources | None = None) -> str:
+    """Run `app` on settings.ui.host:port behind our sign-in (ui.server); return its local URL.
 
-    With block=False, return once the server answers (tests, embedding); close it with
+    `sources` finds a document's original file for the /files links (None: every link answers
+    404). With block=False, return once the server answers (tests, embedding); close it with
     `app.close()`.
     """
-    check = getattr(app, _PASSWORD_CHECK, None)
-    if check is None:
-        raise ValueError("serve() runs apps made by ui.build_app(); this one has no login check")
-    _, url, _ = app.launch(
-        server_name=settings.ui.host,
-        server_port=settings.ui.port,
-        auth=check,
-        auth_message=login_message(settings.ui.org_name),
+    wiring = getattr(app, _SIGN_IN, None)
+    if wiring is None:
+        raise ValueError("serve() runs apps made by ui.build_app(); this one has no users file")
+    users, audit_log = wiring
+    server_app = create_server(
+        app,
+        settings,
+        users,
+        audit_log,
+        sources,
         theme=gr.themes.Default(),
-        share=False,
         ssr_mode=False,  # SSR needs a Node 24+ proxy process; the client-rendered page is enough
         pwa=False,
         mcp_server=False,
@@ -113,14 +119,27 @@ def serve(app: gr.Blocks, settings: Settings, *, block: bool = True) -> str:
         footer_links=["api"],
         show_error=False,  # our handlers produce the messages users see; tracebacks stay in the log
         max_file_size="1mb",  # nothing is uploaded through the chat
-        inbrowser=False,
-        inline=False,
-        quiet=True,
-        prevent_thread_lock=True,
+        server_name=settings.ui.host,
+        server_port=settings.ui.port,
     )
+    config = uvicorn.Config(
+        server_app,
+        host=settings.ui.host,
+        port=settings.ui.port,
+        log_level="warning",
+        access_log=False,
+        ws="none",  # Gradio's queue streams over HTTP (SSE); no websocket route is served
+        lifespan="on",
+    )
+    server = Server(config)
+    server.run_in_thread()
+    # Blocks.close() stops the queue and this server, as it does for Blocks.launch().
+    app.server = server
+    app.app = next(r.app for r in server_app.routes if isinstance(getattr(r, "app", None), GradioApp))
+    host = "127.0.0.1" if settings.ui.host in ("0.0.0.0", "::") else settings.ui.host
+    url = f"http://{host}:{settings.ui.port}/"
     log.info("web UI for %s listening on %s", settings.ui.org_name, url)
     if block:
-        # Gradio's own banner is off (quiet): it suggests share=True, which has no place here.
         print(f"Enclave web UI for {settings.ui.org_name} on {url} (Ctrl+C stops it)", flush=True)
         app.block_thread()
-    return str(url)
+    return url

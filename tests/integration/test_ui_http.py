@@ -192,26 +192,28 @@ def chat(client: Client, question: str) -> tuple[list[Any], list[dict[str, Any]]
 
 
 def test_login_page_shows_org_name_and_references_nothing_outside(served: Served) -> None:
-    with httpx.Client(base_url=served.url) as http:
-        login_page = http.get("/")
+    with httpx.Client(base_url=served.url, headers={"accept": "text/html"}) as http:
+        redirect = http.get("/")
+        assert redirect.status_code == 303 and redirect.headers["location"] == "/login?next=%2F"
+        login_page = http.get("/login")
         assert login_page.status_code == 200
-        config = page_config(login_page.text)
-        assert config.get("auth_required") is True
-        # Gradio renders auth_message as HTML: the org name is there, escaped.
-        assert "Globex &lt;R&amp;D&gt;" in config["auth_message"]
-        assert "<R&D>" not in config["auth_message"]
+        # Our own page: the org name escaped, no script, nothing fetched from elsewhere.
+        assert "Globex &lt;R&amp;D&gt;" in login_page.text and "<R&D>" not in login_page.text
+        assert "<script" not in login_page.text.lower()
+        assert "default-src 'none'" in login_page.headers["content-security-policy"]
 
-        assert http.post("/login", data={"username": "alice", "password": PASSWORD}).is_success
+        signed_in = http.post("/login", data={"username": "alice", "password": PASSWORD, "next": "/"})
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
         app_page = http.get("/")
         theme_css = http.get("/theme.css")
 
-    for page in (login_page.text, app_page.text):
-        # Gradio's page template carries link-preview tags (og:image on raw.githubusercontent.com,
-        # og:url gradio.app) that browsers never fetch; anything else outside is a failure.
-        for tag in _META.findall(page):
-            if outside_urls(tag):
-                assert re.search(r"(property=\"og:|name=\"twitter:)", tag), tag
-        assert outside_urls(_META.sub("", page)) == []
+    assert outside_urls(login_page.text) == []
+    # Gradio's page template carries link-preview tags (og:image on raw.githubusercontent.com,
+    # og:url gradio.app) that browsers never fetch; anything else outside is a failure.
+    for tag in _META.findall(app_page.text):
+        if outside_urls(tag):
+            assert re.search(r"(property=\"og:|name=\"twitter:)", tag), tag
+    assert outside_urls(_META.sub("", app_page.text)) == []
     assert page_config(app_page.text)["stylesheets"] == []  # a GoogleFont theme would list CSS here
     assert theme_css.status_code == 200
     font_urls = re.findall(r"url\(['\"]?([^'\")]+)", theme_css.text)
@@ -223,9 +225,11 @@ def test_requests_without_a_signed_in_user_are_refused(served: Served) -> None:
     with httpx.Client(base_url=served.url) as http:
         assert http.post("/gradio_api/call/ask", json={"data": ["hello"]}).status_code == 401
         assert http.get("/config").status_code == 401
+        assert http.get("/theme.css").status_code == 401
         wrong = http.post("/login", data={"username": "alice", "password": "not-the-password"})
         unknown = http.post("/login", data={"username": "mallory", "password": PASSWORD})
-        assert wrong.status_code == unknown.status_code == 400
+        assert wrong.status_code == unknown.status_code == 401
+        assert wrong.json() == unknown.json() == {"detail": "Wrong user name or password."}
     with pytest.raises(ValueError, match=r"login|credentials"):
         Client(served.url, verbose=False, analytics_enabled=False)
     with pytest.raises(ValueError, match="login"):

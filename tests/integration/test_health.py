@@ -211,3 +211,13 @@ def test_a_check_that_breaks_is_a_failed_check(settings: Settings) -> None:
         "embedding model", "chroma", "lexical index", "audit log", "llm", "disk space", "telemetry",
     ]  # fmt: skip
     assert all(r.ok for r in results), [r for r in results if not r.ok]
+
+
+def test_an_audit_database_that_does_not_answer_fails_without_showing_its_dsn(settings: Settings) -> None:
+    settings.audit.backend = "postgres"
+    settings.audit.dsn = f"host=127.0.0.1 port={closed_port()} dbname=enclave user=enclave password=s3cret"
+    result = health.check_audit_log(settings)
+    assert not result.ok
+    assert result.detail.startswith("the postgres audit log could not be verified: cannot connect")
+    assert result.figures["backend"] == "postgres" and "dsn" not in result.figures
+    assert "s3cret" not in result.detail

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo, pq
 
-from audit.log import GENESIS_HASH, AuditLog, SqlConnection
+from audit.log import GENESIS_HASH, AuditLog, AuditRecord, SqlConnection
 from audit.query import POSTGRES, Dialect
 from core.errors import AuditIntegrityError
 
@@ -194,6 +194,10 @@ class _Connection:
         return self.conn.execute(_PLACEHOLDER.sub("%s", sql.replace("%", "%%")), list(parameters))
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def describe_dsn(dsn: str) -> str:
     """The DSN without its password, for messages."""
     try:
@@ -243,7 +247,7 @@ class PostgresAuditLog(AuditLog):
         except psycopg.Error as exc:
             raise AuditIntegrityError(
                 f"cannot connect to the PostgreSQL audit log {self._label}: "
-                f"{str(exc).strip() or type(exc).__name__}; check {self.setting} and that the server "
+                f"{_one_line(exc)}; check {self.setting} and that the server "
                 "is running and reachable"
             ) from exc
         conn = _Connection(raw)
@@ -283,7 +287,7 @@ class PostgresAuditLog(AuditLog):
             yield opened
         except psycopg.Error as exc:
             raise AuditIntegrityError(
-                f"{doing} the PostgreSQL audit log {self._label}: {str(exc).strip()}; check "
+                f"{doing} the PostgreSQL audit log {self._label}: {_one_line(exc)}; check "
                 f"{self.setting}, the role's rights, and that the database holds an Enclave audit log"
             ) from exc
         finally:
@@ -291,7 +295,12 @@ class PostgresAuditLog(AuditLog):
                 conn.conn.close()
 
     def _version(self, conn: _Connection) -> int:
-        found = conn.execute("SELECT to_regclass('audit_schema') IS NOT NULL").fetchone()
+        # pg_class read with the statement's snapshot, not to_regclass(), whose catalog cache is
+        # not refreshed by the advisory lock that processes creating the schema together wait on.
+        found = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'audit_schema' "
+            "AND relnamespace = current_schema()::regnamespace)"
+        ).fetchone()
         if not (found and found[0]):
             return 0
         row = conn.execute("SELECT version FROM audit_schema").fetchone()
@@ -330,6 +339,22 @@ class PostgresAuditLog(AuditLog):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _insert(
+        self,
+        conn: SqlConnection,
+        event: str,
+        user: str,
+        question: str,
+        error: str | None,
+        payload: str,
+        stored_data: dict[str, Any],
+    ) -> AuditRecord:
+        for name, value in (("event", event), ("user", user), ("question", question), ("error", error)):
+            # The data column holds JSON, where NUL is escaped; these columns hold it raw.
+            if value is not None and "\x00" in value:
+                raise ValueError(f"audit {name} holds a NUL character, which PostgreSQL text cannot store")
+        return super()._insert(conn, event, user, question, error, payload, stored_data)
 
     def _prepare_purge(self, conn: SqlConnection) -> None:
         pass  # PostgreSQL has no secure_delete; VACUUM (below) frees the rows' space.

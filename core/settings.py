@@ -166,7 +166,23 @@ class LLMSettings(_Section):
 
 
 class AuditSettings(_Section):
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="sqlite: one file (audit.path), for one host; postgres: a PostgreSQL database "
+        "(audit.dsn or audit.dsn_file) that app replicas on several hosts share.",
+    )
     path: Path | None = Field(None, description="SQLite audit log. Empty: <data_dir>/audit.sqlite3.")
+    dsn: str | None = Field(
+        None,
+        description="PostgreSQL connection (backend postgres), libpq form: 'host=db port=5432 "
+        "dbname=enclave user=enclave' or a postgresql:// URI. Leave the password out (it would "
+        "show in `enclave config show`): use dsn_file, or libpq's PGPASSFILE.",
+    )
+    dsn_file: Path | None = Field(
+        None,
+        description="File holding the PostgreSQL DSN, password included (backend postgres); "
+        "instead of dsn, so that the secret stays out of enclave.yaml. Keep it mode 0600.",
+    )
     retention_days: int = Field(
         0,
         ge=0,

@@ -78,9 +78,42 @@ def build_reranker(settings: Settings) -> CrossEncoderReranker | None:
 
 
 def build_audit(settings: Settings) -> AuditLog:
-    from audit.log import AuditLog
+    """The audit log of `audit.backend`: the SQLite file, or the PostgreSQL database."""
+    from core.errors import ConfigError
 
-    return AuditLog(settings.audit_path)
+    audit = settings.audit
+    match audit.backend:
+        case "sqlite":
+            from audit.log import AuditLog
+
+            return AuditLog(settings.audit_path)
+        case "postgres":
+            if (audit.dsn is None) == (audit.dsn_file is None):
+                raise ConfigError(
+                    "audit.backend is postgres: set exactly one of audit.dsn and audit.dsn_file "
+                    "(the PostgreSQL connection)"
+                )
+            setting = "audit.dsn" if audit.dsn is not None else f"audit.dsn_file ({audit.dsn_file})"
+            if audit.dsn_file is not None:
+                try:
+                    dsn = audit.dsn_file.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"audit.dsn_file {audit.dsn_file} cannot be read: {exc.strerror or exc}"
+                    ) from exc
+            else:
+                dsn = str(audit.dsn).strip()
+            if not dsn:
+                raise ConfigError(f"{setting} is empty: it must hold the PostgreSQL connection")
+            try:
+                from audit.postgres import PostgresAuditLog
+            except ImportError as exc:
+                raise ConfigError(
+                    f"audit.backend is postgres but the PostgreSQL driver cannot be loaded ({exc}); "
+                    "install the pinned psycopg[binary] from requirements.lock, or set audit.backend "
+                    "to sqlite"
+                ) from exc
+            return PostgresAuditLog(dsn, setting=setting)
 
 
 def build_users(settings: Settings) -> UserStore:

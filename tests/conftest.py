@@ -56,3 +56,37 @@ def demo_corpus() -> Path:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
+
+
+# -- the audit log's backends: SQLite always, PostgreSQL when its server binaries are here ------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server for the whole run (Debian's `postgresql` package). Skips the
+    tests that need it when it is not installed, unless REQUIRE_POSTGRES=1 (CI), which fails them."""
+    from tests.support.postgres import APT_HINT, REQUIRE_ENV, PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        reason = f"PostgreSQL server binaries (initdb) not found: {APT_HINT}"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
+        pytest.skip(reason)
+    server = PostgresServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def audit_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An empty audit log on each backend (`tests.support.audit_backends`). A test that is about
+    one backend only narrows it: `@pytest.mark.parametrize("audit_backend", ["sqlite"], indirect=True)`."""
+    from tests.support.audit_backends import PostgresBackend, SqliteBackend
+
+    if request.param == "sqlite":
+        return SqliteBackend(tmp_path / "var" / "audit.sqlite3")
+    server = request.getfixturevalue("postgres_server")
+    return PostgresBackend(server.fresh_dsn())

@@ -293,4 +293,4 @@ def test_the_audit_page_exists_and_only_the_ask_api_is_documented(served: Served
     navbars = [c["props"]["visible"] for c in config["components"] if c["type"] == "navbar"]
     assert sorted(navbars, key=str) == [True, True, "hidden"]  # the audit and admin pages show theirs
     api = served.client("olga").view_api(print_info=False, return_format="dict")
-    assert isinstance(api, dict) and list(api["named_endpoints"]) == ["/ask"]
+    assert isinstance(api, dict) and list(api["named_endpoints"]) == ["/ask", "/feedback"]

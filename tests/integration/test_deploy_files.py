@@ -172,7 +172,7 @@ def test_compose_app_settings_are_enclave_settings(
 
 def test_the_settings_check_rejects_an_unknown_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """The settings checks above and below would catch a misspelt variable."""
-    with pytest.raises(ConfigError, match=r"ui\\.org_nmae"):
+    with pytest.raises(ConfigError, match=r"ui\.org_nmae"):
         _settings_from({"ENCLAVE_UI__ORG_NMAE": "x"}, monkeypatch)
 
 

@@ -15,8 +15,9 @@ the triggers; run the app as a role that does not own them (grant it SELECT and 
 `records`, SELECT and UPDATE on `chain_head`, and for `enclave audit purge` the rest) and write
 `head()` down elsewhere.
 
-Differences from SQLite: text search lowers case with the database's `lower()` rather than
-Python's casefold (the same for all but a few letters such as ß); text cannot hold NUL
+Differences from SQLite: text search lowers case with the database's `lower()` (ß and final
+sigma folded as casefold does) rather than Python's casefold, which differs only for rare letters
+such as ligatures; the database must use a UTF-8 locale (C.UTF-8 will do); text cannot hold NUL
 characters; purged rows are removed by VACUUM but PostgreSQL's write-ahead log keeps them until
 it is recycled.
 """
@@ -79,7 +80,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT doc::jsonb ->> key $$""",
         """CREATE FUNCTION enclave_contains(haystack text, needle text) RETURNS boolean
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-            SELECT coalesce(strpos(lower(haystack), needle) > 0, false)
+            SELECT coalesce(strpos(replace(replace(lower(haystack), 'ß', 'ss'), 'ς', 'σ'), needle) > 0, false)
         $$""",
         'CREATE INDEX records_user ON records ("user", id)',
         "CREATE INDEX records_event ON records (event, id)",

@@ -25,7 +25,7 @@ FEEDBACK_FILTERS: tuple[str, ...] = get_args(FeedbackFilter)
 
 # SQLite function registered on each reading connection: case-insensitive (Unicode casefold)
 # substring test, which LIKE is not beyond ASCII. PostgreSQL has a SQL function of that name,
-# created with its schema (lower() there, which leaves the few letters casefold expands, ß, alone).
+# created with its schema (lower(), with ß and ς folded as casefold does).
 CONTAINS_FUNCTION = "enclave_contains"
 
 # Feedback records by the answer they rate, read through the partial index on

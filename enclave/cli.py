@@ -276,17 +276,25 @@ def docs_reindex(
     manifest = Manifest(settings.manifest_path)
     docs = [_resolve_doc(manifest, r) for r in refs] if refs else manifest.docs()
     pipeline = wiring.build_pipeline(settings)
-    failed = False
+    # One run per set of groups, not one per document: each run starts its parser workers once.
+    batches: dict[tuple[str, ...], list[Path]] = {}
     for doc in docs:
         files = manifest.files(doc.doc_id)
-        if not files:
-            continue
-        report = pipeline.run([Path(files[0].path)], GroupPolicy(files[0].groups), force=True)
+        if files:
+            batches.setdefault(tuple(files[0].groups), []).append(Path(files[0].path))
+    failed = False
+    reports: list[dict[str, Any]] = []
+    for groups, paths in batches.items():
+        report = pipeline.run(paths, GroupPolicy(groups), force=True)
         failed |= report.failed
         if as_json:
-            emit_json(report.as_dict())
+            reports.append({"groups": list(groups), **report.as_dict()})
         else:
-            typer.echo(f"{doc.doc_id}: {report.summary()}")
+            for outcome in report.files:
+                typer.echo(f"{outcome.path}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else ""))
+            typer.echo(f"groups {', '.join(groups)}: {report.summary()}")
+    if as_json:
+        emit_json(reports)
     if failed:
         raise typer.Exit(1)
 

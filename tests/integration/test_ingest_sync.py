@@ -332,3 +332,17 @@ def test_docs_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff", "--report", str(report)]).exit_code == 0
     assert json.loads(report.read_text())["counts"]["new"] == 2
     assert_consistent(Settings(data_dir=tmp_path / "var"))
+
+    # reindex: every document parsed and embedded again in one run per set of groups, in place
+    before = {d["doc_id"]: d["chunks"] for d in json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)}
+    result = run.invoke(app, [*base, "docs", "reindex", "--json"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)
+    assert len(reports) == 1 and reports[0]["groups"] == ["staff"]  # one set of groups, so one run
+    assert reports[0]["counts"]["changed"] == 2
+    after = {d["doc_id"]: d["chunks"] for d in json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)}
+    assert after == before
+    assert_consistent(Settings(data_dir=tmp_path / "var"))
+    one = run.invoke(app, [*base, "docs", "reindex", shown["doc_id"]])
+    assert one.exit_code == 0, one.output
+    assert "note-000.md: changed" in one.output or "dup.md: changed" in one.output, one.output

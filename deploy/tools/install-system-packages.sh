@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Debian packages the test suite drives for real: Chromium (browser tests, tests/e2e/test_browser.py)
+# and the PostgreSQL server binaries (the audit log's PostgreSQL backend; the tests start their own
+# throwaway server, so the cluster Debian's package creates is not used). Installs only what is
+# missing; needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes
+# with systemd, already on Debian.
+set -euo pipefail
+need=()
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
+[[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql)
+if ((${#need[@]} == 0)); then
+    echo "system packages present: chromium, postgresql"
+    exit 0
+fi
+if [[ $(id -u) != 0 ]]; then
+    echo "error: missing Debian packages: ${need[*]}; install them as root: apt-get install ${need[*]}" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "installed: ${need[*]}"

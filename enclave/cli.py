@@ -668,7 +668,13 @@ def _web_app(settings: Settings) -> Any:
 
     store = wiring.build_store(settings)
     assistant = wiring.build_assistant(settings, store=store)
-    return build_app(assistant, wiring.build_users(settings), settings, admin_status=AdminOverview(settings, store))
+    return build_app(
+        assistant,
+        wiring.build_users(settings),
+        settings,
+        audit=assistant.audit,  # the log the answers go to, on whichever backend audit.backend names
+        admin_status=AdminOverview(settings, store),
+    )
 
 
 @app.command()

@@ -38,14 +38,48 @@ def embedder() -> Any:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_mode: str, request: pytest.FixtureRequest
+) -> Settings:
     """Defaults on tmp_path, except that small ingests parse in the test process: with a parse
     time limit every ingest starts a parser process (~5 s each). The tests of the limit and of
-    the worker processes (test_ingest_parsers, test_ingest_sync) set their own."""
+    the worker processes (test_ingest_parsers, test_ingest_sync) set their own.
+
+    With `store_mode` http, Chroma is the shared `chroma_server` under a collection prefix of
+    this test's own (the lexical index and the rest stay on tmp_path)."""
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None, data_dir=tmp_path / "var")
     settings.ingest.parse_timeout_s = 0
+    if store_mode == "http":
+        server = request.getfixturevalue("chroma_server")
+        settings.store.mode = "http"
+        settings.store.host = server.host
+        settings.store.port = server.port
+        settings.store.collection_prefix = server.fresh_prefix()
     return settings
+
+
+# -- Chroma: embedded by default; a server for the tests that run on both modes -----------------
+
+
+@pytest.fixture
+def store_mode(request: pytest.FixtureRequest) -> str:
+    """Chroma's mode for `settings`: embedded unless a test runs on both, with
+    `@both_store_modes` (tests.support.chroma_server): embedded, then a real `chroma run`."""
+    return str(getattr(request, "param", "embedded"))
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[Any]:
+    """A real Chroma server (chromadb's `chroma run`) on 127.0.0.1 for the whole run. chromadb
+    is a dependency of the app, so it is always here: a server that cannot start fails the test."""
+    from tests.support.chroma_server import ChromaServer
+
+    server = ChromaServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

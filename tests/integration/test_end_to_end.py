@@ -13,6 +13,7 @@ from core.errors import LLMUnavailable
 from core.settings import Settings
 from core.types import Principal
 from enclave import wiring
+from tests.support.chroma_server import both_store_modes
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +56,9 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def stack(settings: Settings, embedder: Any) -> dict[str, Any]:
+def stack(settings: Settings, embedder: Any, store_mode: str) -> dict[str, Any]:
     store = wiring.build_store(settings)
+    assert store.dense.location.startswith("http://") == (store_mode == "http")  # the mode under test
     return {
         "store": store,
         "pipeline": wiring.build_pipeline(settings, embedder=embedder, store=store),
@@ -70,6 +72,7 @@ def ingest_all(stack: dict[str, Any], corpus: dict[str, Path]) -> None:
     assert not stack["pipeline"].run([corpus["finance"]], ["finance"]).failed
 
 
+@both_store_modes
 def test_ingest_ask_audit_verify(stack: dict[str, Any], corpus: dict[str, Path]) -> None:
     report = stack["pipeline"].run([corpus["public"]], ["public"])
     assert report.count("new") == 2 and report.chunks_added >= 2
@@ -90,6 +93,7 @@ def test_ingest_ask_audit_verify(stack: dict[str, Any], corpus: dict[str, Path])
     assert stack["audit"].verify().ok
 
 
+@both_store_modes
 def test_groups_restrict_retrieval(stack: dict[str, Any], corpus: dict[str, Path]) -> None:
     ingest_all(stack, corpus)
     question = "What is the capital budget for the new crane?"
@@ -118,6 +122,7 @@ def test_user_without_groups_sees_nothing(stack: dict[str, Any], corpus: dict[st
     assert answer.mode == "no_answer" and answer.hits == []
 
 
+@both_store_modes
 def test_incremental_reingest(stack: dict[str, Any], corpus: dict[str, Path]) -> None:
     pipeline, store = stack["pipeline"], stack["store"]
     pipeline.run([corpus["public"]], ["public"])
@@ -145,6 +150,7 @@ def test_incremental_reingest(stack: dict[str, Any], corpus: dict[str, Path]) ->
     assert all(not s.endswith("canteen.txt") for s in _sources(store))
 
 
+@both_store_modes
 def test_changing_groups_moves_the_document(stack: dict[str, Any], corpus: dict[str, Path]) -> None:
     pipeline, store = stack["pipeline"], stack["store"]
     pipeline.run([corpus["finance"]], ["finance"])
@@ -168,6 +174,7 @@ def test_corrupt_and_unsupported_files_are_reported(stack: dict[str, Any], corpu
     assert report.failed
 
 
+@both_store_modes
 def test_broken_new_version_keeps_the_old_chunks(stack: dict[str, Any], corpus: dict[str, Path]) -> None:
     public = corpus["public"]
     docx = public / "memo.docx"

@@ -16,6 +16,7 @@ from core.settings import Settings
 from core.types import Chunk, Principal
 from enclave import wiring
 from enclave.cli import app
+from tests.support.chroma_server import both_store_modes
 from vectorstore.lexical import LexicalIndex, query_terms
 
 pytestmark = pytest.mark.slow
@@ -47,6 +48,7 @@ def in_step(store: Any) -> dict[tuple[str, str], int]:
     return dense
 
 
+@both_store_modes
 def test_ingest_keeps_the_lexical_index_in_step(tmp_path: Path, stack: dict[str, Any]) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -77,6 +79,7 @@ def test_ingest_keeps_the_lexical_index_in_step(tmp_path: Path, stack: dict[str,
     assert store.search_lexical("harbour crane", 5, ["finance"]) == []
 
 
+@both_store_modes
 def test_a_write_cut_between_chroma_and_the_lexical_index_is_rolled_back(
     tmp_path: Path, stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,6 +103,7 @@ def test_a_write_cut_between_chroma_and_the_lexical_index_is_rolled_back(
     assert store.dense.count() == store.lexical.count() == 1
 
 
+@both_store_modes
 def test_sync_rebuilds_a_missing_lexical_index_from_chroma(
     tmp_path: Path, settings: Settings, stack: dict[str, Any], embedder: Any
 ) -> None:
@@ -118,6 +122,7 @@ def test_sync_rebuilds_a_missing_lexical_index_from_chroma(
     assert len(store.search_lexical("lentil soup", 3, ["public"])) == 1
 
 
+@both_store_modes
 def test_groups_filter_inside_both_searches(tmp_path: Path, stack: dict[str, Any]) -> None:
     public, finance = tmp_path / "public", tmp_path / "finance"
     public.mkdir()
@@ -152,6 +157,7 @@ def test_hybrid_hits_carry_cosines_and_relevance_uses_them(tmp_path: Path, stack
     assert none == []
 
 
+@both_store_modes
 def test_hybrid_scores_are_the_studied_score_fusion(tmp_path: Path, stack: dict[str, Any]) -> None:
     """hybrid = 0.45 x cosine + 0.55 x BM25 / the query's BM25 ceiling, recomputed here from the
     two searches; hybrid-rrf ranks by reciprocal rank instead."""

@@ -23,6 +23,7 @@ from core.settings import Settings
 from enclave import wiring
 from ingest.acl import GroupPolicy
 from ingest.manifest import Manifest
+from tests.support.chroma_server import both_store_modes
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,7 @@ def parts(settings: Settings, embedder: Any) -> dict[str, Any]:
     }
 
 
+@both_store_modes
 def test_rename_and_copy_are_not_embedded_again(parts: dict[str, Any], tmp_path: Path, settings: Settings) -> None:
     docs = tmp_path / "docs"
     write_corpus(docs, 3)
@@ -112,6 +114,7 @@ def test_rename_and_copy_are_not_embedded_again(parts: dict[str, Any], tmp_path:
     assert_consistent(settings)
 
 
+@both_store_modes
 def test_groups_are_the_union_of_the_files_holding_a_document(
     parts: dict[str, Any], tmp_path: Path, settings: Settings
 ) -> None:
@@ -216,6 +219,7 @@ def counting_pipeline(settings: Settings, embedder: Any, store: CountingStore, m
     return pipeline
 
 
+@both_store_modes
 def test_a_batch_is_stored_with_one_upsert_between_two_manifest_transactions(
     parts: dict[str, Any], tmp_path: Path, settings: Settings, embedder: Any
 ) -> None:
@@ -240,6 +244,7 @@ def test_a_batch_is_stored_with_one_upsert_between_two_manifest_transactions(
     assert_consistent(settings)
 
 
+@both_store_modes
 @pytest.mark.parametrize(
     ("crash_at", "force"),
     [("upsert", False), ("delete", True), ("upsert", True), ("vouch", True)],

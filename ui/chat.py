@@ -41,6 +41,13 @@ RATING_OF_LIKE = {True: "up", False: "down"}  # gr.LikeData.liked for the thumbs
 RATING_WORDS = {"up": "thumbs up", "down": "thumbs down"}
 NOT_RATEABLE = "Only a finished answer can be rated; this message has no audit record."
 RATE_FIRST = "Rate an answer with thumbs up or down first; the comment goes with that rating."
+# Gradio opens the sidebar at start, and on a phone (768 px or narrower) it covers the whole
+# page: close it there, in the browser, before anyone has to look for the chat behind it.
+CLOSE_SIDEBAR_ON_PHONES = """() => {
+  if (!window.matchMedia("(max-width: 768px)").matches) return;
+  const sidebar = document.querySelector("#enclave-history.open");
+  sidebar?.querySelector(".toggle-button")?.click();
+}"""
 UNRATED = (
     "Ratings are kept on the audit record and cannot be taken back; give the other thumb to change yours."
 )
@@ -161,8 +168,12 @@ class ChatPage:
     def build(self) -> None:
         org = markup.literal(self.settings.org_name)
         with gr.Row(equal_height=True):
-            gr.Markdown(f"## {org} document assistant", elem_id="enclave-title")
-            self.whoami = gr.Markdown(elem_id="enclave-whoami")
+            # Columns with minimum widths (Markdown ignores its own) make the row wrap on a phone
+            # instead of breaking the title's words apart.
+            with gr.Column(min_width=280):
+                gr.Markdown(f"## {org} document assistant", elem_id="enclave-title")
+            with gr.Column(min_width=200):
+                self.whoami = gr.Markdown(elem_id="enclave-whoami")
             gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)
         self.chatbot = gr.Chatbot(
             label="Conversation",
@@ -269,6 +280,7 @@ class ChatPage:
         gr.api(self.feedback, api_name="feedback")
         app.load(self.whoami_markdown, inputs=None, outputs=self.whoami, api_visibility="private")
         app.load(self.history_list, inputs=None, outputs=self.history, api_visibility="private")
+        app.load(None, inputs=None, outputs=None, js=CLOSE_SIDEBAR_ON_PHONES, api_visibility="private")
 
     # -- conversations ------------------------------------------------------------------------
 

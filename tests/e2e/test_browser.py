@@ -1,0 +1,456 @@
+"""The web UI in a real browser: Debian's Chromium, headless, driven by Playwright, against the real
+app on 127.0.0.1 (real ingest of a few demo files in two groups with MiniLM, embedded Chroma and
+unstructured; the extractive answerer; the real audit log and sign-in).
+
+Staff sign in on the login page, ask with Enter, watch the answer stream in with its sources, open
+a source and rate the answer; they cannot open the auditor page or another group's file. The
+auditor finds that answer, opens it, verifies the chain and exports. Every request any page makes
+is recorded, and a test fails if one went anywhere but loopback.
+
+Needs /usr/bin/chromium (`apt-get install chromium`): without it these tests skip, or fail when
+REQUIRE_BROWSER=1. Playwright's own browser downloads are never used. ENCLAVE_SCREENSHOTS=1 also
+writes docs/screenshots/*.png, which the README shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from audit import AuditLog
+from core.settings import Settings, load_settings
+from enclave import wiring
+from enclave.demo import DEMO_CORPUS
+from ui import build_app, serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # tests run as root in CI, where Chromium's sandbox cannot start
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-proxy-server",
+]
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+WAIT_MS = 60_000  # a ceiling for slow machines, never a delay: every wait ends when the page is ready
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Read at import: the autouse _clean_env fixture removes every ENCLAVE_* variable before a test.
+SAVE_SCREENSHOTS = os.environ.get("ENCLAVE_SCREENSHOTS") == "1"
+
+ORG = "Harbourview Port Authority"
+PASSWORD = "browser test password"
+FILES = {
+    "public": ["berth-booking-procedure.md", "office-hours-and-holidays.txt"],
+    "finance": ["supplier-payment-terms.csv"],
+}
+QUESTION = "How many hours before arrival must a berth application be submitted?"
+ANSWER_TEXT = "at least 72 hours before the vessel"
+SECTION = "Submitting a berth application"
+COMMENT = "Please also say where form BA-1 is found."
+
+
+def _browser_missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed: run make (requirements.lock pins it)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium; Playwright gives each launch a fresh, empty user-data folder."""
+    missing = _browser_missing()
+    if missing:
+        # CI sets REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping quietly.
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    audit: AuditLog
+    doc_ids: dict[str, str]  # file name -> document id
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def doc_id_of(settings: Settings, path: Path) -> str:
+    from ingest.manifest import Manifest
+
+    entry = Manifest(settings.manifest_path).file(str(path.resolve()))
+    assert entry is not None and entry.doc_id is not None, path
+    return entry.doc_id
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("browser")
+    settings = load_settings(None, data_dir=root / "var")
+    settings.ingest.parse_timeout_s = 0
+    settings.ui.port = free_port()
+    settings.ui.org_name = ORG
+    store = wiring.build_store(settings)
+    pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)
+    doc_ids = {}
+    for group, names in FILES.items():
+        (root / group).mkdir()
+        for name in names:
+            shutil.copy(DEMO_CORPUS / group / name, root / group / name)
+        report = pipeline.run([root / group], [group])
+        assert not [f for f in report.files if f.status == "failed"], report.summary()
+        doc_ids.update({name: doc_id_of(settings, root / group / name) for name in names})
+    users = wiring.build_users(settings)
+    users.add("alice", PASSWORD, "staff", ("public",))
+    users.add("audrey", PASSWORD, "auditor", ("public",))
+    audit = wiring.build_audit(settings)
+    assistant = wiring.build_assistant(settings, embedder=embedder, store=store)
+    app = build_app(assistant, users, settings, audit=audit)
+    url = serve(app, settings, block=False, sources=wiring.build_originals(settings).find)
+    try:
+        yield Served(url, settings, audit, doc_ids)
+    finally:
+        app.close()
+
+
+# -- pages, and every request they make ------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    """Every URL the browser asked for: requests (fetches, the queue's event streams, files,
+    downloads) and websockets."""
+
+    urls: list[str] = field(default_factory=list)
+
+    def foreign(self) -> list[str]:
+        """URLs for a host other than loopback (data: and blob: URLs have no host and stay in the page)."""
+        out = []
+        for url in self.urls:
+            parts = urlsplit(url)
+            if parts.scheme in ("data", "blob", "about"):
+                continue
+            if parts.hostname not in LOOPBACK:
+                out.append(url)
+        return out
+
+
+OpenPage = Callable[..., Any]
+
+
+@pytest.fixture
+def open_page(chromium: Any) -> Iterator[OpenPage]:
+    """Opens pages in fresh browser contexts (no shared cookies) that record every request; when
+    the test ends, asserts that requests were made and that none left loopback."""
+    traffic = Traffic()
+    contexts: list[Any] = []
+
+    def open_page(width: int = 1280, height: int = 860) -> Any:
+        context = chromium.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        context.set_default_timeout(WAIT_MS)
+        context.on("request", lambda request: traffic.urls.append(request.url))
+        context.on("page", lambda page: page.on("websocket", lambda ws: traffic.urls.append(ws.url)))
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    assert traffic.urls, "the browser made no request at all: the recording is broken"
+    assert traffic.foreign() == []
+
+
+def sign_in(page: Any, served: Served, user: str, path: str = "") -> None:
+    """Open `path`, be sent to the login page, sign in there and land on `path`."""
+    from playwright.sync_api import expect
+
+    page.goto(served.url + path)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(served.url + path)
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
+    """Saved for the README only when ENCLAVE_SCREENSHOTS=1, so a test run leaves docs alone."""
+    if SAVE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # Finished, not mid-way: the sources panel slides open after the answer arrives.
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page, animations="disabled")
+
+
+def scroll_to_end(chat: Any) -> None:
+    """The conversation scrolled to its last message (the sources panel grows after the answer)."""
+    chat.get_by_role("log").evaluate("log => log.scrollTo(0, log.scrollHeight)")
+
+
+class QueueStream:
+    """What the server streamed to the page over Gradio's queue (its /queue/data event
+    streams), read as it arrives through the DevTools protocol."""
+
+    def __init__(self, page: Any) -> None:
+        self.chunks: list[str] = []
+        self._ids: set[str] = set()
+        self._cdp = page.context.new_cdp_session(page)
+        self._cdp.on("Network.requestWillBeSent", self._sent)
+        self._cdp.on("Network.responseReceived", self._response)
+        self._cdp.on("Network.dataReceived", self._data)
+        self._cdp.send("Network.enable")
+
+    def _sent(self, event: dict[str, Any]) -> None:
+        if "/gradio_api/queue/data" in event["request"]["url"]:
+            self._ids.add(event["requestId"])
+
+    def _response(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self._ids:
+            try:
+                done = self._cdp.send("Network.streamResourceContent", {"requestId": event["requestId"]})
+            except Exception:
+                return  # a short stream that had already ended (the page's load events)
+            self.chunks.append(base64.b64decode(done.get("bufferedData", "")).decode("utf-8"))
+
+    def _data(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self._ids and event.get("data"):
+            self.chunks.append(base64.b64decode(event["data"]).decode("utf-8"))
+
+    def messages(self) -> list[dict[str, Any]]:
+        text = "".join(self.chunks)
+        return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
+# -- staff ----------------------------------------------------------------------------------------
+
+
+def test_staff_asks_sees_the_answer_stream_opens_a_source_and_rates_it(
+    open_page: OpenPage, served: Served
+) -> None:
+    from playwright.sync_api import expect
+
+    page = open_page()
+    page.goto(served.url)
+    expect(page.get_by_role("heading", name=ORG)).to_be_visible()
+    screenshot(page, "login.png")
+    sign_in(page, served, "alice")
+    expect(page.locator("#enclave-whoami")).to_contain_text("Signed in as alice · staff · groups: public")
+
+    stream = QueueStream(page)
+    box = page.locator("#enclave-question textarea")
+    box.fill(QUESTION)
+    box.press("Enter")  # the keyboard submits; no click
+    chat = page.locator("#enclave-chat")
+    answer = chat.locator("[data-testid=bot]").filter(has_text="Audit record")
+    expect(answer).to_contain_text(ANSWER_TEXT)
+    expect(box).to_be_editable()  # unlocked again once the answer is complete
+    audit_id = int(re.search(r"Audit record (\d+)", answer.inner_text()).group(1))  # type: ignore[union-attr]
+
+    # Streamed: the question and the sources reached the page in messages of their own,
+    # before the message holding the finished answer.
+    updates = [m for m in stream.messages() if m.get("msg") == "process_generating"]
+    assert len(updates) >= 2, stream.messages()
+    assert QUESTION in json.dumps(updates[0]) and "Audit record" not in json.dumps(updates[0])
+    assert any("Audit record" in json.dumps(m) for m in stream.messages()[1:])
+
+    # The sources panel: title, section, file, the passage itself, and a link to the original.
+    sources = chat.locator(".thought-group").filter(has_text="Sources (")
+    expect(sources).to_contain_text("Berth Booking Procedure")
+    expect(sources).to_contain_text(SECTION)
+    expect(sources).to_contain_text("berth-booking-procedure.md")
+    expect(sources).to_contain_text("Berth Application (form BA-1)")
+    link = sources.get_by_role("link", name="open the file").first
+    expect(link).to_be_visible()
+    scroll_to_end(chat)
+    screenshot(page, "chat.png")
+
+    with page.context.expect_page() as opened:
+        link.click()
+    original = opened.value
+    expect(original).to_have_url(served.url + "files/" + served.doc_ids["berth-booking-procedure.md"])
+    expect(original.locator("body")).to_contain_text("Procedure PO-02, version 3.4")
+    original.close()
+
+    answer.hover()
+    page.get_by_role("button", name="Dislike").last.click()
+    expect(
+        page.get_by_text(f"Your thumbs down on the answer (audit record {audit_id}) is recorded")
+    ).to_be_visible()
+    comment = page.locator("#enclave-comment textarea")
+    comment.fill(COMMENT)
+    comment.press("Enter")
+    expect(page.get_by_text("your comment is recorded with your rating")).to_be_visible()
+
+    record = served.audit.get(audit_id)
+    assert record is not None and record.user == "alice" and record.question == QUESTION
+    feedback = served.audit.feedback_for(audit_id)
+    assert [(f.user, f.rating, f.comment) for f in feedback] == [
+        ("alice", "down", None),
+        ("alice", "down", COMMENT),
+    ]
+    opened_files = [r for r in served.audit.last(50) if r.event == "file_opened" and r.user == "alice"]
+    assert opened_files and opened_files[0].data["doc_id"] == served.doc_ids["berth-booking-procedure.md"]
+
+
+def test_staff_cannot_open_the_auditor_page_or_another_groups_file(
+    open_page: OpenPage, served: Served
+) -> None:
+    from playwright.sync_api import expect
+
+    page = open_page()
+    sign_in(page, served, "alice")
+    refused = page.goto(served.url + "audit")
+    assert refused is not None and refused.status == 403
+    expect(page.get_by_role("alert")).to_have_text(
+        "This page is for the auditor role only; you are signed in as alice."
+    )
+    expect(page.locator("#enclave-audit-panel")).to_have_count(0)  # no part of the page was served
+
+    finance = served.doc_ids["supplier-payment-terms.csv"]
+    refused = page.goto(served.url + "files/" + finance)
+    assert refused is not None and refused.status == 403
+    expect(page.get_by_role("alert")).to_have_text(
+        "You may not open this document: it belongs to none of your groups."
+    )
+    assert "supplier" not in page.content().lower()
+    denied = [r for r in served.audit.last(50) if r.event == "access_denied" and r.user == "alice"]
+    assert {r.data.get("doc_id") for r in denied} >= {finance}
+    assert any(r.data.get("path") == "/audit" for r in denied)
+
+
+def test_chat_is_usable_at_phone_width(open_page: OpenPage, served: Served) -> None:
+    from playwright.sync_api import expect
+
+    page = open_page(width=390, height=844)
+    sign_in(page, served, "alice")
+    send = page.get_by_role("button", name="Send", exact=True)
+    # The conversations sidebar starts closed on a phone; open, it would cover the whole chat,
+    # and the click below (which refuses a covered button) would fail.
+    expect(page.locator("#enclave-history")).not_to_have_class(re.compile(r"\bopen\b"))
+    page.locator("#enclave-question textarea").fill("When is the berth allocation meeting held?")
+    send.click()
+    answer = page.locator("#enclave-chat [data-testid=bot]").filter(has_text="Audit record")
+    expect(answer).to_contain_text("10:00")
+    expect(page.locator("#enclave-chat .thought-group").filter(has_text="Sources (")).to_contain_text(
+        "Berth Booking Procedure"
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing runs off the side
+    scroll_to_end(page.locator("#enclave-chat"))
+    screenshot(page, "chat-mobile.png")
+
+
+# -- auditor --------------------------------------------------------------------------------------
+
+
+def rated_answer(served: Served) -> int:
+    """The id of alice's answer to QUESTION with the thumbs-down comment (the staff test gives it;
+    run alone, this test makes its own through the assistant and the audit log)."""
+    for record in served.audit.last(200):
+        if record.event == "answer" and record.question == QUESTION and served.audit.feedback_for(record.id):
+            return record.id
+    from core.types import Principal
+
+    assistant = wiring.build_assistant(served.settings, store=wiring.build_store(served.settings))
+    done = [
+        e for e in assistant.stream(Principal("alice", "staff", ("public",)), QUESTION) if e.kind == "done"
+    ]
+    audit_id = done[0].answer.audit_id
+    assert audit_id is not None
+    served.audit.feedback("alice", audit_id, "down", COMMENT)
+    return audit_id
+
+
+def test_auditor_finds_the_rated_answer_verifies_the_chain_and_exports(
+    open_page: OpenPage, served: Served
+) -> None:
+    from playwright.sync_api import expect
+
+    audit_id = rated_answer(served)
+    page = open_page()
+    sign_in(page, served, "audrey", "audit")
+    panel = page.locator("#enclave-audit-panel").first
+    expect(panel).to_be_visible()
+    expect(page.locator("#enclave-audit-whoami")).to_contain_text("Signed in as audrey · auditor")
+
+    page.locator("#enclave-audit-user").locator("textarea, input").first.fill("alice")
+    text = page.locator("#enclave-audit-text").locator("textarea, input").first
+    text.fill("berth application")
+    text.press("Enter")
+    expect(page.locator("#enclave-audit-summary")).to_have_text(
+        "1 record matches, newest first. Select a row to open it."
+    )
+    page.locator("#enclave-audit-table").get_by_role("gridcell", name=QUESTION).click()
+
+    record = page.locator("#enclave-audit-record")
+    expect(record).to_contain_text(f"Audit record {audit_id} · answer")
+    expect(record).to_contain_text("Retrieved passages")
+    expect(record).to_contain_text("berth-booking-procedure.md")
+    expect(record.locator("table").filter(has_text="comment")).to_contain_text(COMMENT)
+    stored = served.audit.get(audit_id)
+    assert stored is not None
+    expect(record).to_contain_text(stored.hash)
+
+    page.locator("#enclave-audit-verify").click()
+    verified = page.locator("#enclave-audit-verified")
+    expect(verified).to_contain_text("Chain intact")
+    assert served.audit.verify().ok
+    screenshot(page, "auditor.png", full_page=True)
+
+    downloads = {}
+    for fmt in ("csv", "jsonl"):
+        page.locator(f"#enclave-audit-export-{fmt}").click()
+        link = page.locator(f"#enclave-audit-download a[download$='.{fmt}']")
+        with page.expect_download() as started:
+            link.click()
+        download = started.value
+        assert download.suggested_filename.endswith(f".{fmt}")
+        downloads[fmt] = Path(download.path()).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(downloads["csv"])))
+    assert [(int(r["id"]), r["user"], r["question"]) for r in rows] == [(audit_id, "alice", QUESTION)]
+    lines = [json.loads(line) for line in downloads["jsonl"].splitlines() if line.strip()]
+    assert [(line["id"], line["hash"]) for line in lines] == [(audit_id, stored.hash)]
+    exported = dict(lines[0])
+    digest = exported.pop("hash")
+    canonical = json.dumps(exported, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert hashlib.sha256(canonical.encode("utf-8")).hexdigest() == digest  # checkable on its own
+    exports = [r for r in served.audit.last(20) if r.event == "audit_export" and r.user == "audrey"]
+    assert {r.data["format"] for r in exports} == {"csv", "jsonl"}

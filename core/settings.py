@@ -192,6 +192,17 @@ class AuditSettings(_Section):
     )
 
 
+# Logo files the web UI serves, by suffix.
+LOGO_TYPES: dict[str, str] = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+
+
 class UISettings(_Section):
     host: str = Field("127.0.0.1", description="Address the web UI listens on.")
     port: int = Field(7860, description="Port the web UI listens on.")
@@ -199,6 +210,18 @@ class UISettings(_Section):
     show_reasoning: bool = Field(
         False, description="Show the model's reasoning in a collapsed panel under each answer."
     )
+    logo_path: Path | None = Field(
+        None,
+        description="The organisation's logo (PNG, JPEG, GIF, WebP or SVG, at most 1 MB), shown beside "
+        "its name on every page; served by the app itself. Empty: the name alone.",
+    )
+
+    @field_validator("logo_path")
+    @classmethod
+    def _logo_is_an_image(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in LOGO_TYPES:
+            raise ValueError(f"ui.logo_path {value}: use a {', '.join(sorted(LOGO_TYPES))} file")
+        return value
     session_idle_minutes: float = Field(
         30, gt=0, description="A web session unused for this long ends; the user signs in again."
     )

@@ -25,6 +25,7 @@ from core.health import AdminStatus, CheckResult, GroupCount
 from core.settings import UISettings
 from core.types import Principal
 from core.users import UserStore
+from ui import markup
 from ui.auditor import ACCESS_DENIED_EVENT, esc
 from ui.login import principal_of
 from ui.markup import literal
@@ -152,7 +153,7 @@ class AdminPage:
         org = esc(self.settings.org_name)
         with gr.Row(equal_height=True):
             gr.HTML(
-                f"<h2 style='margin:0'>{org} administration</h2>",
+                f"<h2 style='margin:0'>{markup.logo(self.settings.org_name, self.settings.logo_path is not None)}{org} administration</h2>",
                 js_on_load=None,
                 elem_id="enclave-admin-title",
             )

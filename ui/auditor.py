@@ -27,6 +27,7 @@ from core.errors import AccessDenied, EnclaveError
 from core.settings import UISettings
 from core.types import Principal
 from core.users import UserStore
+from ui import markup
 from ui.login import principal_of
 from ui.markup import literal
 
@@ -276,7 +277,7 @@ class AuditorPage:
         org = esc(self.settings.org_name)
         with gr.Row(equal_height=True):
             gr.HTML(
-                f"<h2 style='margin:0'>{org} audit log</h2>", js_on_load=None, elem_id="enclave-audit-title"
+                f"<h2 style='margin:0'>{markup.logo(self.settings.org_name, self.settings.logo_path is not None)}{org} audit log</h2>", js_on_load=None, elem_id="enclave-audit-title"
             )
             self.whoami = gr.Markdown(elem_id="enclave-audit-whoami")
             gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)

@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: `gr.api` reads the return annotati
 from its signature unevaluated, and needs a real type there, not a string.
 """
 
+import html
 import logging
 import time
 import uuid
@@ -171,7 +172,12 @@ class ChatPage:
             # Columns with minimum widths (Markdown ignores its own) make the row wrap on a phone
             # instead of breaking the title's words apart.
             with gr.Column(min_width=280):
-                gr.Markdown(f"## {org} document assistant", elem_id="enclave-title")
+                if self.settings.logo_path is not None:
+                    logo = markup.logo(self.settings.org_name, True)
+                    title = f"{logo}{html.escape(self.settings.org_name)} document assistant"
+                    gr.HTML(f"<h2 style='margin:0'>{title}</h2>", elem_id="enclave-title")
+                else:
+                    gr.Markdown(f"## {org} document assistant", elem_id="enclave-title")
             with gr.Column(min_width=200):
                 self.whoami = gr.Markdown(elem_id="enclave-whoami")
             gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)

@@ -26,6 +26,22 @@ _WHITESPACE = re.compile(r"\s+")
 _IMAGE_OPENER = re.compile(r"!\[")
 
 
+# Where the app serves the organisation's logo (ui.logo_path); relative, so that a page served
+# under a sub-path behind a proxy still finds it.
+LOGO_ROUTE = "branding/logo"
+
+
+def logo(org_name: str, configured: bool) -> str:
+    """The logo's <img> for a page header, or "" when no logo is configured."""
+    if not configured:
+        return ""
+    alt = html.escape(f"{org_name} logo", quote=True)
+    return (
+        f'<img class="enclave-logo" src="{LOGO_ROUTE}" alt="{alt}" '
+        'style="height:40px;width:auto;vertical-align:middle;margin-right:.5rem">'
+    )
+
+
 def literal(text: str) -> str:
     """Document text as inert Markdown: HTML escaped, Markdown punctuation backslash-escaped."""
     out = []

@@ -69,6 +69,7 @@ from core.errors import ConfigError
 from core.settings import Settings
 from core.types import OriginalFile, Principal
 from core.users import UserStore
+from ui import markup
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ COOKIE = "enclave_session"
 USER_KEY = "enclave.user"  # the signed-in user's name, in the ASGI scope, for auth_dependency
 REFRESH_AFTER_S = 60.0
 SECRET_BYTES = 32
-_PUBLIC_PATHS = frozenset({"/login", "/login/", "/logout", "/logout/"})
+_PUBLIC_PATHS = frozenset({"/login", "/login/", "/logout", "/logout/", "/" + markup.LOGO_ROUTE})
+MAX_LOGO_BYTES = 1024 * 1024
 # Pages of the Gradio app by the roles that may open them (the handlers check again).
 PAGE_ROLES: dict[str, frozenset[str]] = {"/audit": frozenset({"auditor"}), "/admin": frozenset({"admin"})}
 _DOC_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -532,7 +534,7 @@ class SessionMiddleware:
 
 # -- pages ---------------------------------------------------------------------------------------
 
-_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f7;color:#1f2937;
 margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
@@ -572,6 +574,7 @@ def _page_headers() -> dict[str, str]:
 def login_page(
     org_name: str,
     *,
+    logo: bool = False,
     next_path: str = "/",
     notice: str = "",
     error: str = "",
@@ -580,7 +583,7 @@ def login_page(
 ) -> HTMLResponse:
     org = html.escape(org_name)
     parts = [
-        f"<h1>{org}</h1>",
+        f"<h1>{markup.logo(org_name, logo)}{org}</h1>",
         f"<p>Sign in with your {org} account to ask questions about the documents you may read.</p>",
     ]
     if notice:
@@ -639,6 +642,25 @@ def disposition(name: str) -> str:
     return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
+def load_logo(path: Path | None) -> tuple[str, bytes] | None:
+    """(content type, bytes) of the configured logo, read once at start; a missing, unreadable or
+    oversized file is a ConfigError naming ui.logo_path."""
+    if path is None:
+        return None
+    from core.settings import LOGO_TYPES
+
+    content_type = LOGO_TYPES.get(path.suffix.lower())
+    if content_type is None:
+        raise ConfigError(f"ui.logo_path {path}: use a {', '.join(sorted(LOGO_TYPES))} file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"ui.logo_path {path} cannot be read: {exc.strerror or exc}") from exc
+    if not data or len(data) > MAX_LOGO_BYTES:
+        raise ConfigError(f"ui.logo_path {path} is {len(data)} bytes; a logo must be 1 to {MAX_LOGO_BYTES} bytes")
+    return content_type, data
+
+
 def _read_matching(paths: tuple[str, ...], sha256: str | None) -> tuple[str, bytes] | None:
     """The first file still on disk whose bytes are the document's (those ingest hashed), so a
     file changed since ingest is never served under the old document's groups."""
@@ -667,6 +689,18 @@ def create_server(
     gate = Gate(settings, users, audit)
     org = settings.ui.org_name
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    logo = load_logo(settings.ui.logo_path)
+
+    @app.get("/" + markup.LOGO_ROUTE)
+    def logo_file() -> Response:
+        """The organisation's logo, for the login page too (so no sign-in needed)."""
+        if logo is None:
+            return JSONResponse({"detail": "No logo is configured (ui.logo_path)."}, status_code=404)
+        content_type, data = logo
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"}
+        if content_type == "image/svg+xml":  # opened on its own, an SVG could run script: not here
+            headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+        return Response(data, media_type=content_type, headers=headers)
 
     def address(request: Request) -> str:
         peer = request.client.host if request.client else None
@@ -677,7 +711,7 @@ def create_server(
         token = request.cookies.get(COOKIE)
         if token and isinstance(gate.check(token, time.time()), Session):
             return RedirectResponse(safe_next(next), status_code=303)
-        return login_page(org, next_path=safe_next(next), notice=NOTICES.get(m, ""))
+        return login_page(org, logo=logo is not None, next_path=safe_next(next), notice=NOTICES.get(m, ""))
 
     @app.post("/login")
     async def login(request: Request) -> Response:
@@ -703,7 +737,7 @@ def create_server(
                 headers["Retry-After"] = str(int(wait) + 1)
             if _wants_html(request):
                 page = login_page(
-                    org, next_path=next_path, error=result.message, name=name, status=result.status
+                    org, logo=logo is not None, next_path=next_path, error=result.message, name=name, status=result.status
                 )
                 page.headers.update(headers)
                 return page

@@ -34,6 +34,11 @@ pytestmark = pytest.mark.slow  # real servers
 
 PASSWORD = "correct horse battery"
 PROXY = "127.0.0.2"
+# A 1x1 PNG: the organisation's logo.
+LOGO_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 HOSTILE_HTML = "<html><body><h1>Harbour notice</h1><script>fetch('/config')</script></body></html>\n"
 
 
@@ -110,6 +115,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     settings.ui.sso_header = "X-Remote-User"
     settings.ui.trusted_proxies = [PROXY]
     settings.ui.login_max_failures = 3
+    (root / "logo.png").write_bytes(LOGO_PNG)
+    settings.ui.logo_path = root / "logo.png"
     pipeline = wiring.build_pipeline(settings, embedder=embedder, store=wiring.build_store(settings))
     pipeline.run([root / "public"], ["public"])
     pipeline.run([root / "finance"], ["finance"])
@@ -126,6 +133,36 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         yield Served(url, settings, users, log, docs, app)
     finally:
         app.close()
+
+
+# -- branding ---------------------------------------------------------------------------------------
+
+
+def test_the_logo_is_served_by_the_app_to_everyone_and_shown_on_the_pages(served: Served) -> None:
+    with served.http(headers={"accept": "text/html"}) as http:
+        logo = http.get("/branding/logo")  # the login page shows it: no sign-in needed
+        assert logo.status_code == 200 and logo.content == LOGO_PNG
+        assert logo.headers["content-type"] == "image/png" and logo.headers["x-content-type-options"] == "nosniff"
+        page = http.get("/login")
+        assert 'src="branding/logo"' in page.text and "img-src 'self'" in page.headers["content-security-policy"]
+    with served.signed_in("alice") as http:
+        config = http.get("/config").text  # the chat page's components, as the browser gets them
+        assert 'src=\\"branding/logo\\"' in config or 'src=\"branding/logo\"' in config
+
+
+def test_a_bad_logo_setting_is_an_error_naming_it(tmp_path: Path) -> None:
+    from core.errors import ConfigError
+    from ui.server import MAX_LOGO_BYTES, load_logo
+
+    with pytest.raises(ConfigError, match="ui.logo_path .*logo.exe: use a .gif"):
+        load_settings(None, data_dir=tmp_path, ui={"logo_path": str(tmp_path / "logo.exe")})
+    with pytest.raises(ConfigError, match="ui.logo_path .*missing.svg cannot be read"):
+        load_logo(tmp_path / "missing.svg")
+    (tmp_path / "huge.png").write_bytes(b"x" * (MAX_LOGO_BYTES + 1))
+    with pytest.raises(ConfigError, match="a logo must be 1 to"):
+        load_logo(tmp_path / "huge.png")
+    (tmp_path / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert load_logo(tmp_path / "logo.svg") == ("image/svg+xml", (tmp_path / "logo.svg").read_bytes())
 
 
 # -- password sign-in ------------------------------------------------------------------------------

@@ -306,7 +306,11 @@ class AuditorPage:
             )
             with gr.Row(equal_height=True):
                 self.record_id = gr.Number(
-                    label="Record id", precision=0, minimum=1, elem_id="enclave-audit-id"
+                    value=None,  # empty until chosen: 0 would show as an invalid id
+                    label="Record id",
+                    precision=0,
+                    minimum=1,
+                    elem_id="enclave-audit-id",
                 )
                 self.open = gr.Button("Open record", elem_id="enclave-audit-open")
                 self.verify = gr.Button("Verify chain", elem_id="enclave-audit-verify")

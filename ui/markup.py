@@ -7,12 +7,14 @@ it raw. Plain functions of `core` types, no gradio: they are unit-testable on th
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from assistant.extractive import LABEL as EXTRACTIVE_TEXT_LABEL
 from core.types import Answer, Citation, SentenceSupport
 
 SNIPPET_CHARS = 320
@@ -89,6 +91,13 @@ def file_url(citation: Citation) -> str:
     return f"{url}#page={citation.page}" if citation.page is not None else url
 
 
+def file_name(source: str) -> str:
+    """A source's file name without the folders it lies in on the server: `leave.md`, or
+    `mail.eml#form.pdf` for a mail attachment (folders of either separator style dropped)."""
+    head, sep, rest = source.partition("#")
+    return head.replace("\\", "/").rsplit("/", 1)[-1] + sep + rest
+
+
 def citation_markdown(citation: Citation) -> str:
     """One source: number, title, page, section, file, a link to open it, then the snippet."""
     title = citation.title or citation.source or citation.doc_id
@@ -97,10 +106,11 @@ def citation_markdown(citation: Citation) -> str:
         parts.append(page_label(citation.page))
     if citation.section:
         parts.append(literal(one_line(citation.section)))
-    if citation.source and citation.source != title:
-        # A code span shows the path literally; only a backtick could end it early.
-        path = one_line(citation.source).replace("`", "'")
-        parts.append(f"`{path}`")
+    name = file_name(citation.source) if citation.source else ""
+    if name and name != title:
+        # The file's name, not its path on the server (the link opens it). A code span shows it
+        # literally; only a backtick could end it early.
+        parts.append("`" + one_line(name).replace("`", "'") + "`")
     if citation.doc_id:
         parts.append(f"[open the file]({file_url(citation)})")
     head = " · ".join(parts)
@@ -147,14 +157,23 @@ def marked_prose(text: str, support: Sequence[SentenceSupport]) -> str:
 def answer_markdown(answer: Answer) -> str:
     """The final answer as shown: a mode label where it matters, the text, its audit record."""
     lines = []
+    text, support = answer.text, list(answer.support)
     if answer.mode == "extractive":
         lines.append(EXTRACTIVE_LABEL)
+        # The assistant's own label (for the CLI and the API) would say the same thing twice.
+        if text.startswith(EXTRACTIVE_TEXT_LABEL):
+            rest = text[len(EXTRACTIVE_TEXT_LABEL) :].lstrip()
+            cut = len(text) - len(rest)
+            text = rest
+            support = [
+                dataclasses.replace(s, start=s.start - cut, end=s.end - cut) for s in support if s.start >= cut
+            ]
     if answer.mode == "error":
         detail = answer.error or answer.text or "no detail was given"
         lines.append(f"**The answer failed:** {literal(one_line(detail))}")
-    elif answer.text:
-        lines.append(marked_prose(answer.text, answer.support))
-        if any(s.level in MARKS for s in answer.support):
+    elif text:
+        lines.append(marked_prose(text, support))
+        if any(s.level in MARKS for s in support):
             lines.append(MARKED_NOTE)
     if answer.audit_id is not None:
         lines.append(f"*Audit record {answer.audit_id}*")

@@ -39,3 +39,26 @@ def test_the_answer_carries_a_note_only_when_something_is_marked() -> None:
 def test_spans_that_do_not_fit_the_text_are_ignored() -> None:
     stale = [SentenceSupport(5, 500, "x", (), "weak")]
     assert marked_prose("short text", stale) == "short text"
+
+
+def test_an_extractive_answer_is_labelled_once() -> None:
+    from assistant.extractive import LABEL
+    from ui.markup import EXTRACTIVE_LABEL
+
+    text = f"{LABEL}\n\n> Staff get 25 days of annual leave. [1]"
+    shown = answer_markdown(Answer("How much leave?", text, "extractive", audit_id=3))
+    assert shown.startswith(EXTRACTIVE_LABEL)
+    assert "no language model is configured): the passages" not in shown  # the assistant's own label
+    assert shown.count("25 days of annual leave") == 1 and "*Audit record 3*" in shown
+
+
+def test_a_source_shows_its_file_name_never_its_server_path() -> None:
+    from core.types import Citation
+    from ui.markup import citation_markdown
+
+    citation = Citation(
+        n=1, source="/srv/shares/hr/leave `policy`.md", title="Leave", page=None, section="", snippet="25 days.",
+        chunk_id="d1-0", doc_id="d1",
+    )
+    shown = citation_markdown(citation)
+    assert "/srv/shares" not in shown and "`leave 'policy'.md`" in shown and "files/d1" in shown

@@ -691,7 +691,8 @@ def serve(
     from ui.app import serve as serve_app
 
     gr_app = _web_app(settings)
-    serve_app(gr_app, settings, block=True, sources=wiring.build_originals(settings).find)
+    originals = wiring.build_originals(settings)
+    serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
 
 
 @app.command()
@@ -712,7 +713,8 @@ def demo(
     typer.echo(f"\nEnclave demo at {url}\nSign in as:")
     for name, password, role, groups in logins:
         typer.echo(f"  {name:8} / {password:18} {role:8} groups: {', '.join(groups)}")
-    serve_app(gr_app, settings, block=True, sources=wiring.build_originals(settings).find)
+    originals = wiring.build_originals(settings)
+    serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
 
 
 def main() -> None:

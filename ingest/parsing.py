@@ -37,7 +37,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from core.errors import EnclaveError, ParseError
@@ -530,13 +530,29 @@ def _open_msg(path: Path) -> Any:
 
 def _eml_parts(path: Path, text_encoding: str | None) -> tuple[str, list[Attachment]]:
     try:
-        data = path.read_bytes()
-        if text_encoding:
-            data = data.decode(text_encoding).encode("utf-8")
-        return mail.eml_parts(data)
+        return _eml_bytes_parts(path.read_bytes(), text_encoding)
     except Exception:  # the body is parsed already; a broken attachment must not lose it
         log.warning("%s: its attachments could not be read", path, exc_info=True)
         return "", []
+
+
+def _eml_bytes_parts(data: bytes, text_encoding: str | None) -> tuple[str, list[Attachment]]:
+    if text_encoding:
+        data = data.decode(text_encoding).encode("utf-8")
+    return mail.eml_parts(data)
+
+
+def mail_attachments(data: bytes, name: str) -> list[Attachment]:
+    """The attachments `parse_file` gives for a mail (EML, MSG) with these bytes and file name, in
+    the same order; none for any other file. For serving an attachment again from its mail
+    (ingest.originals). Raises what the mail libraries raise on a broken mail."""
+    fmt = _FORMATS.get(PurePath(name).suffix.lower())
+    if fmt is _EMAIL:
+        # As parse_file: the encoding its first bytes show (read_head's 8 KiB), the rest as UTF-8.
+        return _eml_bytes_parts(data, encoding.sniff(data[:8192]))[1]
+    if fmt is not None and fmt.module == "msg":
+        return mail.msg_attachments(mail.open_msg(data))
+    return []
 
 
 def warm_up() -> None:

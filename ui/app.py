@@ -28,7 +28,7 @@ from ui.admin import AdminPage, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
 from ui.login import principal_of
-from ui.server import Sources, create_server
+from ui.server import Attachments, Sources, create_server
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,19 @@ def _navbar_for(users: UserStore) -> Any:
     return navbar
 
 
-def serve(app: gr.Blocks, settings: Settings, *, block: bool = True, sources: Sources | None = None) -> str:
+def serve(
+    app: gr.Blocks,
+    settings: Settings,
+    *,
+    block: bool = True,
+    sources: Sources | None = None,
+    attachments: Attachments | None = None,
+) -> str:
     """Run `app` on settings.ui.host:port behind our sign-in (ui.server); return its local URL.
 
     `sources` finds a document's original file for the /files links (None: every link answers
-    404). With block=False, return once the server answers (tests, embedding); close it with
+    404); `attachments` takes a mail attachment out of its mail (None: those answer 404). With
+    block=False, return once the server answers (tests, embedding); close it with
     `app.close()`.
     """
     wiring = getattr(app, _SIGN_IN, None)
@@ -110,6 +118,7 @@ def serve(app: gr.Blocks, settings: Settings, *, block: bool = True, sources: So
         users,
         audit_log,
         sources,
+        attachments,
         theme=gr.themes.Default(),
         ssr_mode=False,  # SSR needs a Node 24+ proxy process; the client-rendered page is enough
         pwa=False,

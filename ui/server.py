@@ -8,8 +8,8 @@ Routes (registered before the mount, so they win over Gradio's own /login and /l
 - `GET /login` our page (plain HTML, no external assets), `POST /login` the users file (scrypt).
   A browser gets a redirect; a script (gradio_client) gets `{"success": true}` and the cookie.
 - `GET|POST /logout` ends the session on the server side, then drops the cookie.
-- `GET /files/{doc_id}` the original bytes of an indexed document, after the retrieval group
-  check (see `open_file`).
+- `GET /files/{doc_id}` the original bytes of an indexed document (a mail attachment taken out
+  of its mail again), after the retrieval group check (see `open_file`).
 Every other path needs a session (or a trusted SSO header): a browser asking for a page without
 one is sent to /login, anything else gets 401.
 
@@ -88,6 +88,9 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Sources = Callable[[str], OriginalFile | None]
+# (file name, bytes) of the mail attachment that is this document, taken out of its mail again;
+# None when they cannot be found or are not the document's any more.
+Attachments = Callable[[str], tuple[str, bytes] | None]
 
 
 # -- the key ------------------------------------------------------------------------------------
@@ -680,10 +683,17 @@ def _read_matching(paths: tuple[str, ...], sha256: str | None) -> tuple[str, byt
 
 
 def create_server(
-    blocks: Any, settings: Settings, users: UserStore, audit: AuditLog, sources: Sources | None, **mount: Any
+    blocks: Any,
+    settings: Settings,
+    users: UserStore,
+    audit: AuditLog,
+    sources: Sources | None,
+    attachments: Attachments | None = None,
+    **mount: Any,
 ) -> FastAPI:
     """The FastAPI app: our sign-in routes and /files, and `blocks` mounted at `/` behind them.
-    `mount` is passed to `gr.mount_gradio_app`."""
+    `attachments` serves mail attachments (None: they answer 404). `mount` is passed to
+    `gr.mount_gradio_app`."""
     import gradio as gr
 
     gate = Gate(settings, users, audit)
@@ -784,9 +794,14 @@ def create_server(
                 request, 403, "You may not open this document: it belongs to none of your groups."
             )
         hit = _read_matching(found.paths, found.sha256)
+        if hit is None and found.attached_as and attachments is not None:
+            hit = attachments(doc_id)  # only bytes that are still the document's
         if hit is None:
             if found.attached_as and not found.paths:
-                message = "This document is a mail attachment; attachments cannot be opened here yet. Open the mail it came with."
+                message = (
+                    "This mail attachment can no longer be taken out of its mail: the mail has been "
+                    "moved, removed or changed since it was indexed. Ask an administrator to re-run the ingest."
+                )
             else:
                 message = "The original file is no longer where it was indexed, or has changed since. Ask an administrator to re-run the ingest."
             return _refuse_file(request, 404, message)

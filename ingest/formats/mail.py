@@ -94,7 +94,8 @@ def msg_is_encrypted(message: Any) -> bool:
     return kind.startswith("ipm.note.smime") and not kind.endswith("multipartsigned")
 
 
-def open_msg(path: Path) -> Any:
+def open_msg(path: Path | bytes) -> Any:
+    """An Outlook item from its file, or from its bytes (an attachment served again)."""
     from oxmsg import Message
 
-    return Message.load(str(path))
+    return Message.load(path if isinstance(path, bytes) else str(path))

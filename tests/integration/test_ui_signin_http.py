@@ -8,8 +8,11 @@ another peer (127.0.0.2 is the trusted SSO proxy; the rate-limit tests each use 
 
 from __future__ import annotations
 
+import email.message
+import email.policy
 import hashlib
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -40,6 +43,36 @@ LOGO_PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
 )
 HOSTILE_HTML = "<html><body><h1>Harbour notice</h1><script>fetch('/config')</script></body></html>\n"
+ROTA = b"Night shift rota: berth 3 is staffed by the harbour pilots from 22:00.\n"
+DEEP = b"The forwarded memo: the vault code is 4711.\n"
+COSTS = b"Crane maintenance costs 310 thousand euros a year.\n"
+MEMO = b"Memo: the ferry timetable changes on Monday.\n"
+# A real Outlook item with an attachment, when ../shared is checked out next to the repo.
+MSG_EXAMPLE = (
+    Path(__file__).resolve().parents[3]
+    / "shared/corpus/unstructured-example-docs/example-docs/fake-email-attachment.msg"
+)
+
+
+def mail(subject: str, attachments: dict[str, bytes | email.message.EmailMessage]) -> bytes:
+    """An RFC 822 mail with these attachments (bytes by their name's type; a message as message/rfc822)."""
+    msg = email.message.EmailMessage()
+    msg["From"] = "Harbour office <office@example.org>"
+    msg["To"] = "Staff <staff@example.org>"
+    msg["Subject"] = subject
+    msg.set_content(f"{subject}: see the attached files.\n")
+    for name, data in attachments.items():
+        if isinstance(data, email.message.EmailMessage):
+            msg.add_attachment(data, filename=name)
+        else:
+            subtype = "html" if name.endswith(".html") else "plain"
+            msg.add_attachment(data, maintype="text", subtype=subtype, filename=name)
+    return bytes(msg)
+
+
+def attachment_id(data: bytes) -> str:
+    """An attachment's document id: its bytes' SHA-256, as ingest.chunking.document_id keeps it."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 @dataclass
@@ -108,6 +141,21 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
+    forwarded = email.message_from_bytes(
+        mail("Forwarded memo", {"deep.txt": DEEP}), policy=email.policy.default
+    )
+    assert isinstance(forwarded, email.message.EmailMessage)
+    mails = {
+        "public/rota mail.eml": mail(
+            "Rota", {"rota.txt": ROTA, "notice.html": HOSTILE_HTML.encode(), "fwd.eml": forwarded}
+        ),
+        "public/changing.eml": mail("Ferry", {"memo.txt": MEMO}),
+        "finance/costs.eml": mail("Costs", {"costs.txt": COSTS}),
+    }
+    for name, data in mails.items():
+        (root / name).write_bytes(data)
+    if MSG_EXAMPLE.is_file():
+        shutil.copy(MSG_EXAMPLE, root / "public" / MSG_EXAMPLE.name)
     settings = load_settings(None, data_dir=root / "var")
     settings.ingest.parse_timeout_s = 0
     settings.ui.port = free_port()
@@ -127,8 +175,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     users.add("dave", PASSWORD, "staff", ("public",))
     log = AuditLog(settings.audit_path)
     app = build_app(object(), users, settings, audit=log)
-    url = serve(app, settings, block=False, sources=wiring.build_originals(settings).find)
-    docs = {Path(n).name: originals_id(settings, root / n) for n in files}
+    originals = wiring.build_originals(settings)
+    url = serve(app, settings, block=False, sources=originals.find, attachments=originals.read_attachment)
+    docs = {Path(n).name: originals_id(settings, root / n) for n in (*files, *mails)}
     try:
         yield Served(url, settings, users, log, docs, app)
     finally:
@@ -384,3 +433,93 @@ def test_a_file_changed_since_ingest_is_not_served(served: Served, tmp_path: Pat
         assert answer.status_code == 404 and "changed since" in answer.json()["detail"]
     finally:
         original.write_bytes(kept)
+
+
+# -- mail attachments, taken out of their mail again -----------------------------------------------
+
+
+def test_a_mail_attachment_opens_with_its_own_bytes_and_type(served: Served) -> None:
+    rota = attachment_id(ROTA)
+    with served.signed_in("alice") as http:
+        answer = http.get(f"/files/{rota}")
+    assert answer.status_code == 200 and answer.content == ROTA
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert answer.headers["content-disposition"].startswith('inline; filename="rota.txt"')
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in answer.headers
+    opened = served.events("file_opened", "alice")[-1]
+    assert opened.data["doc_id"] == rota and "attached to mail: Rota" in opened.data["title"]
+
+
+def test_an_html_attachment_is_served_sandboxed(served: Served) -> None:
+    with served.signed_in("alice") as http:
+        answer = http.get(f"/files/{attachment_id(HOSTILE_HTML.encode())}")
+    assert answer.status_code == 200 and answer.text == HOSTILE_HTML
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["content-disposition"].startswith('inline; filename="notice.html"')
+    csp = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "sandbox" in csp and "script-src" not in csp
+
+
+def test_an_attachment_of_an_attached_mail_opens(served: Served) -> None:
+    from ingest.manifest import Manifest
+
+    deep = attachment_id(DEEP)
+    manifest = Manifest(served.settings.manifest_path)
+    try:  # the rota mail holds fwd.eml, which holds deep.txt
+        assert [s.rsplit("/", 1)[-1] for s in manifest.sources(deep)] == ["rota mail.eml#fwd.eml#deep.txt"]
+    finally:
+        manifest.close()
+    with served.signed_in("alice") as http:
+        answer = http.get(f"/files/{deep}")
+    assert answer.status_code == 200 and answer.content == DEEP
+    assert answer.headers["content-disposition"].startswith('inline; filename="deep.txt"')
+
+
+def test_an_attachment_outside_the_users_groups_is_refused_and_audited(served: Served) -> None:
+    costs = attachment_id(COSTS)
+    with served.signed_in("alice") as http:
+        refused = http.get(f"/files/{costs}")
+    assert refused.status_code == 403 and "none of your groups" in refused.json()["detail"]
+    assert b"310 thousand" not in refused.content
+    denied = served.events("access_denied", "alice")[-1]
+    assert denied.data["doc_id"] == costs and denied.data["reason"] == "groups"
+    with served.signed_in("fiona") as http:
+        assert http.get(f"/files/{costs}").content == COSTS
+
+
+def test_an_attachment_of_a_mail_changed_since_ingest_is_not_served(served: Served) -> None:
+    changing = served.settings.data_dir.parent / "public" / "changing.eml"
+    kept = changing.read_bytes()
+    memo = attachment_id(MEMO)
+    # Same name, new bytes: served under the old document's id and groups, they would be a leak.
+    changing.write_bytes(mail("Ferry", {"memo.txt": b"Memo: the ferry now leaves from berth 9.\n"}))
+    try:
+        with served.signed_in("alice") as http:
+            answer = http.get(f"/files/{memo}")
+            assert answer.status_code == 404
+            detail = answer.json()["detail"]
+            assert "can no longer be taken out of its mail" in detail
+            assert "changed since it was indexed" in detail
+            assert "berth 9" not in answer.text
+            changing.unlink()  # a mail removed since ingest: the same answer
+            assert http.get(f"/files/{memo}").status_code == 404
+    finally:
+        changing.write_bytes(kept)
+    with served.signed_in("alice") as http:  # put back as it was: served again
+        assert http.get(f"/files/{memo}").content == MEMO
+
+
+@pytest.mark.skipif(
+    not MSG_EXAMPLE.is_file(), reason=f"{MSG_EXAMPLE} is not here (../shared is checked out next to the repo)"
+)
+def test_an_outlook_attachment_opens(served: Served) -> None:
+    from ingest.parsing import parse_file
+
+    attachments = parse_file(MSG_EXAMPLE).attachments
+    assert attachments, "the example Outlook item carries an attachment"
+    first = attachments[0]
+    with served.signed_in("alice") as http:
+        answer = http.get(f"/files/{attachment_id(first.data)}")
+    assert answer.status_code == 200 and answer.content == first.data
+    assert f'filename="{first.name}"' in answer.headers["content-disposition"]

@@ -203,9 +203,9 @@ def test_a_bad_logo_setting_is_an_error_naming_it(tmp_path: Path) -> None:
     from core.errors import ConfigError
     from ui.server import MAX_LOGO_BYTES, load_logo
 
-    with pytest.raises(ConfigError, match="ui.logo_path .*logo.exe: use a .gif"):
+    with pytest.raises(ConfigError, match=r"ui\.logo_path .*logo\.exe: use a \.gif"):
         load_settings(None, data_dir=tmp_path, ui={"logo_path": str(tmp_path / "logo.exe")})
-    with pytest.raises(ConfigError, match="ui.logo_path .*missing.svg cannot be read"):
+    with pytest.raises(ConfigError, match=r"ui\.logo_path .*missing\.svg cannot be read"):
         load_logo(tmp_path / "missing.svg")
     (tmp_path / "huge.png").write_bytes(b"x" * (MAX_LOGO_BYTES + 1))
     with pytest.raises(ConfigError, match="a logo must be 1 to"):

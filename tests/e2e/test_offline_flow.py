@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def enclave(env: dict[str, str], *args: str, stdin: str | None = None) -> subpro
     )
 
 
+PAGE = {"accept": "text/html"}  # as a browser asks, so sign-in answers with pages, not JSON
+
+
 def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path: Path) -> None:
     ingest = enclave(env, "ingest", str(DEMO / "public"), "--groups", "public", "--json")
     assert ingest.returncode == 0, ingest.stderr
@@ -66,15 +70,24 @@ def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path
     )
     try:
         html = ""
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            try:  # the login page first: it answers without a session
+                with urllib.request.urlopen(urllib.request.Request(f"{base}/login", headers=PAGE), timeout=5) as resp:
                     html = resp.read().decode("utf-8", "replace")
                     break
             except OSError:
                 time.sleep(1)
         assert html, f"server did not come up: {(tmp_path / 'serve.log').read_text()[-3000:]}"
+        form = urllib.parse.urlencode({"username": "alice", "password": "alice-pass-1"}).encode()
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/login", data=form), timeout=30) as resp:
+            cookie = resp.headers["set-cookie"].split(";", 1)[0]
+        chat = urllib.request.Request(f"{base}/", headers={**PAGE, "cookie": cookie})
+        with urllib.request.urlopen(chat, timeout=30) as resp:  # the chat page, signed in
+            page = resp.read().decode("utf-8", "replace")
+        assert "gradio" in page.lower()
+        html += page
         outside = {
             u for u in re.findall(r"https?://[^\s\"'<>)]+", html)
             if not re.match(r"https?://(127\.0\.0\.1|localhost)[:/]", u)

@@ -308,7 +308,8 @@ def test_chat_streams_answer_and_sources_with_document_html_escaped(served: Serv
     assert sources["metadata"]["title"] == "Sources (1)"
     listing = text_of(sources)
     assert "Leave &lt;b&gt;policy&lt;/b&gt;" in listing
-    assert "p. 3" in listing and "2\\. Annual leave" in listing and "hr/leave-policy.pdf" in listing
+    assert "p. 3" in listing and "2\\. Annual leave" in listing and "`leave-policy.pdf`" in listing
+    assert "hr/leave-policy.pdf" not in listing  # the file's name, never its path on the server
     assert "&lt;script&gt;alert" in listing and "&lt;img src\\=x onerror" in listing
 
     everything = json.dumps(outputs)

@@ -8,21 +8,26 @@ writability without a record being added, and a data folder without a store is n
 Checks: the embedding model folder, Chroma (reachable, its chunk count), the lexical index (in
 step with Chroma), the audit log (writable, chain intact), the LLM endpoint (answers, serves the
 configured model; not configured is fine: answers are then extractive), free disk space under
-the data folder, and the telemetry switches of core/offline.py.
+the data folder, the telemetry switches of core/offline.py, and the network: every service a
+setting points at (LLM, Chroma server, PostgreSQL audit log) lies on the premises, and the
+connect guard is strict.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
+import re
 import shutil
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.health import AdminStatus, CheckResult, GroupCount
-from core.offline import TELEMETRY_ENV, guard_mode
+from core.offline import TELEMETRY_ENV, guard_mode, host_of
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -370,6 +375,79 @@ def check_telemetry(environ: Any = None) -> CheckResult:
     )
 
 
+def _dsn_host(settings: Settings) -> str | None:
+    """The host of the PostgreSQL audit DSN (URI or key=value form), or None (SQLite, a Unix
+    socket, or no host given: all local)."""
+    a = settings.audit
+    if a.backend != "postgres":
+        return None
+    dsn = a.dsn
+    if dsn is None and a.dsn_file is not None:
+        try:
+            dsn = Path(a.dsn_file).read_text(encoding="utf-8").strip()
+        except OSError:
+            return None  # the audit check names an unreadable DSN file
+    if not dsn:
+        return None
+    if "://" in dsn:
+        host = host_of(dsn)
+    else:
+        found = re.search(r"(?:^|\s)(?:host|hostaddr)\s*=\s*'?([^'\s,]+)", dsn)
+        host = found.group(1) if found else None
+    return None if not host or host.startswith("/") else host
+
+
+def _on_premises(host: str, allowed: set[str]) -> tuple[bool, str]:
+    """Whether `host` is loopback, a private or link-local address (by itself or by what it
+    resolves to), or named in network.allowed_hosts; with the reason."""
+    if host in allowed or host == "localhost":
+        return True, "allowed"
+    try:
+        addresses = {ipaddress.ip_address(host.strip("[]"))}
+    except ValueError:
+        try:
+            addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, None)}
+        except OSError:
+            return False, "does not resolve and is not in network.allowed_hosts"
+    public = [str(a) for a in addresses if not (a.is_loopback or a.is_private or a.is_link_local)]
+    if public:
+        return False, f"resolves to public address {', '.join(sorted(public))}"
+    return True, "private address"
+
+
+def check_network(settings: Settings) -> CheckResult:
+    """Every service a setting points at is on the premises, and the connect guard is strict."""
+    name = "network"
+    allowed = set(settings.network.allowed_hosts)
+    endpoints = {
+        "llm.base_url": host_of(settings.llm.base_url),
+        "store.host": settings.store.host if settings.store.mode == "http" else None,
+        "audit.dsn": _dsn_host(settings),
+    }
+    verdicts = {key: _on_premises(host, allowed) for key, host in endpoints.items() if host}
+    outside = [f"{key} -> {endpoints[key]} ({why})" for key, (ok, why) in verdicts.items() if not ok]
+    figures: dict[str, Any] = {
+        "guard": settings.network.guard,
+        "endpoints": {k: v for k, v in endpoints.items() if v},
+        "allowed_hosts": sorted(allowed),
+    }
+    problems = []
+    if outside:
+        problems.append(
+            "settings point outside the premises: "
+            + "; ".join(outside)
+            + ". Point them at local services, or list a host you have approved in network.allowed_hosts"
+        )
+    if settings.network.guard != "strict":
+        problems.append(
+            f"network.guard is {settings.network.guard!r}: connections to other hosts are not refused; set it to strict"
+        )
+    if problems:
+        return CheckResult(name, False, "; ".join(problems), figures)
+    hosts = ", ".join(f"{k} {v}" for k, v in figures["endpoints"].items()) or "no remote services configured"
+    return CheckResult(name, True, f"guard strict; on the premises: {hosts}", figures)
+
+
 def run_checks(
     settings: Settings,
     store: SearchIndex | None = None,
@@ -386,6 +464,7 @@ def run_checks(
         ("llm", lambda: check_llm(settings, llm_timeout_s)),
         ("disk space", lambda: check_disk(settings)),
         ("telemetry", check_telemetry),
+        ("network", lambda: check_network(settings)),
     )
     return [_guarded(name, check) for name, check in checks]
 

@@ -40,6 +40,7 @@ def test_doctor_passes_on_a_fresh_install_and_fails_on_an_unreachable_llm(  # ty
     assert report["ok"] is True
     assert [c["name"] for c in report["checks"]] == [
         "embedding model", "chroma", "lexical index", "audit log", "llm", "disk space", "telemetry",
+        "network",
     ]  # fmt: skip
     assert report["checks"][4]["figures"] == {"configured": False}
 
@@ -49,7 +50,7 @@ def test_doctor_passes_on_a_fresh_install_and_fails_on_an_unreachable_llm(  # ty
     result = run("doctor")
     assert result.exit_code == 1
     assert f"FAIL  llm              the language model at {url}/models is unreachable" in result.stdout
-    assert result.stdout.rstrip().endswith("1 of 7 checks failed")
+    assert result.stdout.rstrip().endswith("1 of 8 checks failed")
 
 
 def test_ingest_keeps_its_report_as_the_last_one(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -199,6 +199,28 @@ def test_telemetry_switches_left_on_fail_naming_them() -> None:
     assert set(result.figures["wrong"]) == {"GRADIO_ANALYTICS_ENABLED", "ANONYMIZED_TELEMETRY"}
 
 
+def test_settings_pointing_off_the_premises_fail_naming_them(settings: Settings, tmp_path: Path) -> None:
+    assert health.check_network(settings).ok  # defaults: nothing remote, guard strict
+    settings.llm.base_url = "http://10.1.2.3:8001/v1"  # a private address: on the premises
+    settings.store.mode, settings.store.host = "http", "127.0.0.1"
+    result = health.check_network(settings)
+    assert result.ok and "llm.base_url 10.1.2.3" in result.detail
+    settings.llm.base_url = "http://8.8.8.8:8001/v1"
+    (tmp_path / "dsn").write_text("postgresql://enclave:s3cret-pw@1.1.1.1:5432/audit\n")
+    settings.audit.backend, settings.audit.dsn_file = "postgres", tmp_path / "dsn"
+    result = health.check_network(settings)
+    assert not result.ok
+    assert "llm.base_url -> 8.8.8.8 (resolves to public address 8.8.8.8)" in result.detail
+    assert "audit.dsn -> 1.1.1.1" in result.detail and "s3cret" not in str(result)
+    settings.network.allowed_hosts = ["8.8.8.8", "1.1.1.1"]  # approved by the admin
+    assert health.check_network(settings).ok
+    settings.audit.dsn_file, settings.audit.dsn = None, "host=/run/postgresql dbname=audit"  # a socket
+    settings.network.guard = "warn"
+    result = health.check_network(settings)
+    assert not result.ok and "network.guard is 'warn'" in result.detail
+    assert "audit.dsn" not in result.figures["endpoints"]
+
+
 def test_a_check_that_breaks_is_a_failed_check(settings: Settings) -> None:
     def broken() -> CheckResult:
         raise RuntimeError("boom")
@@ -208,7 +230,7 @@ def test_a_check_that_breaks_is_a_failed_check(settings: Settings) -> None:
 
     results = health.run_checks(settings)
     assert [r.name for r in results] == [
-        "embedding model", "chroma", "lexical index", "audit log", "llm", "disk space", "telemetry",
+        "embedding model", "chroma", "lexical index", "audit log", "llm", "disk space", "telemetry", "network",
     ]  # fmt: skip
     assert all(r.ok for r in results), [r for r in results if not r.ok]
 

@@ -160,9 +160,10 @@ def test_health_with_no_llm_configured(served: Served, llm: Any) -> None:
         "llm",
         "disk space",
         "telemetry",
+        "network",
     ]
     assert {n: detail for n, (status, detail) in rows.items() if status != "ok"} == {}
-    assert page["health_summary"] == "**All 7 checks pass.**"
+    assert page["health_summary"] == "**All 8 checks pass.**"
     assert "all-minilm-l6-v2" in page["models"].lower().replace("\\", "").replace("_", "-")
     assert "LLM: not configured (extractive answers)" in page["models"]
     assert page["figures"]["lexical index"]["chunks"] == page["figures"]["chroma"]["chunks"]

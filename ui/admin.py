@@ -20,14 +20,14 @@ from typing import Any
 import gradio as gr
 
 from audit import AuditLog
-from core.errors import AccessDenied, EnclaveError
+from core.errors import EnclaveError
 from core.health import AdminStatus, CheckResult, GroupCount
 from core.settings import UISettings
 from core.types import Principal
 from core.users import UserStore
 from ui import markup
-from ui.auditor import ACCESS_DENIED_EVENT, esc
-from ui.login import principal_of
+from ui.auditor import esc
+from ui.login import require_role
 from ui.markup import literal
 
 log = logging.getLogger(__name__)
@@ -232,19 +232,9 @@ class AdminPage:
 
     def _admin(self, request: gr.Request | None, action: str) -> Principal:
         """The signed-in admin, or AccessDenied (written to the audit log) for anyone else."""
-        principal = principal_of(request, self.users)
-        if is_admin(principal):
-            return principal
-        log.warning("%s (role %s) was refused the admin page: %s", principal.name, principal.role, action)
-        try:
-            self.audit.append(
-                ACCESS_DENIED_EVENT,
-                principal.name,
-                data={"page": "admin", "action": action, "role": principal.role},
-            )
-        except EnclaveError:
-            log.exception("the refusal of %s could not be written to the audit log", principal.name)
-        raise AccessDenied(NOT_ALLOWED)
+        return require_role(
+            request, self.users, self.audit, ADMIN_ROLES, page="admin", action=action, refusal=NOT_ALLOWED
+        )
 
     # -- handlers ------------------------------------------------------------------------------
 

@@ -23,19 +23,18 @@ from typing import Any
 import gradio as gr
 
 from audit import AuditLog, AuditRecord, Feedback, RecordFilter
-from core.errors import AccessDenied, EnclaveError
+from core.errors import EnclaveError
 from core.settings import UISettings
 from core.types import Principal
 from core.users import UserStore
 from ui import markup
-from ui.login import principal_of
+from ui.login import require_role
 from ui.markup import literal
 
 log = logging.getLogger(__name__)
 
 AUDIT_ROLES = frozenset({"auditor"})
 NOT_ALLOWED = "Not allowed: the audit log is open to auditors only."
-ACCESS_DENIED_EVENT = "access_denied"
 EXPORT_EVENT = "audit_export"
 PAGE_ROWS = 200
 TABLE_HEADERS = ["id", "time (UTC)", "user", "event", "question", "error", "feedback"]
@@ -277,7 +276,9 @@ class AuditorPage:
         org = esc(self.settings.org_name)
         with gr.Row(equal_height=True):
             gr.HTML(
-                f"<h2 style='margin:0'>{markup.logo(self.settings.org_name, self.settings.logo_path is not None)}{org} audit log</h2>", js_on_load=None, elem_id="enclave-audit-title"
+                f"<h2 style='margin:0'>{markup.logo(self.settings.org_name, self.settings.logo_path is not None)}{org} audit log</h2>",
+                js_on_load=None,
+                elem_id="enclave-audit-title",
             )
             self.whoami = gr.Markdown(elem_id="enclave-audit-whoami")
             gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=100)
@@ -369,19 +370,9 @@ class AuditorPage:
 
     def _auditor(self, request: gr.Request | None, action: str) -> Principal:
         """The signed-in auditor, or AccessDenied (written to the audit log) for anyone else."""
-        principal = principal_of(request, self.users)
-        if is_auditor(principal):
-            return principal
-        log.warning("%s (role %s) was refused the audit log: %s", principal.name, principal.role, action)
-        try:
-            self.audit.append(
-                ACCESS_DENIED_EVENT,
-                principal.name,
-                data={"page": "audit", "action": action, "role": principal.role},
-            )
-        except EnclaveError:
-            log.exception("the refusal of %s could not be written to the audit log", principal.name)
-        raise AccessDenied(NOT_ALLOWED)
+        return require_role(
+            request, self.users, self.audit, AUDIT_ROLES, page="audit", action=action, refusal=NOT_ALLOWED
+        )
 
     def _guarded(self, request: gr.Request | None, action: str) -> Principal:
         try:

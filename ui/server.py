@@ -70,6 +70,7 @@ from core.settings import Settings
 from core.types import OriginalFile, Principal
 from core.users import UserStore
 from ui import markup
+from ui.login import ACCESS_DENIED_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +364,7 @@ class Gate:
             )
         if record is None:
             self._audit(
-                "access_denied",
+                ACCESS_DENIED_EVENT,
                 named,
                 {"reason": "no such user", "method": "sso", "path": path, "address": peer},
             )
@@ -503,7 +504,7 @@ class SessionMiddleware:
         principal = self.gate.principal(user)
         if principal is not None and principal.role in roles:
             return None
-        self.gate._audit("access_denied", user, {"path": path, "reason": "role", "address": peer})
+        self.gate._audit(ACCESS_DENIED_EVENT, user, {"path": path, "reason": "role", "address": peer})
         return f"This page is for the {' and '.join(sorted(roles))} role only; you are signed in as {user}."
 
     async def _refuse(
@@ -786,7 +787,7 @@ def create_server(
             )
         if not set(found.groups) & set(principal.groups):
             gate._audit(
-                "access_denied",
+                ACCESS_DENIED_EVENT,
                 principal.name,
                 {"doc_id": doc_id, "reason": "groups", "path": request.url.path},
             )

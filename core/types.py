@@ -41,6 +41,13 @@ class Chunk:
     def content_hash(self) -> str:
         return sha256_text(self.text)
 
+    @property
+    def context(self) -> str:
+        """Title / heading, the words that say what the chunk is about; the heading is left out
+        when it only repeats the title (a document whose first heading is its title)."""
+        section = self.section if " ".join(self.section.split()) != " ".join(self.title.split()) else ""
+        return " / ".join(p for p in (self.title, section) if p)
+
 
 @dataclass(frozen=True)
 class Hit:

@@ -180,7 +180,7 @@ class LexicalIndex:
                 )
                 db.execute(
                     "INSERT INTO fts (rowid, title, body, cls) VALUES (?, ?, ?, ?)",
-                    (cur.lastrowid, " ".join(p for p in (chunk.title, chunk.section) if p), chunk.text, cls),
+                    (cur.lastrowid, chunk.context, chunk.text, cls),
                 )
 
     @staticmethod

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the test suite drives for real: Chromium (browser tests, tests/e2e/test_browser.py)
+# Debian packages the test suite drives for real: Chromium (browser tests, tests/e2e/test_browser.py),
+# strace (the egress proof, tests/e2e/test_egress.py, records every connect of every process with it)
 # and the PostgreSQL server binaries (the audit log's PostgreSQL backend; the tests start their own
 # throwaway server, so the cluster Debian's package creates is not used). Installs only what is
 # missing; needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes
@@ -7,9 +8,10 @@
 set -euo pipefail
 need=()
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
+[[ -x /usr/bin/strace ]] || need+=(strace)
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql)
 if ((${#need[@]} == 0)); then
-    echo "system packages present: chromium, postgresql"
+    echo "system packages present: chromium, strace, postgresql"
     exit 0
 fi
 if [[ $(id -u) != 0 ]]; then

@@ -263,6 +263,30 @@ class UISettings(_Section):
     login_window_minutes: float = Field(
         15, gt=0, description="The window over which failed sign-ins are counted."
     )
+    # Gradio's queue (ui/app.py applies these; docs/deploy.md "The web UI's queue" says why).
+    concurrent_answers: int = Field(
+        32,
+        ge=1,
+        le=512,
+        description="Answers generated at once, chat and /ask together; more wait in the web UI's "
+        "queue and see their place in it. Match it to the streams the LLM server serves at a "
+        "readable speed (a 7-8B model on one A100/H100: ~100; a CPU vLLM: 2-4).",
+    )
+    concurrent_events: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="How many of each other web UI event (feedback, conversation list, auditor "
+        "search and export, admin checks) run at once; also the worker threads kept free of "
+        "answers for them.",
+    )
+    queue_max_size: int = Field(
+        512,
+        ge=1,
+        description="Events waiting in the web UI's queue beyond which a new one is refused at once "
+        "('queue is full') rather than kept waiting. Each answer slot holds about "
+        "queue_max_size / concurrent_answers answers in front of a newcomer.",
+    )
 
     @field_validator("trusted_proxies")
     @classmethod

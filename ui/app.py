@@ -22,7 +22,7 @@ from gradio.routes import App as GradioApp
 
 from audit import AuditLog
 from core.errors import EnclaveError
-from core.settings import Settings
+from core.settings import Settings, UISettings
 from core.users import UserStore
 from ui.admin import AdminPage, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
@@ -77,7 +77,21 @@ def build_app(
         admin.build()
         admin.register_events(app)
     setattr(app, _SIGN_IN, (users, audit_log))
+    configure_queue(app, settings.ui)
     return app
+
+
+def configure_queue(app: gr.Blocks, ui: UISettings) -> None:
+    """Gradio's queue as ui.* says, not Gradio's defaults (one of each event at a time, an
+    unbounded queue, 40 threads shared by every event); docs/deploy.md says why.
+
+    Each running event holds a worker thread of the app's own pool. Answers may take
+    concurrent_answers of them; concurrent_events more are kept for everything else, so a page
+    still loads and a thumb is still recorded while every answer slot is busy.
+    """
+    app.max_threads = ui.concurrent_answers + ui.concurrent_events
+    app.queue(max_size=ui.queue_max_size, default_concurrency_limit=ui.concurrent_events)
+    app.create_limiter()  # Blocks.launch() would; serve() mounts the app instead
 
 
 def _navbar_for(users: UserStore) -> Any:

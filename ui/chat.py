@@ -26,8 +26,8 @@ from ui.login import principal_of
 log = logging.getLogger(__name__)
 
 # Answers run in worker threads; the LLM server batches concurrent requests, so several may run
-# at once. One group for chat and /ask, so scripts cannot starve staff of answer slots.
-CONCURRENT_ANSWERS = 8
+# at once (ui.concurrent_answers). One group for chat and /ask, so scripts cannot starve staff of
+# answer slots.
 ANSWER_GROUP = "answer"
 
 INTERNAL_ERROR = "Something went wrong while answering; the details are in the server log."
@@ -238,7 +238,7 @@ class ChatPage:
             # Callable by clients under its name, kept out of the API page: its inputs are the
             # chat widget's; scripts use /ask.
             api_visibility="undocumented",
-            concurrency_limit=CONCURRENT_ANSWERS,
+            concurrency_limit=self.settings.concurrent_answers,
             concurrency_id=ANSWER_GROUP,
             show_progress="minimal",
         )
@@ -280,7 +280,7 @@ class ChatPage:
         gr.api(
             self.ask,
             api_name="ask",
-            concurrency_limit=CONCURRENT_ANSWERS,
+            concurrency_limit=self.settings.concurrent_answers,
             concurrency_id=ANSWER_GROUP,
         )
         gr.api(self.feedback, api_name="feedback")

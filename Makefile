@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv vllm-venv clean
+.PHONY: demo test lint venv vllm-venv clean bench bench-quick
 
 venv: $(STAMP)
 
@@ -30,6 +30,34 @@ vllm-venv:
 
 test: $(STAMP) vllm-venv
 	$(PY) -m pytest
+
+# Benchmarks (docs/benchmarks.md): the full run takes hours on two cores the first time; the
+# stores under $(BENCH_DIR) are kept, so a later run resumes or reuses them. Every benchmark runs
+# even if one fails; the report is written from what finished; the target then fails if any did.
+BENCH_DIR  ?= var/bench
+BENCH_DATE := $(shell date -u +%Y-%m-%d)
+RESULTS    := bench/results
+
+bench: $(STAMP) vllm-venv
+	@status=0; \
+	$(PY) bench/ingest.py --output $(RESULTS)/ingest-$(BENCH_DATE).json || status=1; \
+	$(PY) bench/retrieval.py --work-dir $(BENCH_DIR)/retrieval --output $(RESULTS)/retrieval-$(BENCH_DATE).json || status=1; \
+	$(PY) bench/quality.py --work-dir $(BENCH_DIR)/quality --output $(RESULTS)/quality-$(BENCH_DATE).json || status=1; \
+	$(PY) bench/load.py --work-dir $(BENCH_DIR)/load --output $(RESULTS)/load-$(BENCH_DATE).json || status=1; \
+	$(PY) bench/report.py || status=1; \
+	exit $$status
+
+# Small versions of the same, in about twenty minutes; the report goes to $(BENCH_DIR), not docs/.
+bench-quick: $(STAMP) vllm-venv
+	@mkdir -p $(BENCH_DIR)/quick; status=0; \
+	$(PY) bench/ingest.py --quick --corpus synthetic --output $(BENCH_DIR)/quick/ingest.json || status=1; \
+	$(PY) bench/retrieval.py --quick --work-dir $(BENCH_DIR)/quick/retrieval --output $(BENCH_DIR)/quick/retrieval.json || status=1; \
+	$(PY) bench/quality.py --quick --work-dir $(BENCH_DIR)/quick/quality --output $(BENCH_DIR)/quick/quality.json || status=1; \
+	$(PY) bench/load.py --quick --work-dir $(BENCH_DIR)/quick/load --output $(BENCH_DIR)/quick/load.json || status=1; \
+	$(PY) bench/report.py --ingest $(BENCH_DIR)/quick/ingest.json --retrieval $(BENCH_DIR)/quick/retrieval.json \
+		--quality $(BENCH_DIR)/quick/quality.json --load $(BENCH_DIR)/quick/load.json \
+		--standalone $(BENCH_DIR)/benchmarks-quick.md || status=1; \
+	exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,365 @@
+"""Rewrite the generated blocks of docs/benchmarks.md from the benchmarks' result files.
+
+    .venv/bin/python bench/report.py [--ingest FILE] [--retrieval FILE] [--quality FILE]
+        [--load FILE] [--doc docs/benchmarks.md | --standalone FILE]
+
+Each block sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` (NAME: summary, ingest,
+retrieval, quality, load); only the text between the markers is replaced, everything else in the
+file is written by hand and kept. A marker missing from the file is an error naming it. Without a
+file argument the newest full (not -quick) result of each benchmark in bench/results/ is used.
+Every figure is printed beside the comparison its benchmark measured in the same run (plain
+LangChain, direct vLLM, published reference scores) and their ratio, with the run's date,
+machine and load average; a run below the benchmark's full size is labelled as such.
+--standalone writes the blocks, one after another, to a file of their own instead (what
+`make bench-quick` does, so that a smoke run never lands in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+BLOCKS = ("summary", "ingest", "retrieval", "quality", "load")
+FULL_LOAD_USERS = 50
+FULL_SYNTHETIC_CHUNKS = 10_000
+FULL_RETRIEVAL_SIZE = 1_000_000
+COMMANDS = {
+    "ingest": "python bench/ingest.py",
+    "retrieval": "python bench/retrieval.py --work-dir var/bench/retrieval",
+    "quality": "python bench/quality.py --work-dir var/bench/quality",
+    "load": "python bench/load.py --work-dir var/bench/load",
+}
+
+
+def newest(kind: str) -> Path | None:
+    """The newest full result of a benchmark (by the date in its name, then mtime)."""
+    pattern = re.compile(rf"^{kind}-(\d{{4}}-\d{{2}}-\d{{2}})\.json$")
+    found = [p for p in RESULTS.glob(f"{kind}-*.json") if pattern.match(p.name)]
+    return max(found, key=lambda p: (pattern.match(p.name).group(1), p.stat().st_mtime)) if found else None  # type: ignore[union-attr]
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def run_line(r: dict[str, Any], small: str | None = None) -> str:
+    """Date, machine, load and command of a run, and a warning when the CPU was shared."""
+    m = r.get("machine", {})
+    load = r.get("loadavg", {})
+    date = r.get("started_utc", "?").replace("T", " ").replace("+00:00", " UTC")
+    parts = [
+        f"Run of {date}, {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, {m.get('ram_gib', '?')} GiB RAM, "
+        f"Python {m.get('python', '?')}; load average up to {load.get('max_seen', '?')}.",
+        f"Command: `{r.get('command', '?')}` (result: `{r.get('_path', '?')}`).",
+    ]
+    if load.get("reliable") is False:
+        parts.append(
+            "**Timings unreliable: other work shared the CPU** (load average above 1.5 on this 2-core machine)."
+        )
+    if small:
+        parts.append(f"**Small run, not the full benchmark: {small}.**")
+    return "\n".join(parts)
+
+
+def missing(kind: str) -> str:
+    return f"*Not run yet: `{COMMANDS[kind]}` (or `make bench`).*"
+
+
+# -- per benchmark ---------------------------------------------------------------------------------
+
+
+def ingest_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for corpus in r.get("corpora", []):
+        for backend, table in corpus.get("table", {}).items():
+            by = {row["metric"].strip(): row for row in table}
+            wall = by.get("end-to-end wall, s (spawn to stored)")
+            rate = by.get("chunks/s (end to end)")
+            if wall:
+                rows.append(
+                    [
+                        f"ingest, {corpus['corpus']} ({corpus['files']} files), {backend}",
+                        "end-to-end wall, s",
+                        fmt(wall["enclave"], 0),
+                        f"plain LangChain {fmt(wall['plain'], 0)}",
+                        f"{wall['plain'] / wall['enclave']:.2f}x (plain / Enclave)",
+                    ]
+                )
+            if rate:
+                rows.append(
+                    [
+                        "",
+                        "chunks/s",
+                        fmt(rate["enclave"], 2),
+                        f"plain LangChain {fmt(rate['plain'], 2)}",
+                        f"{rate['enclave'] / rate['plain']:.2f}x (Enclave / plain)",
+                    ]
+                )
+    return rows
+
+
+def ingest_small(r: dict[str, Any]) -> str | None:
+    s = r.get("settings", {})
+    if s.get("quick"):
+        return "--quick (24 external files, a 300-chunk synthetic corpus)"
+    if (s.get("synthetic_chunks") or FULL_SYNTHETIC_CHUNKS) < FULL_SYNTHETIC_CHUNKS:
+        return f"synthetic corpus of {s['synthetic_chunks']:,} chunks (the full run makes {FULL_SYNTHETIC_CHUNKS:,})"
+    return None
+
+
+def ingest_block(r: dict[str, Any]) -> str:
+    parts = [run_line(r, ingest_small(r))]
+    for corpus in r.get("corpora", []):
+        parts.append(f"#### {corpus['corpus']} ({corpus['files']} files)\n\n{corpus.get('markdown', '')}")
+    return "\n\n".join(parts)
+
+
+def retrieval_small(r: dict[str, Any]) -> str | None:
+    largest = max((s["chunks"] for s in r.get("sizes", [])), default=0)
+    if largest < FULL_RETRIEVAL_SIZE:
+        return f"largest size {largest:,} chunks (the full run goes to {FULL_RETRIEVAL_SIZE:,})"
+    return None
+
+
+def retrieval_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    sizes = [m["chunks"] for m in r.get("measurements", [])]
+    if not sizes:
+        return rows
+    largest = max(sizes)
+    for m in r["measurements"]:
+        if m["chunks"] != largest:
+            continue
+        wide = m["wide"]["total_ms"]
+        base = (m.get("plain_langchain") or {}).get("total_ms", {}).get("p50")
+        rows.append(
+            [
+                f"retrieval, {largest:,} chunks, {m['mode']} Chroma",
+                "hybrid query p50 / p95, ms (embed + dense + BM25 + group filter)",
+                f"{fmt(wide['p50'], 1)} / {fmt(wide['p95'], 1)}",
+                f"plain LangChain dense query p50 {fmt(base, 1)}" if base else "—",
+                f"{base / wide['p50']:.2f}x (plain / Enclave)" if base and wide["p50"] else "—",
+            ]
+        )
+    return rows
+
+
+def retrieval_block(r: dict[str, Any]) -> str:
+    corpus = r.get("corpus", {})
+    note = (
+        f"Synthetic corpus: {corpus.get('vectors', '?')}; {corpus.get('text', '?')}. "
+        f"Queries: {corpus.get('queries', '?')}."
+    )
+    return "\n\n".join([run_line(r, retrieval_small(r)), note, r.get("markdown", "")])
+
+
+def quality_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    if not r.get("comparable"):
+        s = r.get("scores", {}).get("hybrid", {})
+        return [
+            [
+                "quality (quick subset)",
+                "hybrid nDCG@10",
+                fmt(s.get("ndcg@10"), 3),
+                "not comparable (subset)",
+                "—",
+            ]
+        ]
+    for v in r.get("versus_published", []):
+        if v["metric"] != "ndcg@10":
+            continue
+        rows.append(
+            [
+                f"quality, {r.get('set', '?')}, {v['retriever']}",
+                "nDCG@10",
+                fmt(v["ours"], 3),
+                f"{v['published']} {fmt(v['published_value'], 3)}",
+                f"{v['ratio']:.3f}x (ours / published)",
+            ]
+        )
+    return rows
+
+
+def quality_block(r: dict[str, Any]) -> str:
+    small = "--quick: a 30-question subset, not comparable with published scores" if r.get("quick") else None
+    line = run_line(r, small) + "\nQuality does not depend on the load; `ms/query` does."
+    return "\n\n".join([line, f"`enclave {r.get('eval_command', 'eval')}`", r.get("markdown", "")])
+
+
+def load_small(r: dict[str, Any]) -> str | None:
+    s = r.get("settings", {})
+    if s.get("users", 0) < FULL_LOAD_USERS:
+        return f"{s.get('users')} users for {s.get('duration_s')} s (the full run is {FULL_LOAD_USERS} users)"
+    return None
+
+
+def load_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    direct = r.get("direct", {})
+    for phase in r.get("app_phases", []):
+        s = phase["summary"]
+        label = f"load, {s['users']} users, {phase['concurrent_answers']} answers at once"
+        for metric, name in (
+            ("first_token_s", "time to first token"),
+            ("last_token_s", "time to last token"),
+        ):
+            for p in ("p50", "p95"):
+                o = phase["overhead"].get(f"{metric}_{p}", {})
+                rows.append(
+                    [
+                        label,
+                        f"{name} {p}, s",
+                        fmt(s[metric][p], 3),
+                        f"direct vLLM {fmt(direct.get(metric, {}).get(p), 3)} (overhead {fmt(o.get('app_minus_vllm_s'), 3)} s)",
+                        f"{o['app_over_vllm']:.2f}x (app / vLLM)"
+                        if o.get("app_over_vllm") is not None
+                        else "—",
+                    ]
+                )
+                label = ""
+        audit = phase["audit"]
+        rows.append(
+            [
+                "",
+                "requests; errors; one audit record each; chain verifies",
+                f"{s['completed']}; {s['errors']}; {'yes' if audit['one_record_per_request'] else 'NO'}; "
+                f"{'yes' if audit['chain_verified'] else 'NO'}",
+                f"direct vLLM {direct.get('completed')}; {direct.get('errors')}",
+                "—",
+            ]
+        )
+    return rows
+
+
+def load_block(r: dict[str, Any]) -> str:
+    s = r.get("settings", {})
+    v = r.get("vllm", {})
+    note = (
+        f"{s.get('users')} users for {s.get('duration_s')} s per phase; ui.concurrent_events "
+        f"{s.get('concurrent_events')}, ui.queue_max_size {s.get('queue_max_size')}; {s.get('model')}, "
+        f"vLLM --max-num-seqs {v.get('max_num_seqs')}, vLLM {r.get('machine', {}).get('versions', {}).get('vllm')}."
+    )
+    checks = ", ".join(
+        f"{k.replace('_', ' ')}: {'pass' if ok else 'FAIL'}" for k, ok in r.get("checks", {}).items()
+    )
+    return "\n\n".join([run_line(r, load_small(r)), note, r.get("markdown", ""), f"Checks: {checks}."])
+
+
+SECTIONS: dict[
+    str,
+    tuple[
+        Callable[[dict[str, Any]], list[list[str]]],
+        Callable[[dict[str, Any]], str],
+        Callable[[dict[str, Any]], str | None],
+    ],
+] = {
+    "ingest": (ingest_rows, ingest_block, ingest_small),
+    "retrieval": (retrieval_rows, retrieval_block, retrieval_small),
+    "quality": (quality_rows, quality_block, lambda r: "quick subset" if r.get("quick") else None),
+    "load": (load_rows, load_block, load_small),
+}
+
+
+def summary_block(results: dict[str, dict[str, Any] | None]) -> str:
+    head = ["benchmark", "figure", "Enclave", "comparison, same run", "ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    runs = []
+    for kind, (rows_of, _, small_of) in SECTIONS.items():
+        r = results.get(kind)
+        if r is None:
+            lines.append(f"| {kind} | not run yet: `{COMMANDS[kind]}` | | | |")
+            continue
+        for row in rows_of(r):
+            lines.append("| " + " | ".join(row) + " |")
+        m = r.get("machine", {})
+        load = r.get("loadavg", {})
+        flags = []
+        if load.get("reliable") is False and kind != "quality":
+            flags.append("timings unreliable (shared CPU)")
+        small = small_of(r)
+        if small:
+            flags.append(f"small run: {small}")
+        runs.append(
+            f"- {kind}: {r.get('started_utc', '?')[:16].replace('T', ' ')} UTC, {m.get('cpu_model', '?')} "
+            f"{m.get('cores', '?')} cores, load average up to {load.get('max_seen', '?')}"
+            + (f"; **{'; '.join(flags)}**" if flags else "")
+        )
+    return "\n".join(lines) + "\n\n" + "\n".join(runs)
+
+
+def blocks(results: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+    out = {"summary": summary_block(results)}
+    for kind, (_, block_of, _) in SECTIONS.items():
+        r = results.get(kind)
+        out[kind] = missing(kind) if r is None else block_of(r)
+    return out
+
+
+def rewrite(text: str, generated: dict[str, str]) -> str:
+    for name, body in generated.items():
+        start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+        if not pattern.search(text):
+            raise SystemExit(f"docs: marker {start} ... {end} not found; add it where the block belongs")
+        text = pattern.sub(lambda _m, b=body, s=start, e=end: f"{s}\n{b}\n{e}", text, count=1)
+    return text
+
+
+def load_result(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    if not path.is_file():  # that benchmark failed or was not run: its block says so
+        print(f"no result file {path}: reported as not run", file=sys.stderr)
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["_path"] = (
+        str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
+    )
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for kind in SECTIONS:
+        ap.add_argument(
+            f"--{kind}",
+            type=Path,
+            help=f"the {kind} result JSON (default: the newest full one in bench/results)",
+        )
+    target = ap.add_mutually_exclusive_group()
+    target.add_argument(
+        "--doc",
+        type=Path,
+        default=DOC,
+        help="the Markdown file whose blocks are rewritten (default docs/benchmarks.md)",
+    )
+    target.add_argument("--standalone", type=Path, help="write the blocks to this file instead")
+    args = ap.parse_args(argv)
+    results = {kind: load_result(getattr(args, kind) or newest(kind)) for kind in SECTIONS}
+    generated = blocks(results)
+    if args.standalone:
+        parts = ["# Benchmarks (generated by bench/report.py)"]
+        parts += [f"## {name}\n\n{body}" for name, body in generated.items()]
+        args.standalone.parent.mkdir(parents=True, exist_ok=True)
+        args.standalone.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+        print(f"wrote {args.standalone}")
+        return 0
+    text = args.doc.read_text(encoding="utf-8")
+    args.doc.write_text(rewrite(text, generated), encoding="utf-8")
+    print(f"rewrote the generated blocks of {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

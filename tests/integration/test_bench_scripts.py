@@ -1,0 +1,77 @@
+"""Smoke tests of the benchmark scripts (bench/): they start, a tiny retrieval run goes through the
+product's path on both Chroma modes, its build resumes, and the report labels a small run as
+such. No timing is asserted: timings belong to the benchmark runs themselves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import report, retrieval
+from vectorstore.chroma import ChromaStore
+from vectorstore.lexical import LexicalIndex
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.parametrize("script", ["load.py", "retrieval.py", "quality.py", "report.py"])
+def test_bench_script_help(script: str) -> None:
+    done = run(str(BENCH / script), "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
+
+
+def test_retrieval_build_resumes_with_the_same_chunks(tmp_path: Path) -> None:
+    """A build stopped part-way (here: a smaller target first) goes on where it was, and the
+    chunks it adds are those a build in one go would have made."""
+    first = retrieval.side_build(tmp_path, 120)
+    assert (first["built"], first["added"]) == (120, 120)
+    second = retrieval.side_build(tmp_path, 300)
+    assert (second["built"], second["added"]) == (300, 180)
+
+    expected, _ = retrieval.make_batch(0, retrieval.vocabulary(), retrieval.zipf_cdf(retrieval.VOCAB_SIZE))
+    lexical = LexicalIndex(tmp_path / "lexical.sqlite3")
+    assert lexical.count() == 300
+    assert lexical.document_ids() == {f"d{d:07d}": 10 for d in range(30)}
+    dense = ChromaStore.embedded(tmp_path / "chroma", retrieval.PREFIX)
+    assert dense.count() == 300
+    # Chunk 150 was added by the second run, from the middle of batch 0.
+    [(doc, chunks)] = dense.documents_in_class(expected[150].groups, [expected[150].doc_id])
+    assert chunks[0].text == expected[150].text and doc == expected[150].doc_id
+    lexical.close()
+
+
+@pytest.mark.slow
+def test_retrieval_bench_small_run_and_its_report(tmp_path: Path) -> None:
+    out = tmp_path / "retrieval.json"
+    done = run(
+        str(BENCH / "retrieval.py"), "--sizes", "200", "--queries", "3", "--no-baseline",
+        "--work-dir", str(tmp_path / "work"), "--output", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["corpus"]["synthetic"] is True
+    assert [(m["chunks"], m["mode"]) for m in result["measurements"]] == [(200, "embedded"), (200, "http")]
+    for m in result["measurements"]:
+        for user in ("wide", "narrow"):
+            assert m[user]["total_ms"]["n"] == 3 and m[user]["total_ms"]["p50"] > 0
+    assert result["sizes"][0]["disk_bytes"] > 0
+
+    doc = tmp_path / "report.md"
+    absent = str(tmp_path / "absent.json")  # not the newest results in bench/results
+    args = ["--retrieval", str(out), "--ingest", absent, "--quality", absent, "--load", absent]
+    assert report.main([*args, "--standalone", str(doc)]) == 0
+    text = doc.read_text()
+    assert "Small run, not the full benchmark: largest size 200 chunks" in text
+    assert "not run yet: `python bench/load.py" in text  # no load result was given

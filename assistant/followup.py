@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from assistant.prompts import defang
 from assistant.support import STOPWORDS, content_terms, stem
 from core.errors import EnclaveError
 
@@ -129,13 +130,13 @@ def rewrite_messages(question: str, history: Sequence[tuple[str, str]]) -> list[
         answer = _MARKER.sub("", a)
         if len(answer) > REWRITE_ANSWER_CHARS:
             answer = answer[:REWRITE_ANSWER_CHARS].rsplit(" ", 1)[0] + " …"
-        turns.append(f"User: {q}\nAssistant: {answer}")
+        turns.append(f"User: {defang(q)}\nAssistant: {defang(answer)}")
     conversation = "\n\n".join(turns)
     return [
         {"role": "system", "content": REWRITE_SYSTEM},
         {
             "role": "user",
-            "content": f"Conversation so far:\n\n{conversation}\n\nFollow-up question: {question}\n\n"
+            "content": f"Conversation so far:\n\n{conversation}\n\nFollow-up question: {defang(question)}\n\n"
             "Stand-alone search query:",
         },
     ]

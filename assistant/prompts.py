@@ -54,6 +54,12 @@ def neutralise(text: str) -> str:
     return _ROLE_HEADING.sub(lambda m: m.group(1) + ROLE_REMOVED, text)
 
 
+def defang(text: str) -> str:
+    """A question or an earlier turn, in the prompt: the user's own words, kept but for what
+    would open or close a source fence or become a chat-template control token."""
+    return _CONTROL.sub(REMOVED, _FENCE.sub(REMOVED, text))
+
+
 def _attr(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -81,12 +87,12 @@ def build_messages(
     """
     messages = [{"role": "system", "content": SYSTEM_PROMPT.format(org=org)}]
     for q, a in history:
-        messages.append({"role": "user", "content": q})
-        messages.append({"role": "assistant", "content": a})
+        messages.append({"role": "user", "content": defang(q)})
+        messages.append({"role": "assistant", "content": defang(a)})
     messages.append(
         {
             "role": "user",
-            "content": f"Sources:\n\n{format_sources(citations, texts)}\n\nQuestion: {question}",
+            "content": f"Sources:\n\n{format_sources(citations, texts)}\n\nQuestion: {defang(question)}",
         }
     )
     return messages

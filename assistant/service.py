@@ -1,9 +1,11 @@
 """The Assistant: one question in, a grounded, cited, audited answer out (streamed or whole).
 
 The CLI and the web UI both use it, so both get the same retrieval, rules and audit trail:
-follow-up rewritten to stand alone → retrieval → prompt fitted to the context window → the model's
-answer streamed → citations resolved against the supplied sources and checked for support → one
-audit record (`answer`, or `answer_error` holding what had streamed before the failure).
+question held to its length limit and cleaned of control and invisible characters
+(assistant/questions.py) → the newest `history_turns` earlier turns → follow-up rewritten to
+stand alone → retrieval → prompt fitted to the context window → the model's answer streamed →
+citations resolved against the supplied sources and checked for support → one audit record
+(`answer`, or `answer_error` holding what had streamed before the failure).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from assistant.extractive import ExtractiveAnswerer
 from assistant.followup import QueryRewriter, Rewrite, clean_history
 from assistant.llm import DeltaKind
 from assistant.prompts import build_messages
+from assistant.questions import CleanQuestion, clean_question
 from assistant.retrieval import Retriever
 from assistant.support import SupportChecker
 from core.errors import AuditIntegrityError, ConfigError, EnclaveError
@@ -30,7 +33,16 @@ NO_ANSWER = (
     "The documents you have access to do not answer this question. "
     "Try other words, or ask someone with access to the relevant documents."
 )
-MAX_QUESTION_CHARS = 4000
+MAX_QUESTION_CHARS = 4000  # ui.max_question_chars by default
+HISTORY_TURNS = 6  # llm.history_turns by default
+
+
+def too_long(chars: int, limit: int) -> str:
+    """The refusal of a question of `chars` characters, for every entry point alike."""
+    return (
+        f"the question is {chars} characters long; the limit is {limit} (ui.max_question_chars): "
+        "shorten it, or ask it in parts"
+    )
 
 
 class ChatModel(Protocol):
@@ -50,7 +62,11 @@ class AuditSink(Protocol):
 
 
 class Assistant:
-    """Answers for a principal. With `llm`, a `budget` is required: prompts are fitted to it."""
+    """Answers for a principal. With `llm`, a `budget` is required: prompts are fitted to it.
+
+    A question longer than `max_question_chars` is refused; a follow-up is asked with at most
+    the `history_turns` newest earlier turns of its conversation.
+    """
 
     def __init__(
         self,
@@ -62,6 +78,8 @@ class Assistant:
         budget: ContextBudget | None = None,
         rewriter: QueryRewriter | None = None,
         support: SupportChecker | None = None,
+        max_question_chars: int = MAX_QUESTION_CHARS,
+        history_turns: int = HISTORY_TURNS,
     ) -> None:
         if llm is not None and budget is None:
             raise ConfigError(
@@ -75,6 +93,8 @@ class Assistant:
         self.budget = budget
         self.rewriter = rewriter or QueryRewriter(None)
         self.support = support or SupportChecker(None)
+        self.max_question_chars = max_question_chars
+        self.history_turns = history_turns
 
     def ask(
         self,
@@ -100,17 +120,22 @@ class Assistant:
         """Answer `question`, `history` being the earlier (question, answer) turns of its
         conversation. `conversation_id` (the UI's, for its history list) goes on the record."""
         started = time.perf_counter()
-        question = question.strip()
+        typed = len(question.strip())  # before cleaning: a huge question is refused at once
+        if typed > self.max_question_chars:
+            raise EnclaveError(too_long(typed, self.max_question_chars))
+        cleaned = clean_question(question)
+        question = cleaned.text
         if not question:
             raise EnclaveError("the question is empty: type a question first")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise EnclaveError(
-                f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}"
-            )
         answer = Answer(question=question, text="", mode="no_answer", model=self._model_name())
         trace = _Trace()
+        trace.cleaned = cleaned
+        # However long the conversation, only its newest turns go on (the rule rewriter walks
+        # back through earlier questions, the prompt holds them all).
+        recent = list(history)[-self.history_turns :] if self.history_turns else []
+        trace.history = (len(recent), len(history))
         try:
-            turns = clean_history(history)  # earlier reasoning never goes back to a model
+            turns = clean_history(recent)  # earlier reasoning never goes back to a model
             trace.rewrite = self.rewriter.rewrite(question, turns)
             answer.search_query = trace.rewrite.query
             relevant, trace.searched = self.retriever.retrieve(principal, trace.rewrite.query)
@@ -255,6 +280,17 @@ class Assistant:
             ],
             "weakly_supported": [s.text for s in answer.support if s.level != "supported"],
             "latency_ms": round(answer.latency_ms, 1),
+            "history_turns": trace.history[0],
+            **(
+                {"history_left_out": trace.history[1] - trace.history[0]}
+                if trace.history[1] > trace.history[0]
+                else {}
+            ),
+            **(
+                {"question_cleaned": trace.cleaned.record()}
+                if trace.cleaned and trace.cleaned.changed
+                else {}
+            ),
             **({"conversation_id": conversation_id} if conversation_id else {}),
         }
         event = "answer_error" if answer.error else "answer"
@@ -278,6 +314,8 @@ class _Trace:
         self.raw: list[str] = []
         self.reasoning: list[str] = []
         self.removed: list[int] = []
+        self.cleaned: CleanQuestion | None = None
+        self.history: tuple[int, int] = (0, 0)  # earlier turns used, and given
 
 
-__all__ = ["NO_ANSWER", "Assistant"]
+__all__ = ["HISTORY_TURNS", "MAX_QUESTION_CHARS", "NO_ANSWER", "Assistant", "too_long"]

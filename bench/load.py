@@ -457,6 +457,9 @@ def app_env(
             "ENCLAVE_UI__CONCURRENT_ANSWERS": str(answers),
             "ENCLAVE_UI__CONCURRENT_EVENTS": str(args.concurrent_events),
             "ENCLAVE_UI__QUEUE_MAX_SIZE": str(args.queue_max_size),
+            # Each simulated user asks again as soon as an answer ends, faster than a person: the
+            # per-user question limit (ui.question_limit) would refuse them; throughput is measured.
+            "ENCLAVE_UI__QUESTION_LIMIT": "0",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
         }

@@ -24,6 +24,8 @@ from core.errors import ConfigError
 ENV_PREFIX = "ENCLAVE_"
 CONFIG_ENV = "ENCLAVE_CONFIG"
 DEFAULT_CONFIG_FILE = "enclave.yaml"
+# The most earlier turns of a conversation the UI keeps for follow-ups (llm.history_turns <= this).
+HISTORY_TURNS_MAX = 50
 
 
 class _Section(BaseModel):
@@ -163,6 +165,14 @@ class LLMSettings(_Section):
         ge=16,
         description="Most tokens the model may spend rewriting a follow-up, reasoning included.",
     )
+    history_turns: int = Field(
+        6,
+        ge=0,
+        le=HISTORY_TURNS_MAX,
+        description="Earlier turns (question and answer) of a conversation a follow-up is asked "
+        "with, the newest; older ones are left out however long the conversation gets. The "
+        "context budget may leave out more. 0: every question stands alone.",
+    )
 
 
 class AuditSettings(_Section):
@@ -262,6 +272,30 @@ class UISettings(_Section):
     )
     login_window_minutes: float = Field(
         15, gt=0, description="The window over which failed sign-ins are counted."
+    )
+    max_question_chars: int = Field(
+        4000,
+        ge=100,
+        le=100_000,
+        description="Longest question accepted, in characters (chat, /ask and enclave ask); a "
+        "longer one is refused with its length and this limit.",
+    )
+    question_limit: int = Field(
+        30,
+        ge=0,
+        description="Questions one user may ask (chat and /ask together) within "
+        "question_window_minutes; more are refused until the oldest leaves the window. Counted in "
+        "auth_store_path, so replicas share the count. 0: no limit.",
+    )
+    question_window_minutes: float = Field(
+        1, gt=0, description="The window over which a user's questions are counted."
+    )
+    max_request_kb: int = Field(
+        8192,
+        ge=64,
+        description="Largest request body the web server accepts, in KiB; a larger one is refused "
+        "(HTTP 413) before it is read. The chat sends the conversation shown so far with each "
+        "question, so this bounds how long one conversation can grow in one page.",
     )
     # Gradio's queue (ui/app.py applies these; docs/deploy.md "The web UI's queue" says why).
     concurrent_answers: int = Field(

@@ -189,6 +189,8 @@ def build_assistant(
         budget=build_context_budget(settings) if llm else None,
         rewriter=QueryRewriter(llm if settings.llm.query_rewrite == "llm" else None, settings.llm.rewrite_max_tokens),
         support=SupportChecker(embedder),
+        max_question_chars=settings.ui.max_question_chars,
+        history_turns=settings.llm.history_turns,
     )
 
 

@@ -28,7 +28,7 @@ from ui.admin import AdminPage, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
 from ui.login import principal_of
-from ui.server import Attachments, Sources, create_server
+from ui.server import Attachments, QuestionLimit, Sources, create_server
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ def build_app(
         # "hidden", not False: a Navbar that is not rendered cannot tell the page to drop its
         # default bar (which would show "Home" and "Audit log" to everyone).
         navbar = gr.Navbar(visible="hidden", main_page_name="Chat")
-        page = ChatPage(assistant, users, settings.ui, audit=audit_log)
+        page = ChatPage(
+            assistant, users, settings.ui, audit=audit_log, limit=QuestionLimit.from_settings(settings)
+        )
         page.build()
         page.register_events(app)
         app.load(_navbar_for(users), inputs=None, outputs=navbar, api_visibility="private", queue=False)

@@ -14,14 +14,17 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.questions import clean_question
+from assistant.service import too_long
 from audit import AuditLog, AuditRecord
 from audit.log import MAX_COMMENT_CHARS
-from core.errors import AccessDenied, EnclaveError
-from core.settings import UISettings
+from core.errors import AccessDenied, AuditIntegrityError, EnclaveError
+from core.settings import HISTORY_TURNS_MAX, UISettings
 from core.types import Answer, AnswerMode, Citation, SentenceSupport, StreamEvent
 from core.users import UserStore
 from ui import markup
 from ui.login import principal_of
+from ui.server import QuestionLimit
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ ANSWER_GROUP = "answer"
 
 INTERNAL_ERROR = "Something went wrong while answering; the details are in the server log."
 NO_ANSWER_ERROR = "The assistant stopped without giving an answer; the details are in the server log."
+NOTHING_TO_ASK = "The question holds no visible text: type a question first."
+REFUSED_EVENT = "question_refused"  # too long, or over the user's question limit (audited)
 
 ChatMessages = list[dict[str, Any]]
 Pairs = list[tuple[str, str]]
@@ -65,13 +70,19 @@ class Conversation:
     `pairs` are the (question, answer) turns the assistant gets as history, kept apart from the
     chat messages so reasoning and source lists never leak into it; `audit_ids` maps the index
     of each chat message of an answer to that answer's audit record (what a thumb rates);
-    `rated` is the last rating given here, which a comment is added to.
+    `rated` is the last rating given here, which a comment is added to. Only the newest
+    HISTORY_TURNS_MAX pairs are kept: the assistant uses fewer (llm.history_turns), and a very
+    long conversation must not grow the session without bound.
     """
 
     id: str = field(default_factory=new_conversation_id)
     pairs: Pairs = field(default_factory=list)
     audit_ids: dict[int, int] = field(default_factory=dict)
     rated: tuple[int, str] | None = None
+
+    def remember(self, question: str, answer: str) -> None:
+        self.pairs.append((question, answer))
+        del self.pairs[:-HISTORY_TURNS_MAX]
 
     def add_turn(self, start: int, messages: ChatMessages, audit_id: int | None) -> None:
         """Map the answer messages of a turn (the chat from index `start`) to its record."""
@@ -93,6 +104,9 @@ class Turn:
     citations: tuple[Citation, ...] = ()
     answer: Answer | None = None
     error: str | None = None
+    # The answer could not be written to the audit log: what had streamed is taken back off the
+    # page (never left there unlogged) and only the reason is shown.
+    withheld: bool = False
     started: float = field(default_factory=time.monotonic)
     reasoning_s: float | None = None
 
@@ -120,6 +134,9 @@ class Turn:
     def messages(self) -> ChatMessages:
         """The user's question, then reasoning (if shown), the answer and its sources."""
         out: ChatMessages = [{"role": "user", "content": markup.prose(self.question)}]
+        if self.withheld:
+            out.append({"role": "assistant", "content": markup.error_markdown(self.error or "")})
+            return out
         if self.show_reasoning and self.reasoning:
             # A message with a metadata title is a collapsible "thought" in Gradio's Chatbot;
             # status "done" makes it start closed, so reasoning never crowds the answer.
@@ -158,10 +175,19 @@ class Turn:
 class ChatPage:
     """The staff chat page, kotaemon-style: `build()` lays it out, `register_events()` wires it."""
 
-    def __init__(self, assistant: Any, users: UserStore, settings: UISettings, *, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        assistant: Any,
+        users: UserStore,
+        settings: UISettings,
+        *,
+        audit: AuditLog,
+        limit: QuestionLimit | None = None,
+    ) -> None:
         self.assistant = assistant
         self.users = users
         self.settings = settings
+        self.limit = limit  # questions per user and window; None: no limit
         # Feedback goes on, and the conversation history comes from, the audit log: no second
         # store that could disagree with it, and nothing held by one app replica.
         self.audit = audit
@@ -198,6 +224,7 @@ class ChatPage:
                 placeholder="Type a question and press Enter",
                 lines=1,
                 max_lines=6,
+                max_length=self.settings.max_question_chars,
                 scale=8,
                 autofocus=True,
                 elem_id="enclave-question",
@@ -334,7 +361,7 @@ class ChatPage:
             chat.extend(messages)
             answer = turn.answer
             if record.event == "answer" and answer is not None and answer.mode != "error":
-                convo.pairs.append((record.question, answer.text))
+                convo.remember(record.question, answer.text)
         return unlocked, chat, gr.skip(), gr.update(visible=False), convo
 
     # -- feedback -------------------------------------------------------------------------------
@@ -418,12 +445,21 @@ class ChatPage:
         self, text: str, chat: ChatMessages | None, convo: Conversation | None, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
         """Stream the answer to `text` into the chat; the conversation so far is its history."""
-        question = (text or "").strip()
+        typed = (text or "").strip()
         chat = list(chat or [])
         convo = convo or Conversation()
-        if not question:
+        if not typed:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        refused = self.refusal(typed, request)
+        if refused is not None:
+            # Nothing is asked and nothing typed is lost: the question stays in the box.
+            gr.Warning(markup.toast(refused))
+            yield gr.update(value=text, interactive=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        # Shown as the assistant will ask it; the assistant cleans `typed` again and records
+        # what it took out.
+        question = clean_question(typed).text
         turn = Turn(question, self.settings.show_reasoning)
         # The box is emptied and locked while the answer streams: a second question sent now
         # would race this one for the same history.
@@ -433,7 +469,7 @@ class ChatPage:
         try:
             principal = principal_of(request, self.users)
             events = self.assistant.stream(
-                principal, question, history=tuple(convo.pairs), conversation_id=convo.id
+                principal, typed, history=tuple(convo.pairs), conversation_id=convo.id
             )
             for event in events:
                 turn.apply(event)
@@ -443,6 +479,7 @@ class ChatPage:
         except EnclaveError as exc:
             log.warning("question by %s failed: %s", _name(request), exc, exc_info=True)
             turn.error = str(exc)
+            turn.withheld = isinstance(exc, AuditIntegrityError)
         except Exception:
             log.exception("question by %s failed unexpectedly", _name(request))
             turn.error = INTERNAL_ERROR
@@ -453,13 +490,51 @@ class ChatPage:
             elif turn.answer.mode == "error":
                 gr.Warning(markup.toast(turn.answer.error or "The answer failed."))
             else:
-                convo.pairs.append((question, turn.answer.text))
+                convo.remember(question, turn.answer.text)
         if turn.error:
             gr.Warning(markup.toast(turn.error))
         messages = turn.messages()
         convo.add_turn(len(chat), messages, turn.answer.audit_id if turn.answer else None)
         history = self.history_list(request, current=convo.id)
         yield gr.update(value="", interactive=True), chat + messages, history, hidden, convo
+
+    def refusal(self, typed: str, request: gr.Request) -> str | None:
+        """Why the question `typed` is not asked at all, or None: too long (ui.max_question_chars),
+        nothing left once invisible characters are taken out, or over the user's question limit.
+        Checked before any search or model call; a refusal of the first two kinds costs the
+        user nothing, and a refused question is not counted."""
+        try:
+            name = principal_of(request, self.users).name
+        except EnclaveError:
+            return None  # the answer path reports it, as for any question
+        limit = self.settings.max_question_chars
+        if len(typed) > limit:
+            self._refused(name, "", {"reason": "too long", "chars": len(typed), "limit": limit})
+            return _sentence(too_long(len(typed), limit))
+        question = clean_question(typed).text
+        if not question:
+            return NOTHING_TO_ASK
+        if self.limit is None:
+            return None
+        now = time.time()
+        wait = self.limit.take(name, now)
+        if wait is None:
+            return None
+        if self.limit.first_refusal(name, now):
+            window = self.limit.window_s / 60
+            self._refused(
+                name,
+                question,
+                {"reason": "rate limited", "limit": self.limit.limit, "window_minutes": window},
+            )
+        log.warning("question by %s refused: over the question limit", name)
+        return self.limit.message(wait)
+
+    def _refused(self, name: str, question: str, data: dict[str, Any]) -> None:
+        try:
+            self.audit.append(REFUSED_EVENT, name, question, data=data)
+        except Exception:
+            log.exception("could not write the %s event for %r to the audit log", REFUSED_EVENT, name)
 
     def ask(self, question: str, request: gr.Request) -> dict[str, Any]:
         """Answer one question for the signed-in user, without conversation history.
@@ -471,6 +546,9 @@ class ChatPage:
         text = (question or "").strip()
         if not text:
             raise gr.Error("The question is empty: pass the text of the question to ask.")
+        refused = self.refusal(text, request)
+        if refused is not None:
+            raise gr.Error(markup.toast(refused), print_exception=False)
         answer: Answer | None = None
         try:
             principal = principal_of(request, self.users)
@@ -487,6 +565,10 @@ class ChatPage:
             log.error("assistant stream for %s ended without a done event", _name(request))
             raise gr.Error(NO_ANSWER_ERROR, print_exception=False)
         return markup.answer_record(answer)
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + "."
 
 
 def conversation_label(title: str, started: str) -> str:

@@ -26,6 +26,14 @@ _MARKDOWN_PUNCTUATION = frozenset("\\`*_{}[]()#+-.!|~$:\"'=^")
 _WHITESPACE = re.compile(r"\s+")
 # `![alt](url)` or `![alt][ref]`: the browser would fetch the image without a click.
 _IMAGE_OPENER = re.compile(r"!\[")
+# Bidirectional embeddings, overrides and isolates: document text could make a file name or a
+# sentence display in another order than it reads ("Trojan Source", `invoice\u202efdp.exe`).
+# The plain marks (LRM, RLM) that right-to-left text needs stay.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# A link's target: inline `[text](url)`, or a reference definition `[ref]: url` opening a line.
+# An answer quoting a document must not carry a live link (javascript:, or a look-alike site).
+_LINK_TARGET = re.compile(r"\]\(")
+_LINK_DEFINITION = re.compile(r"^( {0,3})\[(?=[^\]\n]*\]:)", re.MULTILINE)
 
 
 # Where the app serves the organisation's logo (ui.logo_path); relative, so that a page served
@@ -45,9 +53,10 @@ def logo(org_name: str, configured: bool) -> str:
 
 
 def literal(text: str) -> str:
-    """Document text as inert Markdown: HTML escaped, Markdown punctuation backslash-escaped."""
+    """Document text as inert Markdown: HTML escaped, Markdown punctuation backslash-escaped,
+    bidirectional controls dropped."""
     out = []
-    for char in text:
+    for char in _BIDI_CONTROLS.sub("", text):
         if char == "&":
             out.append("&amp;")
         elif char == "<":
@@ -63,7 +72,7 @@ def literal(text: str) -> str:
 
 def one_line(text: str, limit: int | None = None) -> str:
     """Whitespace collapsed (so no line can open a Markdown block), cut at `limit` characters."""
-    flat = _WHITESPACE.sub(" ", text).strip()
+    flat = _WHITESPACE.sub(" ", _BIDI_CONTROLS.sub("", text)).strip()
     if limit is not None and len(flat) > limit:
         flat = flat[: limit - 1].rstrip() + "…"
     return flat
@@ -72,11 +81,14 @@ def one_line(text: str, limit: int | None = None) -> str:
 def prose(text: str) -> str:
     """Model or extractive answer text: Markdown kept, HTML and images neutralised.
 
-    Answers are meant to be read formatted (lists, emphasis), so only what could run code or
-    fetch from elsewhere is escaped: every `<` (no tag, comment or autolink survives) and the
-    image opener `![`.
+    Answers are meant to be read formatted (lists, emphasis), so only what could run code, fetch
+    from elsewhere or lead there is escaped: every `<` (no tag, comment or autolink survives),
+    the image opener `![` and link targets (`](`, `[ref]:`); and bidirectional controls are
+    dropped. Citation markers like `[1]` stay as they are.
     """
-    return _IMAGE_OPENER.sub(r"!\\[", text.replace("<", "&lt;"))
+    text = _BIDI_CONTROLS.sub("", text).replace("<", "&lt;")
+    text = _LINK_DEFINITION.sub(r"\1\\[", _LINK_TARGET.sub(r"]\\(", text))
+    return _IMAGE_OPENER.sub(r"!\\[", text)
 
 
 def page_label(page: int | None) -> str:

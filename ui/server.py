@@ -11,7 +11,9 @@ Routes (registered before the mount, so they win over Gradio's own /login and /l
 - `GET /files/{doc_id}` the original bytes of an indexed document (a mail attachment taken out
   of its mail again), after the retrieval group check (see `open_file`).
 Every other path needs a session (or a trusted SSO header): a browser asking for a page without
-one is sent to /login, anything else gets 401.
+one is sent to /login, anything else gets 401. Gradio's upload route is closed (nothing in the
+app takes a file; it would let any user fill the disk), and a request body over
+`ui.max_request_kb` is refused with 413 before it is read.
 
 Sessions are stateless tokens, so replicas need share nothing but their configured stores:
 `base64url(json) "." base64url(HMAC-SHA256)`, the JSON holding the user, a random session id,
@@ -23,7 +25,9 @@ good while its HMAC holds, it is younger than `ui.session_max_hours` and was ref
 the same id and sign-in time (sliding idle expiry). Signing out records the session id in the
 shared SQLite store (`ui.auth_store_path`, default `<data_dir>/auth.sqlite3`) until the token
 would have expired anyway; every request checks it. The same store counts failed sign-ins per
-user name and per client address (`ui.login_max_failures` within `ui.login_window_minutes`).
+user name and per client address (`ui.login_max_failures` within `ui.login_window_minutes`), and
+the questions each user asked (`QuestionLimit`: `ui.question_limit` within
+`ui.question_window_minutes`).
 
 SSO: when `ui.sso_header` is set and a request comes straight from an address in
 `ui.trusted_proxies`, the header names the user; the user must exist in the users file (role
@@ -83,6 +87,8 @@ MAX_LOGO_BYTES = 1024 * 1024
 # Pages of the Gradio app by the roles that may open them (the handlers check again).
 PAGE_ROLES: dict[str, frozenset[str]] = {"/audit": frozenset({"auditor"}), "/admin": frozenset({"admin"})}
 _DOC_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# Gradio's upload route: the app has no upload component, so nothing may be uploaded.
+_CLOSED_PATHS = frozenset({"/gradio_api/upload", "/gradio_api/upload/"})
 MAX_NAME_CHARS = 64  # a longer "user name" is logged cut, so an attacker cannot bloat the log
 
 Scope = MutableMapping[str, Any]
@@ -203,6 +209,9 @@ class AuthStore:
                 "CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, key TEXT NOT NULL, ts REAL NOT NULL)"
             )
             conn.execute("CREATE INDEX IF NOT EXISTS failures_key ON failures (kind, key, ts)")
+            conn.execute("CREATE TABLE IF NOT EXISTS asked (user TEXT NOT NULL, ts REAL NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS asked_user ON asked (user, ts)")
+            conn.execute("CREATE INDEX IF NOT EXISTS asked_ts ON asked (ts)")
             yield conn
         finally:
             conn.close()
@@ -236,6 +245,73 @@ class AuthStore:
     def clear_failures(self, kind: str, key: str) -> None:
         with self._connect() as conn:
             conn.execute("DELETE FROM failures WHERE kind = ? AND key = ?", (kind, key))
+
+    def count_question(self, user: str, now: float, window_s: float, limit: int) -> float | None:
+        """Count a question by `user` unless `limit` were asked within `window_s`: None when
+        counted, else the seconds until the oldest of them leaves the window. One write
+        transaction, so replicas counting at once never both take the last place."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM asked WHERE ts < ?", (now - window_s,))
+                times = [
+                    float(r[0])
+                    for r in conn.execute("SELECT ts FROM asked WHERE user = ? ORDER BY ts", (user,))
+                ]
+                if len(times) >= limit:
+                    conn.execute("COMMIT")
+                    return max(0.0, times[-limit] + window_s - now)
+                conn.execute("INSERT INTO asked (user, ts) VALUES (?, ?)", (user, now))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return None
+
+
+class QuestionLimit:
+    """At most `limit` questions per user within `window_s`, chat and /ask together, counted in
+    the shared AuthStore (so across replicas). A refused question is not counted."""
+
+    def __init__(self, store: AuthStore, limit: int, window_s: float) -> None:
+        self.store = store
+        self.limit = limit
+        self.window_s = window_s
+        self._reported: dict[str, float] = {}  # user -> end of the window their refusal was audited in
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QuestionLimit | None:
+        """The limit ui.question_limit sets; None when it is 0 (no limit)."""
+        ui = settings.ui
+        if ui.question_limit == 0:
+            return None
+        return cls(AuthStore(settings.auth_store_path), ui.question_limit, ui.question_window_minutes * 60)
+
+    def take(self, user: str, now: float) -> float | None:
+        """Count a question by `user`: None when allowed, else the seconds to wait."""
+        return self.store.count_question(user, now, self.window_s, self.limit)
+
+    def first_refusal(self, user: str, now: float) -> bool:
+        """Whether this refusal is the first of its window for `user` (only that one is audited,
+        so a script hammering the app cannot flood the audit log)."""
+        if self._reported.get(user, 0.0) > now:
+            return False
+        self._reported[user] = now + self.window_s
+        return True
+
+    def message(self, wait_s: float) -> str:
+        return (
+            f"You have asked {self.limit} questions in the last {_duration(self.window_s)}, the most "
+            f"allowed (ui.question_limit); ask again in {_duration(max(1.0, wait_s))}."
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        n = int(seconds + 0.999)
+        return f"{n} second{'s' if n != 1 else ''}"
+    n = int(seconds / 60 + 0.999)
+    return f"{n} minute{'s' if n != 1 else ''}"
 
 
 # -- sign-in --------------------------------------------------------------------------------------
@@ -273,6 +349,7 @@ class Gate:
         self.max_failures = ui.login_max_failures
         self.window_s = ui.login_window_minutes * 60
         self.org_name = ui.org_name
+        self.max_request_bytes = ui.max_request_kb * 1024
 
     # -- peers -------------------------------------------------------------------------------
 
@@ -471,6 +548,12 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
+        if scope["type"] == "http":
+            refused = self._refused_body(scope, path)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+            receive = self._bounded(receive)
         if path in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
@@ -499,6 +582,45 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+    def _refused_body(self, scope: Scope, path: str) -> Response | None:
+        """A response refusing the request outright: uploads, or a body declared too large."""
+        if path in _CLOSED_PATHS:
+            return JSONResponse({"detail": "Files cannot be uploaded to this app."}, status_code=403)
+        for key, value in scope.get("headers", []):
+            if key.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return JSONResponse(
+                        {"detail": "The Content-Length header is not a number."}, status_code=400
+                    )
+                if declared > self.gate.max_request_bytes:
+                    limit = self.gate.max_request_bytes // 1024
+                    message = (
+                        f"The request is {declared} bytes, more than the {limit} KiB allowed "
+                        "(ui.max_request_kb)."
+                    )
+                    return JSONResponse({"detail": message}, status_code=413)
+        return None
+
+    def _bounded(self, receive: Receive) -> Receive:
+        """`receive` that ends a body without a Content-Length (chunked) once it is too large: the
+        app sees the client gone rather than reading on."""
+        limit = self.gate.max_request_bytes
+        seen = 0
+
+        async def bounded() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    log.warning("a request body passed %d bytes without a Content-Length; dropped", limit)
+                    return {"type": "http.disconnect"}
+            return message
+
+        return bounded
 
     def _page_denied(self, user: str, path: str, roles: frozenset[str], peer: str | None) -> str | None:
         principal = self.gate.principal(user)

@@ -8,7 +8,8 @@
      ├── LLMUnavailable         the LLM endpoint is down, timed out or refused
      ├── AccessDenied           a principal asked for something outside its rights
      ├── AuditIntegrityError    the audit log is broken or cannot be written
-     └── EgressBlocked          a connection to a host outside the allow-list
+     ├── EgressBlocked          a connection to a host outside the allow-list
+     └── BundleError            an offline bundle cannot be made, is altered or will not install
 
 Errors are converted only at the edges: the CLI prints one line and exits non-zero,
 the UI shows the same words. Messages name the input and, where there is one, the fix.
@@ -51,3 +52,7 @@ class AuditIntegrityError(EnclaveError):
 
 class EgressBlocked(EnclaveError, PermissionError):
     """A connection to a host outside the allow-list was refused by the offline guard."""
+
+
+class BundleError(EnclaveError):
+    """An offline bundle cannot be made, does not match its manifest, or will not install."""

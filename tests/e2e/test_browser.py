@@ -35,21 +35,11 @@ from audit import AuditLog
 from core.settings import Settings, load_settings
 from enclave import wiring
 from enclave.demo import DEMO_CORPUS
+from tests.support.chromium import CHROMIUM, chromium_args
 from ui import build_app, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # tests run as root in CI, where Chromium's sandbox cannot start
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-proxy-server",
-]
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 WAIT_MS = 60_000  # a ceiling for slow machines, never a delay: every wait ends when the page is ready
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +70,7 @@ def _browser_missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium; Playwright gives each launch a fresh, empty user-data folder."""
     missing = _browser_missing()
     if missing:
@@ -92,7 +82,8 @@ def chromium() -> Iterator[Any]:
 
     expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        args = chromium_args(tmp_path_factory.mktemp("chromium"))
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         try:
             yield browser
         finally:

@@ -32,32 +32,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.chromium import CHROMIUM, chromium_args
 from tests.support.syscall_trace import is_loopback
 
 WITNESS_SITE = Path(__file__).resolve().parent / "egress_witness"
 ENCLAVE = str(Path(sys.executable).with_name("enclave"))
-CHROMIUM = "/usr/bin/chromium"
-# As tests/e2e/test_browser.py starts it, plus what this test found Chromium 156 still reaching
-# for from a loopback-only namespace (each seen in its net log):
-# - content-autofill.googleapis.com, asked about every page with a form (the sign-in page, the
-#   chat box): feature AutofillServerCommunication. A second --disable-features replaces
-#   Playwright's own list, so its features that keep Chromium from the network are named again.
-# - update.googleapis.com, for its on-device AI models' manifest (component
-#   ceofaddefefcbblgcgnibnonglccbfja), on demand, which --disable-component-update does not stop:
-#   its testing switch --optimization-guide-manifest-override, given an empty override file
-#   (written by ask_in_browser), makes it read the manifest from that file instead.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-proxy-server",
-    "--disable-features=AutofillServerCommunication,OptimizationHints,NetworkTimeServiceQuerying,"
-    "AimEnabled,PreconnectToSearch,MediaRouter,HttpsUpgrades,LensOverlay",
-]
 WAIT_MS = 120_000  # a ceiling for a slow, traced machine; every wait ends when the page is ready
 PASSWORD = "egress test password"
 DOCUMENT = "# Mission log\n\nThe mission lifted off from pad 39A in July, on schedule, with three crew.\n"
@@ -176,12 +155,10 @@ def ask_in_browser(url: str, work: Path) -> dict[str, Any]:
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=WAIT_MS)
-    no_manifest = work / "no-model-manifest.json"
-    no_manifest.write_text("{}")
-    args = [*CHROMIUM_ARGS, f"--optimization-guide-manifest-override={no_manifest}"]
+    args = chromium_args(work)
     requests: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
         try:
             context = browser.new_context()
             context.set_default_timeout(WAIT_MS)

@@ -25,6 +25,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import BundleError
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -273,10 +276,10 @@ def _hermetic_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: Sequence[str], what: str, say: Say, env: dict[str, str] | None = None) -> str:
-    """Run cmd, passing each line of its output to say; BundleError with the last lines on failure."""
+def _run(cmd: Sequence[str], what: str, env: dict[str, str] | None = None) -> None:
+    """Run cmd, logging each line of its output (shown with `enclave -v`); BundleError with the
+    last lines of it on failure."""
     tail: collections.deque[str] = collections.deque(maxlen=25)
-    lines: list[str] = []
     with subprocess.Popen(
         list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as proc:
@@ -284,13 +287,11 @@ def _run(cmd: Sequence[str], what: str, say: Say, env: dict[str, str] | None = N
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail.append(line)
-            lines.append(line)
-            say(line)
+            log.info("%s", line)
     if proc.returncode != 0:
         raise BundleError(
             f"{what} failed (exit {proc.returncode}): " + " | ".join(t for t in tail if t.strip())
         )
-    return "\n".join(lines)
 
 
 # -- create --------------------------------------------------------------------------------------
@@ -446,7 +447,7 @@ def _download_wheels(
         cmd += ["--find-links", link]
     say(f"downloading the wheels of {lock.name}")
     try:
-        _run(cmd, "pip download", say, env)
+        _run(cmd, "pip download", env)
     except BundleError as exc:
         raise BundleError(
             f"{exc}. (torch's CPU build is not on PyPI: pass --find-links with PyTorch's CPU wheel "
@@ -457,7 +458,6 @@ def _download_wheels(
         _run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheels), str(sdist)],
             f"building a wheel from {sdist.name}",
-            say,
             env,
         )
         sdist.unlink()
@@ -498,7 +498,6 @@ def _build_project_wheel(source: Path, wheels: Path, say: Say) -> str:
                 str(copy),
             ],
             "building Enclave's wheel",
-            say,
         )
         built = sorted(out.glob(f"{PROJECT}-*.whl"))
         if len(built) != 1:
@@ -683,7 +682,7 @@ def install_bundle(
         base = python or sys.executable
         _check_python(base, manifest)
         say(f"creating the venv {venv} with {base}")
-        _run([base, "-m", "venv", str(venv)], f"creating the venv {venv}", say)
+        _run([base, "-m", "venv", str(venv)], f"creating the venv {venv}")
     version = _check_python(venv_python, manifest)
 
     wheels = bundle / WHEELS
@@ -697,7 +696,7 @@ def install_bundle(
     if not compile_bytecode:
         cmd.append("--no-compile")
     say(f"installing {len(list(wheels.glob('*.whl')))} wheels into {venv}")
-    _run(cmd, "pip install", say, _hermetic_env())
+    _run(cmd, "pip install", _hermetic_env())
     check = subprocess.run(
         [str(venv_python), "-m", "pip", "check"], capture_output=True, text=True, env=_hermetic_env()
     )
@@ -768,7 +767,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_install.add_argument("--models-dir", type=Path)
     p_install.add_argument("--python")
     p_install.add_argument("--no-compile", action="store_true")
+    for sub_parser in (p_verify, p_install):
+        sub_parser.add_argument("-v", "--verbose", action="store_true", help="Show pip's output.")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         if args.command == "verify":
             result = verify_bundle(args.bundle, args.manifest_sha256)

@@ -652,7 +652,7 @@ def doctor(
 
 
 def _progress(line: str) -> None:
-    log.info("%s", line)
+    typer.echo(line, err=True)  # the steps; pip's own output shows with -v
 
 
 @bundle_app.command("create")

@@ -11,7 +11,8 @@ figures measure Enclave and the serving path, not a real model's speed. The app 
 serve` in its own process, on a data folder holding the bundled demo corpus (`enclave demo
 --no-serve`, incremental: kept in --work-dir between runs) and N staff users of group `public`.
 
-Each simulated user signs in (POST /login, the session cookie), then until the time is up: opens
+Each simulated user signs in (POST /login, the session cookie), then at least once and until the
+time is up (counted from the start, sign-ins included; requests under way are finished): opens
 a fresh page session, asks one of QUESTIONS through the chat event exactly as the page's
 JavaScript does (POST /gradio_api/queue/join, then the /gradio_api/queue/data event stream),
 reads the answer to its last token, and gives it a thumb (the Chatbot's like event, which writes
@@ -849,7 +850,8 @@ def run(args: argparse.Namespace) -> int:
                         f"app phase: {len(users)} users, {args.duration:g} s, concurrent_answers={answers}",
                         flush=True,
                     )
-                    sims, wall = asyncio.run(app_phase(url, users, args.duration))
+                    # Every user asks at least once, however long the sign-ins took.
+                    sims, wall = asyncio.run(app_phase(url, users, args.duration, at_least=1))
                     loads.append(loadavg())
                     cpu_app, cpu_vllm = cpu_seconds(proc.pid) - cpu_app, cpu_seconds(vllm.pid) - cpu_vllm
                     app_rss = rss_mib(proc.pid)

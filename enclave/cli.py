@@ -141,10 +141,8 @@ def ingest(
     policy = GroupPolicy.from_file(acl, default) if acl else GroupPolicy(default)
     if not sys.stderr.isatty():
         logging.getLogger("ingest").setLevel(logging.INFO)
-    store = wiring.build_store(settings)
-    if not dry_run:
-        store.sync_lexical(quick=True)
-    pipeline = wiring.build_pipeline(settings, store=store)
+    # The run brings the lexical index in step with Chroma itself, under the ingest lock.
+    pipeline = wiring.build_pipeline(settings)
     report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
     if not dry_run:  # kept for the admin page; a dry run changed nothing, so it is not the last ingest
         from ingest.reports import save_last_report
@@ -272,7 +270,10 @@ def docs_reindex(
 
     settings = state.settings
     if lexical:
-        changed = wiring.build_store(settings).sync_lexical()
+        from ingest.pipeline import exclusive
+
+        with exclusive(settings.data_dir / "ingest.lock"):  # never beside a running ingest
+            changed = wiring.build_store(settings).sync_lexical()
         if as_json:
             emit_json({"lexical_chunks_changed": changed})
         else:

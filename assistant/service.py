@@ -33,6 +33,12 @@ NO_ANSWER = (
     "The documents you have access to do not answer this question. "
     "Try other words, or ask someone with access to the relevant documents."
 )
+# What the asker is told when the audit log cannot take the answer's record; the details
+# (which log, and why) go to the server log, not to staff.
+WITHHELD = (
+    "The answer was withheld: it could not be written to the audit log, and no answer is given "
+    "without its record. Try again later, and tell your administrator if this persists."
+)
 MAX_QUESTION_CHARS = 4000  # ui.max_question_chars by default
 HISTORY_TURNS = 6  # llm.history_turns by default
 
@@ -59,6 +65,8 @@ class AuditSink(Protocol):
     def append(
         self, event: str, user: str, question: str = "", error: str | None = None, data: Any = None
     ) -> Any: ...
+
+    def check_writable(self) -> None: ...
 
 
 class Assistant:
@@ -127,6 +135,8 @@ class Assistant:
         question = cleaned.text
         if not question:
             raise EnclaveError("the question is empty: type a question first")
+        # Before anything is searched or streamed: an answer that cannot be logged is not begun.
+        self._check_audit(principal)
         answer = Answer(question=question, text="", mode="no_answer", model=self._model_name())
         trace = _Trace()
         trace.cleaned = cleaned
@@ -296,11 +306,19 @@ class Assistant:
         event = "answer_error" if answer.error else "answer"
         try:
             record = self.audit.append(event, principal.name, answer.question, answer.error, data)
-        except AuditIntegrityError:
-            raise
         except Exception as exc:
-            raise AuditIntegrityError(f"the answer could not be written to the audit log: {exc}") from exc
+            log.error(
+                "answer for %s withheld: its audit record could not be written: %s", principal.name, exc
+            )
+            raise AuditIntegrityError(WITHHELD) from exc
         answer.audit_id = getattr(record, "id", None)
+
+    def _check_audit(self, principal: Principal) -> None:
+        try:
+            self.audit.check_writable()
+        except Exception as exc:
+            log.error("question by %s refused: the audit log cannot be written: %s", principal.name, exc)
+            raise AuditIntegrityError(WITHHELD) from exc
 
 
 class _Trace:
@@ -318,4 +336,4 @@ class _Trace:
         self.history: tuple[int, int] = (0, 0)  # earlier turns used, and given
 
 
-__all__ = ["HISTORY_TURNS", "MAX_QUESTION_CHARS", "NO_ANSWER", "Assistant", "too_long"]
+__all__ = ["HISTORY_TURNS", "MAX_QUESTION_CHARS", "NO_ANSWER", "WITHHELD", "Assistant", "too_long"]

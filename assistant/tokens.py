@@ -54,9 +54,15 @@ def _request(method: str, url: str, api_key: str, timeout_s: float, body: Any = 
         with _http(api_key, timeout_s) as client:
             response = client.request(method, url, json=body)
     except httpx.TimeoutException as exc:
-        raise LLMUnavailable(f"the language model at {url} did not answer within {timeout_s:g} s") from exc
+        raise LLMUnavailable(
+            f"the language model at {url} did not answer within {timeout_s:g} s; try again later"
+        ) from exc
     except httpx.HTTPError as exc:
-        raise LLMUnavailable(f"the language model at {url} is unavailable ({exc})") from exc
+        # Worded as the chat request's own failure is (assistant.llm): the same outage, whichever
+        # request of an answer meets it first.
+        raise LLMUnavailable(
+            f"the language model at {url} is unavailable ({exc}); ask an administrator to check the LLM service"
+        ) from exc
     if response.status_code != 200:
         raise LLMUnavailable(f"the language model at {url} answered HTTP {response.status_code}: {response.text[:300]}")
     try:

@@ -454,6 +454,19 @@ class AuditLog:
         with self._write_transaction() as conn:
             return self._insert(conn, *entry)
 
+    def check_writable(self) -> None:
+        """Raise AuditIntegrityError unless the log can be written now: opened for writing and
+        its write lock taken (then let go, nothing written). An answer checks this before it
+        starts, so that one which could not be logged is never begun; a disk that fills up
+        meanwhile still fails the append, and the answer is withheld then."""
+        with self._writer() as conn:
+            try:
+                for statement in self._begin_write:
+                    conn.execute(statement)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
     def feedback(self, user: str, record_id: int, rating: str, comment: str | None = None) -> AuditRecord:
         """Record `user`'s thumbs up or down (`rating` "up" or "down") on their answer `record_id`.
 

@@ -1,6 +1,7 @@
 """Runs a real vLLM OpenAI-compatible server (CPU build, from .venv-vllm) for the duration of a test
 session: started on a free loopback port, declared ready only once it has answered a completion,
-and stopped by its process group whatever happens.
+and stopped by its process group whatever happens. A fault test may kill it (SIGKILL, as a crash
+or an OOM kill would) and start it again on the same port.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,10 +56,28 @@ class VllmServer:
     pid: int
     log_path: Path
     startup_s: float
+    _launch: Callable[[], subprocess.Popen[bytes]] | None = field(default=None, repr=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def peak_rss_mib(self) -> float:
         """Summed high-water RSS of the server and its engine processes (for bench, never asserted)."""
         return sum(_peak_rss_kib(pid) for pid in _process_tree(self.pid)) / 1024
+
+    def kill(self) -> None:
+        """SIGKILL the server and its engine at once, mid-request or not: nothing is flushed."""
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def restart(self) -> None:
+        """Start the same server again on the same port; returns once it answers a completion."""
+        assert self._launch is not None and self._proc is not None and self._proc.poll() is not None
+        started = time.monotonic()
+        self._proc = self._launch()
+        self.pid = self._proc.pid
+        _wait_ready(self._proc, self.base_url.removesuffix("/v1"), self.model, self.log_path)
+        self.startup_s = time.monotonic() - started
 
 
 def _process_tree(pid: int) -> list[int]:
@@ -178,12 +197,17 @@ def running_vllm(
         "--distributed-executor-backend", "uni",  # each process imports torch and vLLM: ~20 s
         *extra_args,
     ]  # fmt: skip
+
+    def launch() -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=log_path.parent, start_new_session=True,
+            )  # fmt: skip
+
     started = time.monotonic()
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=log_path.parent, start_new_session=True,
-        )  # fmt: skip
+    proc = launch()
+    server: VllmServer | None = None
     try:
         _wait_ready(proc, f"http://127.0.0.1:{port}", served_name, log_path)
         server = VllmServer(
@@ -192,8 +216,10 @@ def running_vllm(
             pid=proc.pid,
             log_path=log_path,
             startup_s=time.monotonic() - started,
+            _launch=launch,
+            _proc=proc,
         )
         print(f"vLLM {served_name} ready in {server.startup_s:.1f} s (pid {proc.pid})", file=sys.stderr)
         yield server
     finally:
-        _stop(proc)
+        _stop(server._proc if server is not None and server._proc is not None else proc)

@@ -604,3 +604,37 @@ def test_a_version_1_log_is_upgraded_in_place_and_keeps_verifying(path: Path) ->
             conn.execute("DELETE FROM records WHERE id = 3")
     finally:
         conn.close()
+
+
+# -- check_writable: what an answer asks before it starts ------------------------------------------
+
+
+def test_check_writable_writes_nothing(db: AuditBackend, five: list[AuditRecord]) -> None:
+    log = db.open()
+    head = log.head()
+    log.check_writable()
+    assert log.head() == head and len(log.last(10)) == 5 and log.verify().ok
+
+
+@SQLITE_ONLY
+def test_check_writable_takes_the_write_lock(path: Path, five: list[AuditRecord]) -> None:
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer, holding the log
+    try:
+        with pytest.raises(AuditIntegrityError, match="database is locked"):
+            AuditLog(path, busy_timeout_s=0.1).check_writable()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    AuditLog(path).check_writable()
+
+
+@SQLITE_ONLY
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_check_writable_fails_on_a_read_only_log(path: Path, five: list[AuditRecord]) -> None:
+    path.chmod(0o400)
+    try:
+        with pytest.raises(AuditIntegrityError, match="cannot write to audit log"):
+            AuditLog(path).check_writable()
+    finally:
+        path.chmod(0o600)

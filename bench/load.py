@@ -41,7 +41,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -52,7 +51,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +60,8 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+
+from bench.machine import loadavg, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ENCLAVE = Path(sys.executable).with_name("enclave")
@@ -98,23 +98,10 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     return {"p50": round(q[49], 4), "p95": round(q[94], 4), "p99": round(q[98], 4), "n": len(values)}
 
 
-def loadavg() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+def machine_with_vllm() -> dict[str, Any]:
+    """The machine, and the vLLM version of the server venv."""
+    info = machine(PACKAGES)
+    versions = info["versions"]
     vllm_python = ROOT / ".venv-vllm" / "bin" / "python"
     if vllm_python.exists():
         found = subprocess.run(
@@ -124,14 +111,7 @@ def machine() -> dict[str, Any]:
             check=False,
         )
         versions["vllm"] = found.stdout.strip() or None
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
+    return info
 
 
 def free_port() -> int:
@@ -808,7 +788,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("vLLM's CPU venv .venv-vllm is missing: run `make vllm-venv` first")
     started = dt.datetime.now(dt.UTC)
     load_start = loadavg()
-    info = machine()
+    info = machine_with_vllm()
     print(
         f"{info['cpu_model']}, {info['cores']} cores, {info['ram_gib']} GiB; load average {load_start}",
         flush=True,

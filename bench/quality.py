@@ -20,23 +20,25 @@ with the published ones (a smaller corpus is easier) and are labelled so.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make bench importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.machine import loadavg, machine  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_DATASET = ROOT.parent / "shared" / "eval" / "scifact"
 ENCLAVE = Path(sys.executable).with_name("enclave")
@@ -88,33 +90,6 @@ PUBLISHED: dict[str, list[dict[str, Any]]] = {
     ],
 }
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
-
-
-def loadavg() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for name in ("torch", "sentence-transformers", "chromadb", "unstructured"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": round(ram, 1),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
 
 
 def quick_subset(dataset: Path, split: str, dest: Path) -> Path:
@@ -272,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval_command": " ".join(command[1:]),
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(("torch", "sentence-transformers", "chromadb", "unstructured")),
         "loadavg": {
             "samples": loads,
             "max_seen": busy,

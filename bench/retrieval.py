@@ -47,7 +47,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -56,13 +55,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
+
+from bench.machine import loadavg, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SEED = 20261130
@@ -185,34 +185,6 @@ def queries(count: int, vocab: list[str]) -> list[str]:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def loadavg() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": round(ram, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
 
 
 def rss_mib(pid: int | None = None) -> float:
@@ -643,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--modes: embedded, http or embedded,http")
     started = dt.datetime.now(dt.UTC)
     loads = [loadavg()]
-    info = machine()
+    info = machine(PACKAGES)
     print(
         f"{info['cpu_model']}, {info['cores']} cores, {info['ram_gib']} GiB; load average {loads[0]}",
         flush=True,

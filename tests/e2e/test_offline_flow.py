@@ -48,6 +48,15 @@ def enclave(env: dict[str, str], *args: str, stdin: str | None = None) -> subpro
 PAGE = {"accept": "text/html"}  # as a browser asks, so sign-in answers with pages, not JSON
 
 
+# Where the network-namespace proofs must run (CI sets REQUIRE_NETNS=1), they cover all of this
+# and more: tests/e2e/test_egress.py (ingest, an answer, a page load and an export, every
+# process watched by strace) and tests/integration/test_bundle.py (ingest and an extractive
+# `enclave ask`, in a fresh venv with no route out). This test is the check for machines where
+# namespaces cannot be made.
+@pytest.mark.skipif(
+    os.environ.get("REQUIRE_NETNS") == "1",
+    reason="covered by test_egress.py and test_bundle.py inside a loopback-only network namespace",
+)
 def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path: Path) -> None:
     ingest = enclave(env, "ingest", str(DEMO / "public"), "--groups", "public", "--json")
     assert ingest.returncode == 0, ingest.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from assistant.tokens import TokenizerFileCounter, VllmTokenizeCounter, root_url
 from core.settings import Settings
 from core.types import Answer, Principal
 from enclave import wiring
+from tests.support.net import free_port
 from tests.support.tiny_model import ASSISTANT, CONTEXT_LENGTH, EOS, SCRIPTED_ANSWER, SCRIPTED_REASONING, USER
 from tests.support.vllm_server import VllmServer, post_json
 from ui import build_app, serve
@@ -234,12 +234,6 @@ def test_injected_document_stays_fenced_data_and_other_groups_stay_out(
 # --- the web UI -------------------------------------------------------------------------------
 
 PASSWORD = "a long enough password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answer_texts(outputs: list[Any]) -> list[str]:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from core.settings import Settings, load_settings
 from enclave import wiring
 from enclave.demo import DEMO_CORPUS
 from tests.support.chromium import CHROMIUM, chromium_args
+from tests.support.net import free_port
 from ui import build_app, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -99,12 +99,6 @@ class Served:
     settings: Settings
     audit: AuditLog
     doc_ids: dict[str, str]  # file name -> document id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def doc_id_of(settings: Settings, path: Path) -> str:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
+
 pytestmark = pytest.mark.slow
 
 ENCLAVE = str(Path(sys.executable).with_name("enclave"))
 DEMO = Path(__file__).resolve().parents[2] / "enclave" / "demo_corpus"
 GUARD_LINE = "offline guard"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

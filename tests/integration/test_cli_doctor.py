@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from enclave.cli import app
+from tests.support.net import free_port as closed_port
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,6 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
         return runner.invoke(app, ["--data-dir", str(tmp_path / "var"), *args])
 
     return invoke
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_doctor_passes_on_a_fresh_install_and_fails_on_an_unreachable_llm(  # type: ignore[no-untyped-def]

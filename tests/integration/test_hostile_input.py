@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import re
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from assistant.prompts import REMOVED, build_messages
 from assistant.service import Assistant
 from audit import AuditLog, AuditRecord
 from core.errors import EnclaveError
-from core.offline import blocked_attempts, install_guard
 from core.settings import HISTORY_TURNS_MAX, Settings, load_settings
 from core.types import Citation, Principal
 from core.users import UserStore
@@ -46,6 +44,10 @@ from tests.e2e.test_browser import chromium, open_page  # noqa: F401  (fixtures 
 from tests.integration.test_ui_chat_http import PASSWORD, Browser, Outcome, chat_of, text_of
 from tests.integration.test_ui_signin_http import originals_id
 from tests.support.audit_backends import AuditBackend
+from tests.support.net import (
+    free_port,
+    nothing_left_loopback,  # noqa: F401 (an autouse fixture)
+)
 from ui import build_app, serve
 from ui.server import COOKIE
 
@@ -117,20 +119,6 @@ class Served:
     ) -> list[AuditRecord]:
         """`user`'s records of `event`, oldest first."""
         return list(reversed(self.log.search(user=user, event=event, limit=None)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_loopback() -> Iterator[None]:
-    install_guard("strict")
-    before = len(blocked_attempts())
-    yield
-    assert blocked_attempts()[before:] == []
 
 
 @pytest.fixture(scope="module")

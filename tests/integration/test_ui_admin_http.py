@@ -9,7 +9,6 @@ does. The chat side needs an assistant, and none is asked anything here: `object
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,13 @@ from gradio_client.exceptions import AppError
 from typer.testing import CliRunner
 
 from audit import AuditLog
-from core.offline import blocked_attempts, install_guard
 from core.settings import Settings
 from core.users import UserStore
 from enclave import wiring
 from enclave.cli import app as cli
 from enclave.health import AdminOverview
+from tests.support.net import free_port as closed_port
+from tests.support.net import nothing_left_loopback  # noqa: F401 (an autouse fixture)
 from tests.support.openai_stub import scripted_chat_server
 from ui import build_app, serve
 from ui.app import _navbar_for
@@ -58,20 +58,6 @@ class Served:
         values = self.client(name).predict(api_name="/admin_page")
         assert len(values) == len(names)
         return dict(zip(names, values, strict=True))
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_loopback() -> Iterator[None]:
-    install_guard("strict")
-    before = len(blocked_attempts())
-    yield
-    assert blocked_attempts()[before:] == []
 
 
 def ingest(data_dir: Path, folder: Path, groups: str) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +20,12 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from audit import AuditLog
-from core.offline import blocked_attempts, install_guard
 from core.settings import Settings
 from core.users import UserStore
+from tests.support.net import (
+    free_port,
+    nothing_left_loopback,  # noqa: F401 (an autouse fixture)
+)
 from tests.unit.test_audit_query import reverify_jsonl
 from ui import build_app, serve
 
@@ -70,20 +72,6 @@ class Served:
 
     def client(self, name: str) -> Client:
         return Client(self.url, auth=(name, PASSWORD), verbose=False, analytics_enabled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_loopback() -> Iterator[None]:
-    install_guard("strict")
-    before = len(blocked_attempts())
-    yield
-    assert blocked_attempts()[before:] == []
 
 
 def launch(folder: Path) -> Iterator[Served]:

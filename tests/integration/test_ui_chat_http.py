@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from gradio_client.exceptions import AppError
 from audit import AuditLog, AuditRecord, RecordFilter
 from core.settings import Settings, load_settings
 from enclave import wiring
+from tests.support.net import free_port
 from ui import build_app, serve
 
 pytestmark = pytest.mark.slow  # real servers
@@ -34,12 +34,6 @@ PARKING_Q = "How much does a staff parking permit for the blue car park cost?"
 CRANE_Q = "What is the capital budget for the new crane at berth 7?"
 FOLLOW_UP = "And where is it?"
 UNRELATED_Q = "Which recipe does the canteen use for chocolate soufflé?"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from core.offline import blocked_attempts, guard_mode, install_guard
 from core.settings import Settings
 from core.types import Answer, Citation, Principal, StreamEvent
 from core.users import UserStore
+from tests.support.net import free_port
 from ui import build_app, serve
 
 pytestmark = pytest.mark.slow  # real servers
@@ -111,12 +111,6 @@ class Served:
 
     def client(self, name: str = "alice", password: str = PASSWORD) -> Client:
         return Client(self.url, auth=(name, password), verbose=False, analytics_enabled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ and each answer is one audit record under the signed-in name."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,17 +12,12 @@ from gradio_client import Client
 
 from core.settings import Settings, load_settings
 from enclave import wiring
+from tests.support.net import free_port
 from ui import build_app, serve
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "a long enough password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import email.policy
 import hashlib
 import secrets
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +25,13 @@ import pytest
 
 from audit import AuditLog
 from audit.log import AuditRecord
-from core.offline import blocked_attempts, install_guard
 from core.settings import Settings, load_settings
 from core.users import UserStore
 from enclave import wiring
+from tests.support.net import (
+    free_port,
+    nothing_left_loopback,  # noqa: F401 (an autouse fixture)
+)
 from ui import build_app, serve
 from ui.server import COOKIE, Session, issue_token, read_token
 
@@ -101,20 +103,6 @@ class Served:
 
     def secret(self) -> bytes:
         return self.settings.session_secret_path.read_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_loopback() -> Iterator[None]:
-    install_guard("strict")
-    before = len(blocked_attempts())
-    yield
-    assert blocked_attempts()[before:] == []
 
 
 def originals_id(settings: Settings, path: Path) -> str:

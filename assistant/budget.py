@@ -101,7 +101,13 @@ class ContextBudget:
                 fewer = self._count(build(k, h))
                 c = citations[k]
                 dropped.append(
-                    {"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "page": c.page, "tokens": tokens - fewer}
+                    {
+                        "n": c.n,
+                        "chunk_id": c.chunk_id,
+                        "source": c.source,
+                        "page": c.page,
+                        "tokens": tokens - fewer,
+                    }
                 )
                 tokens = fewer
             elif h > 0:

@@ -61,7 +61,9 @@ class Scores:
         return one
 
     def means(self) -> dict[str, float]:
-        return {name: total / self.queries for name, total in sorted(self.sums.items())} if self.queries else {}
+        return (
+            {name: total / self.queries for name, total in sorted(self.sums.items())} if self.queries else {}
+        )
 
 
 __all__ = ["CUTOFFS", "Scores", "dedupe", "mrr_at", "ndcg_at", "recall_at"]

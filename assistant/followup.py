@@ -39,7 +39,9 @@ REFERRING = frozenset(
     """it its it's itself they them their theirs themselves he him his she her hers this these
     those that there same such former latter above aforementioned else""".split()
 )
-_CONTINUATION = re.compile(r"^\s*(and|or|but|also|so|then|what about|how about|and what about)\b", re.IGNORECASE)
+_CONTINUATION = re.compile(
+    r"^\s*(and|or|but|also|so|then|what about|how about|and what about)\b", re.IGNORECASE
+)
 _WORDS = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
 # Words of asking, not of the topic: never carried into a follow-up's query.
 ASKING = frozenset("many much get gets got say says said tell please know need want".split())
@@ -105,7 +107,12 @@ def _key_words(text: str) -> list[str]:
     out = []
     for word in _WORDS.findall(_MARKER.sub(" ", text)):
         lower = word.lower().replace("’", "'")
-        if lower in STOPWORDS or lower in REFERRING or lower in ASKING or (len(lower) == 1 and not lower.isdigit()):
+        if (
+            lower in STOPWORDS
+            or lower in REFERRING
+            or lower in ASKING
+            or (len(lower) == 1 and not lower.isdigit())
+        ):
             continue
         key = stem(lower)
         if key not in seen:
@@ -177,7 +184,9 @@ class QueryRewriter:
         tokens: list[str] = []
         finish = ""
         try:
-            for kind, text in self.llm.stream(rewrite_messages(question, history), max_tokens=self.max_tokens):
+            for kind, text in self.llm.stream(
+                rewrite_messages(question, history), max_tokens=self.max_tokens
+            ):
                 if kind == "token":
                     tokens.append(text)  # reasoning deltas are dropped: only the query is kept
                 elif kind == "finish":
@@ -186,7 +195,9 @@ class QueryRewriter:
             return f"the model could not rewrite the follow-up: {exc}"
         query = _parse_query("".join(tokens))
         if not query:
-            why = f"it was cut off at {self.max_tokens} tokens" if finish == "length" else "its reply was empty"
+            why = (
+                f"it was cut off at {self.max_tokens} tokens" if finish == "length" else "its reply was empty"
+            )
             return f"the model gave no stand-alone query ({why})"
         return Rewrite(query, "llm")
 

@@ -25,9 +25,14 @@ def _chat_model_class() -> Any:
 
     class _ReasoningChatOpenAI(ChatOpenAI):
         def _convert_chunk_to_generation_chunk(
-            self, chunk: dict[str, Any], default_chunk_class: type, base_generation_info: dict[str, Any] | None
+            self,
+            chunk: dict[str, Any],
+            default_chunk_class: type,
+            base_generation_info: dict[str, Any] | None,
         ) -> Any:
-            generation = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+            generation = super()._convert_chunk_to_generation_chunk(
+                chunk, default_chunk_class, base_generation_info
+            )
             choices = chunk.get("choices") or []
             if generation is not None and choices:
                 delta = choices[0].get("delta") or {}

@@ -37,7 +37,9 @@ _ROLE_TAG = re.compile(
     r"<\s*/?\s*(system|assistant|user|developer|instructions?)\s*>|\[(system|assistant|developer)\]",
     re.IGNORECASE,
 )
-_ROLE_CAPS = re.compile(r"\b(?:SYSTEM|ASSISTANT|DEVELOPER)(?:[ \t]+(?:PROMPT|MESSAGE|INSTRUCTIONS?|OVERRIDE))?[ \t]*:")
+_ROLE_CAPS = re.compile(
+    r"\b(?:SYSTEM|ASSISTANT|DEVELOPER)(?:[ \t]+(?:PROMPT|MESSAGE|INSTRUCTIONS?|OVERRIDE))?[ \t]*:"
+)
 _ROLE_HEADING = re.compile(
     r"^([ \t>]*)#{1,6}[ \t]*(?:system|assistant|developer)(?:[ \t]+(?:prompt|message|instructions?))?[ \t]*:?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,

@@ -192,16 +192,28 @@ class SupportChecker:
             return []
         # Only sentences the lexical test did not pass need embeddings, with the sources they cite.
         cited = sorted({n for p in pending for n in p[3]})
-        vectors = self.embedder.embed_documents([bare for _, _, bare, _, _ in pending] + [sources[n] for n in cited])
+        vectors = self.embedder.embed_documents(
+            [bare for _, _, bare, _, _ in pending] + [sources[n] for n in cited]
+        )
         source_vector = dict(zip(cited, vectors[len(pending) :]))
         out = []
         for (start, end, _, numbers, lexical), vector in zip(pending, vectors):
             semantic = max(_dot(vector, source_vector[n]) for n in numbers)
             level: SupportLevel = "supported" if semantic >= self.min_semantic else "weak"
             out.append(
-                SentenceSupport(start, end, text[start:end], numbers, level, round(lexical, 4), round(semantic, 4))
+                SentenceSupport(
+                    start, end, text[start:end], numbers, level, round(lexical, 4), round(semantic, 4)
+                )
             )
         return out
 
 
-__all__ = ["MIN_LEXICAL", "MIN_LEXICAL_ALONE", "MIN_SEMANTIC", "SupportChecker", "answer_sentences", "content_terms", "lexical_support"]
+__all__ = [
+    "MIN_LEXICAL",
+    "MIN_LEXICAL_ALONE",
+    "MIN_SEMANTIC",
+    "SupportChecker",
+    "answer_sentences",
+    "content_terms",
+    "lexical_support",
+]

@@ -64,7 +64,9 @@ def _request(method: str, url: str, api_key: str, timeout_s: float, body: Any = 
             f"the language model at {url} is unavailable ({exc}); ask an administrator to check the LLM service"
         ) from exc
     if response.status_code != 200:
-        raise LLMUnavailable(f"the language model at {url} answered HTTP {response.status_code}: {response.text[:300]}")
+        raise LLMUnavailable(
+            f"the language model at {url} answered HTTP {response.status_code}: {response.text[:300]}"
+        )
     try:
         return response.json()
     except ValueError as exc:

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     from enclave import wiring
     from enclave.evaluate import EVAL_GROUP, evaluation_settings, load_question_set
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--data-dir", type=Path, required=True, help="the --data-dir given to `enclave eval`")
     parser.add_argument("--split", default="train")
@@ -112,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         "keep": args.keep,
         "min_score": threshold,
         "answerable_kept": sum(1 for v in answerable if v >= threshold) / len(answerable),
-        "near_miss_refused": sum(1 for v in near_miss if v < threshold) / len(near_miss) if near_miss else None,
+        "near_miss_refused": sum(1 for v in near_miss if v < threshold) / len(near_miss)
+        if near_miss
+        else None,
         "answerable_cosine_quartiles": [round(quantile(answerable, q), 3) for q in (0.05, 0.25, 0.5, 0.75)],
         "near_miss_cosine_quartiles": [round(quantile(near_miss, q), 3) for q in (0.05, 0.25, 0.5, 0.75)],
     }

@@ -149,7 +149,9 @@ def main() -> None:
             relevant = set(qrels[split][q])
             pairs += [(split, "cited", q, d) for d in sorted(relevant)]
             lexical_rank = np.argsort(-bm25.scores(claims[q]))
-            pairs.append((split, "lexical_miss", q, next(ids[i] for i in lexical_rank if ids[i] not in relevant)))
+            pairs.append(
+                (split, "lexical_miss", q, next(ids[i] for i in lexical_rank if ids[i] not in relevant))
+            )
             dense_rank = np.argsort(-(corpus_vectors @ vector))
             pairs.append((split, "dense_miss", q, next(ids[i] for i in dense_rank if ids[i] not in relevant)))
             pairs.append((split, "random", q, rng.choice([d for d in ids if d not in relevant])))
@@ -198,7 +200,9 @@ def main() -> None:
         out = {}
         for kind in KINDS:
             chosen = [
-                r for r in rows if r["split"] == split and r["kind"] == kind and (r["sampled"] or not sample_only)
+                r
+                for r in rows
+                if r["split"] == split and r["kind"] == kind and (r["sampled"] or not sample_only)
             ]
             passed = sum(1 for r in chosen if r["lexical"] >= a or r[semantic_key] >= b)
             out[kind] = passed / len(chosen)
@@ -251,7 +255,9 @@ def main() -> None:
             )
         # (2) For reference: the best balanced accuracy against the hard miscitations alone.
         best = max(grid, key=lambda ab: balanced(rates("train", *ab, key, sample_only)))
-        results[f"{name} @ best balanced accuracy"] = show(f"{name} @ best balanced accuracy", best, key, sample_only)
+        results[f"{name} @ best balanced accuracy"] = show(
+            f"{name} @ best balanced accuracy", best, key, sample_only
+        )
 
     def quantiles(split: str, kind: str, key: str) -> list[float]:
         values = [r[key] for r in rows if r["split"] == split and r["kind"] == kind and r[key] is not None]
@@ -263,7 +269,11 @@ def main() -> None:
         for kind in KINDS
         for key in ("lexical", "semantic", "chunk_cosine")
     }
-    counts = {f"{s}/{k}": sum(1 for r in rows if r["split"] == s and r["kind"] == k) for s in ("train", "test") for k in KINDS}
+    counts = {
+        f"{s}/{k}": sum(1 for r in rows if r["split"] == s and r["kind"] == k)
+        for s in ("train", "test")
+        for k in KINDS
+    }
     report = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),

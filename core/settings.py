@@ -232,6 +232,7 @@ class UISettings(_Section):
         if value is not None and value.suffix.lower() not in LOGO_TYPES:
             raise ValueError(f"ui.logo_path {value}: use a {', '.join(sorted(LOGO_TYPES))} file")
         return value
+
     session_idle_minutes: float = Field(
         30, gt=0, description="A web session unused for this long ends; the user signs in again."
     )
@@ -357,7 +358,9 @@ class Settings(BaseSettings):
         validate_assignment=True,
     )
 
-    data_dir: Path = Field(Path("var"), description="Folder of all state: Chroma, manifest, audit log, users.")
+    data_dir: Path = Field(
+        Path("var"), description="Folder of all state: Chroma, manifest, audit log, users."
+    )
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
@@ -448,9 +451,7 @@ def _describe(exc: ValidationError, origin: str) -> str:
     return f"invalid settings ({origin}): " + "; ".join(parts)
 
 
-def load_settings(
-    config: Path | str | None = None, **overrides: Any
-) -> Settings:
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
     """Load settings from defaults, the config file, the environment, then `overrides`."""
     path = config_file_path(config)
     data = _read_yaml(path) if path else {}

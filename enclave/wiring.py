@@ -176,8 +176,14 @@ def build_assistant(
     embedder = embedder or build_embedder(settings)
     r = settings.retrieval
     retriever = Retriever(
-        store or build_store(settings), embedder, r.top_k, r.min_score, r.mode, r.candidates,
-        reranker=build_reranker(settings), dense_weight=r.dense_weight,
+        store or build_store(settings),
+        embedder,
+        r.top_k,
+        r.min_score,
+        r.mode,
+        r.candidates,
+        reranker=build_reranker(settings),
+        dense_weight=r.dense_weight,
     )
     llm = build_llm(settings)
     return Assistant(
@@ -187,7 +193,9 @@ def build_assistant(
         ExtractiveAnswerer(embedder),
         org_name=settings.ui.org_name,
         budget=build_context_budget(settings) if llm else None,
-        rewriter=QueryRewriter(llm if settings.llm.query_rewrite == "llm" else None, settings.llm.rewrite_max_tokens),
+        rewriter=QueryRewriter(
+            llm if settings.llm.query_rewrite == "llm" else None, settings.llm.rewrite_max_tokens
+        ),
         support=SupportChecker(embedder),
         max_question_chars=settings.ui.max_question_chars,
         history_turns=settings.llm.history_turns,

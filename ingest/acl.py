@@ -54,7 +54,11 @@ class GroupPolicy:
         for folder, groups in data.items():
             if isinstance(groups, str):
                 groups = [g.strip() for g in groups.split(",")]
-            if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g for g in groups):
+            if (
+                not isinstance(groups, list)
+                or not groups
+                or not all(isinstance(g, str) and g for g in groups)
+            ):
                 raise ConfigError(f"ACL file {path}: '{folder}' must map to a non-empty list of group names")
             target = (base / str(folder)).resolve()
             if target != base and base not in target.parents:

@@ -265,7 +265,16 @@ class Manifest:
     def put_doc(self, db: sqlite3.Connection, doc: DocEntry) -> None:
         db.execute(
             "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc.doc_id, _groups(doc.groups), doc.chunks, doc.title, doc.size, doc.embed_model, doc.source, _now()),
+            (
+                doc.doc_id,
+                _groups(doc.groups),
+                doc.chunks,
+                doc.title,
+                doc.size,
+                doc.embed_model,
+                doc.source,
+                _now(),
+            ),
         )
 
     def put_file(
@@ -328,24 +337,39 @@ class Manifest:
 def _file(row: tuple[object, ...]) -> FileEntry:
     path, status, doc_id, sha, size, mtime, groups, error, updated = row
     return FileEntry(
-        str(path), str(status), None if doc_id is None else str(doc_id), None if sha is None else str(sha),
+        str(path),
+        str(status),
+        None if doc_id is None else str(doc_id),
+        None if sha is None else str(sha),
         None if size is None else int(size),  # type: ignore[call-overload]
         None if mtime is None else int(mtime),  # type: ignore[call-overload]
-        tuple(json.loads(str(groups))), None if error is None else str(error), str(updated),
+        tuple(json.loads(str(groups))),
+        None if error is None else str(error),
+        str(updated),
     )
 
 
 def _attachment(row: tuple[object, ...]) -> AttachmentEntry:
     mail_id, seq, name, doc_id, status, error = row
     return AttachmentEntry(
-        str(mail_id), int(seq), str(name), None if doc_id is None else str(doc_id),  # type: ignore[call-overload]
-        str(status), None if error is None else str(error),
+        str(mail_id),
+        int(seq),
+        str(name),
+        None if doc_id is None else str(doc_id),  # type: ignore[call-overload]
+        str(status),
+        None if error is None else str(error),
     )
 
 
 def _doc(row: tuple[object, ...]) -> DocEntry:
     doc_id, groups, chunks, title, size, model, source, updated = row
     return DocEntry(
-        str(doc_id), tuple(json.loads(str(groups))), int(chunks), str(title),  # type: ignore[call-overload]
-        int(size), str(model), str(source), str(updated),  # type: ignore[call-overload]
+        str(doc_id),
+        tuple(json.loads(str(groups))),
+        int(chunks),
+        str(title),  # type: ignore[call-overload]
+        int(size),
+        str(model),
+        str(source),
+        str(updated),  # type: ignore[call-overload]
     )

@@ -348,7 +348,9 @@ class IngestPipeline:
                         report.files.append(outcome)
                         bar.update(outcome)
                 if dry_run:
-                    report.files.extend(FileOutcome(str(j.path), "changed" if j.previous else "new") for j in todo)
+                    report.files.extend(
+                        FileOutcome(str(j.path), "changed" if j.previous else "new") for j in todo
+                    )
                 else:
                     for outcome in self._ingest(todo, force):
                         report.files.append(outcome)
@@ -428,8 +430,12 @@ class IngestPipeline:
 
         current = self._current_doc(previous)
         if (
-            not force and previous and current and previous.groups == groups
-            and previous.size == st.st_size and previous.mtime_ns == st.st_mtime_ns
+            not force
+            and previous
+            and current
+            and previous.groups == groups
+            and previous.size == st.st_size
+            and previous.mtime_ns == st.st_mtime_ns
         ):
             if not dry_run:
                 self._regroup(current.doc_id)
@@ -459,7 +465,11 @@ class IngestPipeline:
     def _whole(self, doc: DocEntry | None) -> bool:
         """Stored with the current model, and so is every attachment below it (a mail's)."""
         model = self.embedder.model_id
-        return doc is not None and doc.embed_model == model and self.manifest.attachments_whole(doc.doc_id, model)
+        return (
+            doc is not None
+            and doc.embed_model == model
+            and self.manifest.attachments_whole(doc.doc_id, model)
+        )
 
     def _record_problem(
         self, source: str, status: str, groups: Sequence[str], reason: str, previous: FileEntry | None
@@ -508,7 +518,11 @@ class IngestPipeline:
             self._record_problem(source, "skipped", job.groups, str(result), job.previous)
             return FileOutcome(source, "skipped", error=str(result))
         if isinstance(result, Exception):
-            reason = str(result) if isinstance(result, IngestError) else f"{source}: {type(result).__name__}: {result}"
+            reason = (
+                str(result)
+                if isinstance(result, IngestError)
+                else f"{source}: {type(result).__name__}: {result}"
+            )
             self._record_problem(source, "failed", job.groups, reason, job.previous)
             return FileOutcome(source, "failed", error=reason)
         doc_id = document_id(job.sha)
@@ -533,7 +547,11 @@ class IngestPipeline:
             outcome = FileOutcome(part.source, _STORED, attached_to=mail.source)
             entry.outcomes.append(outcome)
             doc_id = document_id(part.sha256)
-            chunks = [] if isinstance(result, Exception) else self.chunker.chunks(result, doc_id, part.source, groups)
+            chunks = (
+                []
+                if isinstance(result, Exception)
+                else self.chunker.chunks(result, doc_id, part.source, groups)
+            )
             if not chunks:
                 outcome.status = "skipped" if isinstance(result, Unsupported) else "failed"
                 if not isinstance(result, Exception):
@@ -610,7 +628,14 @@ class IngestPipeline:
             for doc in docs:
                 source = doc.existing.source if doc.existing else doc.source
                 entry = DocEntry(
-                    doc.doc_id, doc.target, len(doc.chunks), doc.title, doc.size, self.embedder.model_id, source, ""
+                    doc.doc_id,
+                    doc.target,
+                    len(doc.chunks),
+                    doc.title,
+                    doc.size,
+                    self.embedder.model_id,
+                    source,
+                    "",
                 )
                 m.put_doc(db, entry)
                 m.unpend(db, doc.doc_id, doc.target)
@@ -618,7 +643,9 @@ class IngestPipeline:
                     m.unpend(db, doc.doc_id, doc.existing.groups)
             for held in batch.entries:
                 job = held.job
-                m.put_file(db, str(job.path), "ingested", job.groups, held.doc_id, job.sha, job.size, job.mtime_ns)
+                m.put_file(
+                    db, str(job.path), "ingested", job.groups, held.doc_id, job.sha, job.size, job.mtime_ns
+                )
                 for mail_id, rows in held.links.items():
                     m.put_attachments(db, mail_id, rows)
         # Then the access classes of what the batch let go of or newly holds: the documents the
@@ -634,7 +661,12 @@ class IngestPipeline:
             self._regroup(doc_id)
 
     def _link(
-        self, source: str, doc_id: str, groups: tuple[str, ...], sha: str, st: os.stat_result,
+        self,
+        source: str,
+        doc_id: str,
+        groups: tuple[str, ...],
+        sha: str,
+        st: os.stat_result,
         previous: FileEntry | None,
     ) -> None:
         """Point a file at a document the store already holds (a copy, a rename, new groups)."""

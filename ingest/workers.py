@@ -120,7 +120,13 @@ def parse_attachments(parse: Parse, mail: ParsedDocument, source: str, limits: L
 
 
 def _attachments(
-    parse: Parse, mail: ParsedDocument, source: str, index: int, key: Key, limits: Limits, skip: Mapping[Key, str]
+    parse: Parse,
+    mail: ParsedDocument,
+    source: str,
+    index: int,
+    key: Key,
+    limits: Limits,
+    skip: Mapping[Key, str],
 ) -> list[Piece]:
     if not mail.attachments:
         return []
@@ -132,8 +138,12 @@ def _attachments(
             part_source = f"{source}#{attachment.name}"
             data = attachment.data
             piece = Piece(
-                part_source, IngestError(part_source), part_key, attachment.name,
-                hashlib.sha256(data).hexdigest(), len(data),
+                part_source,
+                IngestError(part_source),
+                part_key,
+                attachment.name,
+                hashlib.sha256(data).hexdigest(),
+                len(data),
             )
             pieces.append(piece)
             if part_key in skip:
@@ -149,7 +159,9 @@ def _attachments(
                     f"{limits.max_bytes / 1e6:.1f} MB (ingest.max_file_mb)"
                 )
             else:
-                _parse_attachment(parse, piece, data, mail.title, Path(folder) / str(seq), index, limits, skip)
+                _parse_attachment(
+                    parse, piece, data, mail.title, Path(folder) / str(seq), index, limits, skip
+                )
     return pieces
 
 
@@ -172,7 +184,9 @@ def _parse_attachment(
         folder.mkdir()
         temp.write_bytes(data)
     except OSError as exc:
-        piece.result = IngestError(f"{piece.source}: cannot be written to a temporary file: {exc.strerror or exc}")
+        piece.result = IngestError(
+            f"{piece.source}: cannot be written to a temporary file: {exc.strerror or exc}"
+        )
         return
     try:
         reason = unsupported_reason(temp)
@@ -374,7 +388,9 @@ class ParserPool:
                 if stopped is None:
                     continue
                 if stopped.key:
-                    slot.skip[stopped.key] = f"{limit}; its parser process was stopped and the mail parsed again"
+                    slot.skip[stopped.key] = (
+                        f"{limit}; its parser process was stopped and the mail parsed again"
+                    )
                 else:
                     reason = f"{slot.path}: {limit}; its parser process was stopped"
                     slot.piece = Piece(str(slot.path), IngestError(reason))

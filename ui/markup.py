@@ -147,7 +147,10 @@ MARKS = {
         "enclave-weak",
         "Weakly supported: the cited source shares little with this sentence. Check it against the source.",
     ),
-    "uncited": ("enclave-uncited", "No citation: this sentence cites no source. Check it against the sources."),
+    "uncited": (
+        "enclave-uncited",
+        "No citation: this sentence cites no source. Check it against the sources.",
+    ),
 }
 MARKED_NOTE = "*Highlighted sentences are weakly supported by the sources they cite, or cite none.*"
 
@@ -178,7 +181,9 @@ def answer_markdown(answer: Answer) -> str:
             cut = len(text) - len(rest)
             text = rest
             support = [
-                dataclasses.replace(s, start=s.start - cut, end=s.end - cut) for s in support if s.start >= cut
+                dataclasses.replace(s, start=s.start - cut, end=s.end - cut)
+                for s in support
+                if s.start >= cut
             ]
     if answer.mode == "error":
         detail = answer.error or answer.text or "no detail was given"

@@ -783,7 +783,9 @@ def load_logo(path: Path | None) -> tuple[str, bytes] | None:
     except OSError as exc:
         raise ConfigError(f"ui.logo_path {path} cannot be read: {exc.strerror or exc}") from exc
     if not data or len(data) > MAX_LOGO_BYTES:
-        raise ConfigError(f"ui.logo_path {path} is {len(data)} bytes; a logo must be 1 to {MAX_LOGO_BYTES} bytes")
+        raise ConfigError(
+            f"ui.logo_path {path} is {len(data)} bytes; a logo must be 1 to {MAX_LOGO_BYTES} bytes"
+        )
     return content_type, data
 
 
@@ -870,7 +872,12 @@ def create_server(
                 headers["Retry-After"] = str(int(wait) + 1)
             if _wants_html(request):
                 page = login_page(
-                    org, logo=logo is not None, next_path=next_path, error=result.message, name=name, status=result.status
+                    org,
+                    logo=logo is not None,
+                    next_path=next_path,
+                    error=result.message,
+                    name=name,
+                    status=result.status,
                 )
                 page.headers.update(headers)
                 return page

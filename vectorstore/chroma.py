@@ -245,7 +245,10 @@ class ChromaStore:
                 got = col.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
             except Exception as exc:
                 raise RetrievalError(f"Chroma read of document {doc_id} failed: {exc}") from exc
-            chunks = [_chunk(cid, text, meta) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])]
+            chunks = [
+                _chunk(cid, text, meta)
+                for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
+            ]
             yield doc_id, sorted(chunks, key=lambda c: c.index)
 
     def embeddings(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
@@ -268,9 +271,7 @@ class ChromaStore:
 
     # -- search --------------------------------------------------------------------------------
 
-    def search(
-        self, query_embedding: Sequence[float], k: int, allowed_groups: Sequence[str]
-    ) -> list[Hit]:
+    def search(self, query_embedding: Sequence[float], k: int, allowed_groups: Sequence[str]) -> list[Hit]:
         """The k nearest chunks among the access classes that share a group with the user."""
         allowed = set(allowed_groups)
         if not allowed:
@@ -293,6 +294,8 @@ class ChromaStore:
             for cid, text, meta, dist in zip(
                 res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0]
             ):
-                hits.append(Hit(chunk=_chunk(cid, text, meta), score=1.0 - float(dist), cosine=1.0 - float(dist)))
+                hits.append(
+                    Hit(chunk=_chunk(cid, text, meta), score=1.0 - float(dist), cosine=1.0 - float(dist))
+                )
         hits.sort(key=lambda h: h.score, reverse=True)
         return hits[:k]

@@ -42,7 +42,9 @@ class CrossEncoderReranker:
 
                 transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 try:
-                    self._model = CrossEncoder(str(self.model_path), device=self.device, local_files_only=True)
+                    self._model = CrossEncoder(
+                        str(self.model_path), device=self.device, local_files_only=True
+                    )
                 except (OSError, ValueError) as exc:
                     raise ConfigError(f"cross-encoder at {self.model_path} cannot be loaded: {exc}") from exc
             return self._model
@@ -51,7 +53,10 @@ class CrossEncoderReranker:
         if not texts:
             return []
         raw = self.model.predict(
-            [(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+            [(query, t) for t in texts],
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
         )
         return [float(s) for s in raw]
 

@@ -57,7 +57,9 @@ def write(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
-def stack(settings: Settings, embedder: Any, server: VllmServer, corpus: dict[str, dict[str, str]]) -> tuple[Assistant, Spy]:
+def stack(
+    settings: Settings, embedder: Any, server: VllmServer, corpus: dict[str, dict[str, str]]
+) -> tuple[Assistant, Spy]:
     """Ingest {group: {file: text}} and build the assistant on `server`, its model spied on."""
     settings.llm.base_url, settings.llm.model = server.base_url, server.model
     settings.ingest.workers = 1
@@ -83,7 +85,9 @@ def final(assistant: Assistant, principal: Principal, question: str, history: An
 # --- context budget ---------------------------------------------------------------------------
 
 
-def test_tokenizer_files_count_what_vllm_counts(vllm_scripted: VllmServer, tiny_models: dict[str, Path]) -> None:
+def test_tokenizer_files_count_what_vllm_counts(
+    vllm_scripted: VllmServer, tiny_models: dict[str, Path]
+) -> None:
     files = TokenizerFileCounter(tiny_models["scripted"])
     server = VllmTokenizeCounter(vllm_scripted.base_url, vllm_scripted.model)
     for messages in (
@@ -92,7 +96,10 @@ def test_tokenizer_files_count_what_vllm_counts(vllm_scripted: VllmServer, tiny_
             {"role": "system", "content": "Rules: cite [1]."},
             {"role": "user", "content": "When did it lift off?"},
             {"role": "assistant", "content": "In July [1]."},
-            {"role": "user", "content": 'Sources:\n\n<source n="1" title="Log">Pad 39A, «July» — 3 crew.</source>'},
+            {
+                "role": "user",
+                "content": 'Sources:\n\n<source n="1" title="Log">Pad 39A, «July» — 3 crew.</source>',
+            },
         ],
     ):
         assert files.count(messages) == server.count(messages)
@@ -135,7 +142,10 @@ def test_sources_that_do_not_fit_are_dropped_lowest_rank_first(
     assert context["prompt_tokens"] <= budget < full  # all four would have left no room
     # The server's own count of what was sent is the count on record.
     sent = spy.calls[-1][0]
-    assert VllmTokenizeCounter(vllm_scripted.base_url, vllm_scripted.model).count(sent) == context["prompt_tokens"]
+    assert (
+        VllmTokenizeCounter(vllm_scripted.base_url, vllm_scripted.model).count(sent)
+        == context["prompt_tokens"]
+    )
     assert [c.n for c in events[0].citations] == [1, 2]
     assert sent[-1]["content"].count("<source n=") == 2
 
@@ -194,7 +204,7 @@ def test_injected_document_stays_fenced_data_and_other_groups_stay_out(
     question = "When did the mission launch and what was its budget?"
     answer = final(assistant, ALICE, question)
 
-    (messages, _), = spy.calls
+    ((messages, _),) = spy.calls
     system, user = messages[0]["content"], messages[-1]["content"]
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "untrusted" in system and "<source>" in system

@@ -35,9 +35,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def enclave(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ENCLAVE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([ENCLAVE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=600)
 
 
 PAGE = {"accept": "text/html"}  # as a browser asks, so sign-in answers with pages, not JSON
@@ -58,7 +56,9 @@ def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path
     assert json.loads(ingest.stdout)["counts"]["new"] >= 5
     assert GUARD_LINE not in ingest.stderr
 
-    added = enclave(env, "users", "add", "alice", "--groups", "public", "--password-stdin", stdin="alice-pass-1\n")
+    added = enclave(
+        env, "users", "add", "alice", "--groups", "public", "--password-stdin", stdin="alice-pass-1\n"
+    )
     assert added.returncode == 0, added.stderr
     ask = enclave(env, "ask", "How far ahead must a berth be booked?", "--user", "alice", "--json")
     assert ask.returncode == 0, ask.stderr
@@ -69,7 +69,10 @@ def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path
     port = free_port()
     log = (tmp_path / "serve.log").open("w+")
     server = subprocess.Popen(
-        [ENCLAVE, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [ENCLAVE, "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -78,7 +81,9 @@ def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and server.poll() is None:
             try:  # the login page first: it answers without a session
-                with urllib.request.urlopen(urllib.request.Request(f"{base}/login", headers=PAGE), timeout=5) as resp:
+                with urllib.request.urlopen(
+                    urllib.request.Request(f"{base}/login", headers=PAGE), timeout=5
+                ) as resp:
                     html = resp.read().decode("utf-8", "replace")
                     break
             except OSError:
@@ -93,7 +98,8 @@ def test_ingest_ask_and_page_load_stay_on_loopback(env: dict[str, str], tmp_path
         assert "gradio" in page.lower()
         html += page
         outside = {
-            u for u in re.findall(r"https?://[^\s\"'<>)]+", html)
+            u
+            for u in re.findall(r"https?://[^\s\"'<>)]+", html)
             if not re.match(r"https?://(127\.0\.0\.1|localhost)[:/]", u)
         }
         # Links inside inline licence comments or docs are text, not requests; anything the page

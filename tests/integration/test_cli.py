@@ -27,8 +27,18 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
 
 def test_help_on_every_command(run) -> None:  # type: ignore[no-untyped-def]
     for args in (
-        [], ["ingest"], ["ask"], ["users"], ["users", "add"], ["audit"], ["audit", "verify"],
-        ["audit", "show"], ["config"], ["config", "show"], ["serve"], ["demo"],
+        [],
+        ["ingest"],
+        ["ask"],
+        ["users"],
+        ["users", "add"],
+        ["audit"],
+        ["audit", "verify"],
+        ["audit", "show"],
+        ["config"],
+        ["config", "show"],
+        ["serve"],
+        ["demo"],
     ):
         result = run(*args, "--help")
         assert result.exit_code == 0, (args, result.output)
@@ -51,8 +61,20 @@ def test_ingest_ask_audit_through_the_cli(run, tmp_path: Path) -> None:  # type:
     assert by_name["leave.md"]["status"] == "new"
     assert by_name["broken.pdf"]["status"] == "failed" and "broken.pdf" in by_name["broken.pdf"]["error"]
 
-    assert run("users", "add", "bob", "--role", "staff", "--groups", "staff", "--password-stdin",
-               input="bob-secret-pw\n").exit_code == 0
+    assert (
+        run(
+            "users",
+            "add",
+            "bob",
+            "--role",
+            "staff",
+            "--groups",
+            "staff",
+            "--password-stdin",
+            input="bob-secret-pw\n",
+        ).exit_code
+        == 0
+    )
 
     result = run("ask", "How many days of annual leave do employees get?", "--user", "bob", "--json")
     assert result.exit_code == 0, result.output

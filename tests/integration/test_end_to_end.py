@@ -188,7 +188,9 @@ def test_broken_new_version_keeps_the_old_chunks(stack: dict[str, Any], corpus: 
     assert "Tuesday" in stack["assistant"].ask(ALICE, "When is the fire drill?").text
 
 
-def test_llm_down_is_a_clear_error_and_audited(settings: Settings, embedder: Any, corpus: dict[str, Path]) -> None:
+def test_llm_down_is_a_clear_error_and_audited(
+    settings: Settings, embedder: Any, corpus: dict[str, Path]
+) -> None:
     import socket
 
     with socket.socket() as s:  # a port that nothing listens on
@@ -209,7 +211,9 @@ def test_llm_down_is_a_clear_error_and_audited(settings: Settings, embedder: Any
     assert audit.verify().ok
 
 
-def test_audit_detects_an_edited_answer(stack: dict[str, Any], corpus: dict[str, Path], settings: Settings) -> None:
+def test_audit_detects_an_edited_answer(
+    stack: dict[str, Any], corpus: dict[str, Path], settings: Settings
+) -> None:
     ingest_all(stack, corpus)
     first = stack["assistant"].ask(ALICE, "How much does a parking permit cost?")
     stack["assistant"].ask(ALICE, "When does the canteen open?")

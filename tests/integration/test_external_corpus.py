@@ -92,7 +92,11 @@ def expectation(entry: dict[str, Any]) -> dict[str, Any] | None:
         if "with_libreoffice" not in entry:
             return None  # pinned where LibreOffice was missing: what it makes of the file is not pinned
         entry = entry["with_libreoffice"]
-    return {"outcome": entry["outcome"], "reason": entry["reason"], "attachments": entry.get("attachments", {})}
+    return {
+        "outcome": entry["outcome"],
+        "reason": entry["reason"],
+        "attachments": entry.get("attachments", {}),
+    }
 
 
 def test_the_pin_covers_every_file() -> None:
@@ -103,8 +107,12 @@ def test_the_pin_covers_every_file() -> None:
 def test_every_example_document_ends_as_pinned(example_results: dict[str, dict[str, Any]]) -> None:
     crashes = {rel: r["trace"] for rel, r in example_results.items() if r["outcome"] == "crash"}
     crashes.update(
-        {f"{rel}#{name}": a["message"] for rel, r in example_results.items()
-         for name, a in r.get("attachments", {}).items() if a["outcome"] == "crash"}
+        {
+            f"{rel}#{name}": a["message"]
+            for rel, r in example_results.items()
+            for name, a in r.get("attachments", {}).items()
+            if a["outcome"] == "crash"
+        }
     )
     assert not crashes, "\n\n".join(f"{rel}:\n{trace}" for rel, trace in crashes.items())
     wrong = []
@@ -112,8 +120,11 @@ def test_every_example_document_ends_as_pinned(example_results: dict[str, dict[s
         if entry["outcome"] == "too_large":
             continue
         result = example_results[rel]
-        got = {"outcome": result["outcome"], "reason": pin.reason_key(result),
-               "attachments": pin.attachment_keys(result)}
+        got = {
+            "outcome": result["outcome"],
+            "reason": pin.reason_key(result),
+            "attachments": pin.attachment_keys(result),
+        }
         want = expectation(entry)
         if want is not None and got != want:
             wrong.append(f"{rel}: expected {want}, got {got}: {result['message']}")

@@ -28,10 +28,14 @@ from tests.integration.test_ingest_sync import assert_consistent
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "unstructured-example-docs" / "example-docs"
+EXAMPLES = (
+    Path(__file__).resolve().parents[3] / "shared" / "corpus" / "unstructured-example-docs" / "example-docs"
+)
 
 
-def mail(subject: str, body: str, attachments: dict[str, bytes | email.message.EmailMessage]) -> email.message.EmailMessage:
+def mail(
+    subject: str, body: str, attachments: dict[str, bytes | email.message.EmailMessage]
+) -> email.message.EmailMessage:
     msg = email.message.EmailMessage()
     msg["From"] = "Harbour office <office@example.org>"
     msg["To"] = "Staff <staff@example.org>"
@@ -59,20 +63,29 @@ def nested(depth: int) -> email.message.EmailMessage:
     return inner
 
 
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"{EXAMPLES} is not here (../shared is checked out next to the repo)")
+@pytest.mark.skipif(
+    not EXAMPLES.is_dir(), reason=f"{EXAMPLES} is not here (../shared is checked out next to the repo)"
+)
 def test_attachments_become_documents_linked_to_their_mail(
     settings: Settings, embedder: Any, tmp_path: Path
 ) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
-    for rel in ("eml/fake-email-attachment.eml", "fake-email-attachment.msg",
-                "eml/mime-multipart-digest.eml", "eml/mime-attach-mp3.eml"):
+    for rel in (
+        "eml/fake-email-attachment.eml",
+        "fake-email-attachment.msg",
+        "eml/mime-multipart-digest.eml",
+        "eml/mime-attach-mp3.eml",
+    ):
         shutil.copy(EXAMPLES / rel, docs / Path(rel).name)
     corrupt = mail("Board pack", "The board pack is attached.\n", {})
-    corrupt.add_attachment(b"%PDF-1.4\n%\xe2\xe3\n1 0 obj garbage", maintype="application", subtype="pdf",
-                           filename="pack.pdf")
+    corrupt.add_attachment(
+        b"%PDF-1.4\n%\xe2\xe3\n1 0 obj garbage", maintype="application", subtype="pdf", filename="pack.pdf"
+    )
     board = write(docs / "board.eml", corrupt)
-    chain = write(docs / "chain.eml", mail("Chain", "A long thread.\n", {"fwd.eml": nested(MAX_ATTACHMENT_DEPTH)}))
+    chain = write(
+        docs / "chain.eml", mail("Chain", "A long thread.\n", {"fwd.eml": nested(MAX_ATTACHMENT_DEPTH)})
+    )
 
     store = wiring.build_store(settings)
     settings.ingest.workers = 1  # one parser process: mails and their attachments parsed there
@@ -81,23 +94,34 @@ def test_attachments_become_documents_linked_to_their_mail(
 
     outcome = {f.path.removeprefix(f"{docs}/"): f for f in report.files}
     assert {k: o.status for k, o in outcome.items() if "#" not in k} == {
-        "board.eml": "new", "chain.eml": "new", "fake-email-attachment.eml": "new",
-        "fake-email-attachment.msg": "new", "mime-attach-mp3.eml": "new", "mime-multipart-digest.eml": "new",
+        "board.eml": "new",
+        "chain.eml": "new",
+        "fake-email-attachment.eml": "new",
+        "fake-email-attachment.msg": "new",
+        "mime-attach-mp3.eml": "new",
+        "mime-multipart-digest.eml": "new",
     }
     # The same attachment in an EML and an MSG: one document, found under both mails.
-    eml_part, msg_part = outcome["fake-email-attachment.eml#fake-attachment.txt"], outcome["fake-email-attachment.msg#fake-attachment.txt"]
+    eml_part, msg_part = (
+        outcome["fake-email-attachment.eml#fake-attachment.txt"],
+        outcome["fake-email-attachment.msg#fake-attachment.txt"],
+    )
     assert eml_part.status == msg_part.status == "new" and eml_part.doc_id == msg_part.doc_id
     assert eml_part.attached_to == str(docs / "fake-email-attachment.eml")
     manifest = Manifest(settings.manifest_path)
     assert eml_part.doc_id is not None
     assert sorted(manifest.sources(eml_part.doc_id)) == [
-        f"{docs}/fake-email-attachment.eml#fake-attachment.txt", f"{docs}/fake-email-attachment.msg#fake-attachment.txt"
+        f"{docs}/fake-email-attachment.eml#fake-attachment.txt",
+        f"{docs}/fake-email-attachment.msg#fake-attachment.txt",
     ]
     # Mails attached to a mail (a digest) are documents too.
     assert [outcome[f"mime-multipart-digest.eml#attachment-{i}.eml"].status for i in (1, 2, 3)] == ["new"] * 3
     # What cannot be ingested is reported, named after the mail, and does not fail the mail.
     mp3 = outcome["mime-attach-mp3.eml#sample-3s.mp3"]
-    assert (mp3.status, mp3.error) == ("skipped", f"{docs}/mime-attach-mp3.eml#sample-3s.mp3: unsupported file type '.mp3'")
+    assert (mp3.status, mp3.error) == (
+        "skipped",
+        f"{docs}/mime-attach-mp3.eml#sample-3s.mp3: unsupported file type '.mp3'",
+    )
     pdf = outcome["board.eml#pack.pdf"]
     assert pdf.status == "failed" and pdf.error is not None
     assert pdf.error.startswith(f"{board}#pack.pdf: ") and "enclave-attachment-" not in pdf.error
@@ -124,7 +148,8 @@ def test_attachments_become_documents_linked_to_their_mail(
     shown = json.loads(cli.invoke(app, [*base, "docs", "show", eml_part.doc_id, "--json"]).stdout)
     assert shown["paths"] == []
     assert sorted(s for m in shown["attached_to"] for s in m["sources"]) == [
-        f"{docs}/fake-email-attachment.eml", f"{docs}/fake-email-attachment.msg"
+        f"{docs}/fake-email-attachment.eml",
+        f"{docs}/fake-email-attachment.msg",
     ]
     text = cli.invoke(app, [*base, "docs", "show", str(docs / "fake-email-attachment.eml")]).stdout
     assert f"attachment: fake-attachment.txt: {eml_part.doc_id}" in text
@@ -137,7 +162,11 @@ def test_attachments_follow_their_mail(settings: Settings, embedder: Any, tmp_pa
     store = wiring.build_store(settings)
     pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)
     manifest = Manifest(settings.manifest_path)
-    a, b, c = b"Berth 4 is closed for dredging.\n", b"Pilots board at the outer buoy.\n", b"Tugs need 2 hours notice.\n"
+    a, b, c = (
+        b"Berth 4 is closed for dredging.\n",
+        b"Pilots board at the outer buoy.\n",
+        b"Tugs need 2 hours notice.\n",
+    )
     hr, public, finance = tmp_path / "hr", tmp_path / "public", tmp_path / "finance"
     memo = write(hr / "memo.eml", mail("Harbour memo", "See the attached notes.\n", {"a.txt": a, "b.txt": b}))
     public.mkdir()
@@ -151,7 +180,9 @@ def test_attachments_follow_their_mail(settings: Settings, embedder: Any, tmp_pa
     assert manifest.doc(ids["a.txt"]).groups == ("hr",)
 
     # The mail changes: a.txt goes (nothing else holds it), c.txt comes, b.txt stays.
-    write(hr / "memo.eml", mail("Harbour memo", "See the attached notes, revised.\n", {"b.txt": b, "c.txt": c}))
+    write(
+        hr / "memo.eml", mail("Harbour memo", "See the attached notes, revised.\n", {"b.txt": b, "c.txt": c})
+    )
     report = pipeline.run([hr], ["hr"])
     status = {Path(f.path).name: f.status for f in report.files}
     assert status == {"memo.eml": "changed", "memo.eml#b.txt": "linked", "memo.eml#c.txt": "new"}

@@ -60,7 +60,9 @@ def test_a_parse_over_the_limit_or_a_crash_fails_its_file_and_the_rest_go_on(
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("a.md", "slow.md", "crash.md", "b.md"):
-        (docs / name).write_text(f"# {name}\n\nThe file {name} says the meeting room is on floor {len(name)}.\n")
+        (docs / name).write_text(
+            f"# {name}\n\nThe file {name} says the meeting room is on floor {len(name)}.\n"
+        )
     mail = make_mail(
         docs / "mail.eml",
         {
@@ -81,10 +83,12 @@ def test_a_parse_over_the_limit_or_a_crash_fails_its_file_and_the_rest_go_on(
     assert outcome["mail.eml"] == ("new", None)
     assert outcome["mail.eml#menu.txt"] == ("new", None)
     assert outcome["mail.eml#slow.txt"] == (
-        "failed", f"{mail}#slow.txt: {limit}; its parser process was stopped and the mail parsed again"
+        "failed",
+        f"{mail}#slow.txt: {limit}; its parser process was stopped and the mail parsed again",
     )
     assert outcome["mail.eml#crash.txt"] == (
-        "failed", f"{mail}#crash.txt: the parser crashed on this attachment; the mail was parsed again"
+        "failed",
+        f"{mail}#crash.txt: the parser crashed on this attachment; the mail was parsed again",
     )
     assert multiprocessing.active_children() == []  # no parser process outlives the run
     manifest = Manifest(settings.manifest_path)
@@ -101,7 +105,10 @@ def test_a_one_file_run_parses_in_a_worker_when_a_limit_is_set(
     slow.write_text("# Slow\n\nNever parsed.\n")
     report = pipeline(settings, embedder, workers=1).run([slow], ["staff"])
     assert [(f.status, f.error) for f in report.files] == [
-        ("failed", f"{slow}: parsing took longer than the limit of {LIMIT_S} s (ingest.parse_timeout_s); "
-         "its parser process was stopped")
+        (
+            "failed",
+            f"{slow}: parsing took longer than the limit of {LIMIT_S} s (ingest.parse_timeout_s); "
+            "its parser process was stopped",
+        )
     ]
     assert multiprocessing.active_children() == []

@@ -73,8 +73,11 @@ def assert_consistent(settings: Settings) -> None:
     for doc in manifest.docs():  # held by a file, or attached to a mail a file holds
         assert manifest.sources(doc.doc_id), f"{doc.doc_id} is held by no file"
     assert manifest.orphan_docs() == []
-    ids = [cid for groups in store.access_classes().values()
-           for cid in store.dense._collection(groups, create=False).get(include=[])["ids"]]
+    ids = [
+        cid
+        for groups in store.access_classes().values()
+        for cid in store.dense._collection(groups, create=False).get(include=[])["ids"]
+    ]
     assert len(ids) == len(set(ids)), "a chunk is stored twice"
 
 
@@ -93,7 +96,9 @@ def parts(settings: Settings, embedder: Any) -> dict[str, Any]:
 
 
 @both_store_modes
-def test_rename_and_copy_are_not_embedded_again(parts: dict[str, Any], tmp_path: Path, settings: Settings) -> None:
+def test_rename_and_copy_are_not_embedded_again(
+    parts: dict[str, Any], tmp_path: Path, settings: Settings
+) -> None:
     docs = tmp_path / "docs"
     write_corpus(docs, 3)
     pipeline, emb = parts["pipeline"], parts["embedder"]
@@ -134,7 +139,9 @@ def test_groups_are_the_union_of_the_files_holding_a_document(
     assert_consistent(settings)
 
 
-def test_acl_file_assigns_groups_per_folder(parts: dict[str, Any], tmp_path: Path, settings: Settings) -> None:
+def test_acl_file_assigns_groups_per_folder(
+    parts: dict[str, Any], tmp_path: Path, settings: Settings
+) -> None:
     root = tmp_path / "share"
     write_corpus(root / "general", 1)
     (root / "finance" / "secret").mkdir(parents=True)
@@ -213,7 +220,9 @@ class CountingManifest(Manifest):
             raise Crash()
 
 
-def counting_pipeline(settings: Settings, embedder: Any, store: CountingStore, manifest: CountingManifest) -> Any:
+def counting_pipeline(
+    settings: Settings, embedder: Any, store: CountingStore, manifest: CountingManifest
+) -> Any:
     pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)  # type: ignore[arg-type]
     pipeline.manifest = manifest
     return pipeline
@@ -225,7 +234,9 @@ def test_a_batch_is_stored_with_one_upsert_between_two_manifest_transactions(
 ) -> None:
     docs = tmp_path / "docs"
     write_corpus(docs, 5)
-    write_mail(docs / "board.eml", {"agenda.txt": b"Item one: the harbour dues.\n", "budget.txt": b"Dues rise 3%.\n"})
+    write_mail(
+        docs / "board.eml", {"agenda.txt": b"Item one: the harbour dues.\n", "budget.txt": b"Dues rise 3%.\n"}
+    )
     store = CountingStore(parts["store"])
     manifest = CountingManifest(settings.manifest_path)
     pipeline = counting_pipeline(settings, embedder, store, manifest)
@@ -248,7 +259,12 @@ def test_a_batch_is_stored_with_one_upsert_between_two_manifest_transactions(
 @pytest.mark.parametrize(
     ("crash_at", "force"),
     [("upsert", False), ("delete", True), ("upsert", True), ("vouch", True)],
-    ids=["new-batch-dies-in-upsert", "rewrite-dies-in-delete", "rewrite-dies-in-upsert", "dies-before-vouching"],
+    ids=[
+        "new-batch-dies-in-upsert",
+        "rewrite-dies-in-delete",
+        "rewrite-dies-in-upsert",
+        "dies-before-vouching",
+    ],
 )
 def test_a_batch_killed_at_any_write_is_rolled_back(
     parts: dict[str, Any], tmp_path: Path, settings: Settings, embedder: Any, crash_at: str, force: bool
@@ -267,8 +283,14 @@ def test_a_batch_killed_at_any_write_is_rolled_back(
     report = wiring.build_pipeline(settings, embedder=embedder, store=parts["store"]).run([docs], ["staff"])
     assert report.recovered >= 1
     statuses = {Path(f.path).name: f.status for f in report.files}
-    assert set(statuses) == {"note-000.md", "note-001.md", "note-002.md", "note-003.md", "board.eml",
-                             "board.eml#agenda.txt"}
+    assert set(statuses) == {
+        "note-000.md",
+        "note-001.md",
+        "note-002.md",
+        "note-003.md",
+        "board.eml",
+        "board.eml#agenda.txt",
+    }
     # Every document of the killed batch is stored again: none kept half-written chunks.
     assert set(statuses.values()) <= {"new", "changed"}
     mail_doc = Manifest(settings.manifest_path).file(str(mail)).doc_id
@@ -280,15 +302,22 @@ def write_long_corpus(folder: Path, n: int) -> None:
     """Notes of ~13 chunks each at chunk_chars=100: a run stores them in several batches."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        rooms = [f"Room {i}-{j} on floor {j} holds {i * j} chairs; its key is at desk {(i + j) % 4}." for j in range(12)]
+        rooms = [
+            f"Room {i}-{j} on floor {j} holds {i * j} chairs; its key is at desk {(i + j) % 4}."
+            for j in range(12)
+        ]
         (folder / f"note-{i:03d}.md").write_text(f"# Note {i}\n\n" + "\n\n".join(rooms) + "\n")
 
 
 def test_sigkill_at_any_moment_then_rerun_leaves_one_copy(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_long_corpus(docs, 60)
-    env = {**os.environ, "ENCLAVE_DATA_DIR": str(tmp_path / "var"), "ENCLAVE_INGEST__WORKERS": "1",
-           "ENCLAVE_INGEST__CHUNK_CHARS": "100"}  # ~20 notes a batch: kills land in later batches
+    env = {
+        **os.environ,
+        "ENCLAVE_DATA_DIR": str(tmp_path / "var"),
+        "ENCLAVE_INGEST__WORKERS": "1",
+        "ENCLAVE_INGEST__CHUNK_CHARS": "100",
+    }  # ~20 notes a batch: kills land in later batches
     cmd = [str(Path(sys.executable).with_name("enclave")), "ingest", str(docs), "--groups", "staff"]
     for kill_after in (3, 17):
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
@@ -334,18 +363,27 @@ def test_docs_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dry = run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff", "--dry-run", "--json"])
     assert json.loads(dry.stdout)["counts"]["new"] == 2  # removed, so the files would come back
     report = tmp_path / "report.json"
-    assert run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff", "--report", str(report)]).exit_code == 0
+    assert (
+        run.invoke(app, [*base, "ingest", str(docs), "--groups", "staff", "--report", str(report)]).exit_code
+        == 0
+    )
     assert json.loads(report.read_text())["counts"]["new"] == 2
     assert_consistent(Settings(data_dir=tmp_path / "var"))
 
     # reindex: every document parsed and embedded again in one run per set of groups, in place
-    before = {d["doc_id"]: d["chunks"] for d in json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)}
+    before = {
+        d["doc_id"]: d["chunks"]
+        for d in json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)
+    }
     result = run.invoke(app, [*base, "docs", "reindex", "--json"])
     assert result.exit_code == 0, result.output
     reports = json.loads(result.stdout)
     assert len(reports) == 1 and reports[0]["groups"] == ["staff"]  # one set of groups, so one run
     assert reports[0]["counts"]["changed"] == 2
-    after = {d["doc_id"]: d["chunks"] for d in json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)}
+    after = {
+        d["doc_id"]: d["chunks"]
+        for d in json.loads(run.invoke(app, [*base, "docs", "list", "--json"]).stdout)
+    }
     assert after == before
     assert_consistent(Settings(data_dir=tmp_path / "var"))
     one = run.invoke(app, [*base, "docs", "reindex", shown["doc_id"]])

@@ -72,7 +72,9 @@ def stack(settings: Settings, embedder: Any, tmp_path: Path, tokenizer_dir: Path
         settings.llm.max_tokens = 256
         settings.ingest.workers = 1  # one small file: parse in this process
         store = wiring.build_store(settings)
-        assert not wiring.build_pipeline(settings, embedder=embedder, store=store).run([docs], ["public"]).failed
+        assert (
+            not wiring.build_pipeline(settings, embedder=embedder, store=store).run([docs], ["public"]).failed
+        )
         assistant = wiring.build_assistant(settings, embedder=embedder, store=store)
         yield Stack(settings, stub, assistant, wiring.build_audit(settings))
 
@@ -122,7 +124,9 @@ def test_http_error_is_named(stack: Stack) -> None:
 
 
 def test_citations_to_sources_not_supplied_are_removed_reported_and_flagged(stack: Stack) -> None:
-    stack.stub.push(Reply(("The mission lifted off in July [1]. ", "The finance budget is 4.2 million [4][2].")))
+    stack.stub.push(
+        Reply(("The mission lifted off in July [1]. ", "The finance budget is 4.2 million [4][2]."))
+    )
     events = stack.ask()
     supplied = next(e for e in events if e.kind == "sources").citations
     answer = events[-1].answer
@@ -137,7 +141,9 @@ def test_citations_to_sources_not_supplied_are_removed_reported_and_flagged(stac
 
 
 def test_failed_rewrite_falls_back_to_the_rule_and_reasoning_never_goes_back(stack: Stack) -> None:
-    history = (("When did the mission lift off?", "<think>SECRET-REASONING-1</think>It lifted off in July [1]."),)
+    history = (
+        ("When did the mission lift off?", "<think>SECRET-REASONING-1</think>It lifted off in July [1]."),
+    )
     stack.stub.push(Fail(500, "rewrite failed"), Reply(("It had three crew [1].",)))
     answer = stack.ask("How many crew did it carry?", history)[-1].answer
     assert answer is not None and answer.mode == "llm"

@@ -179,12 +179,17 @@ def test_the_logo_is_served_by_the_app_to_everyone_and_shown_on_the_pages(served
     with served.http(headers={"accept": "text/html"}) as http:
         logo = http.get("/branding/logo")  # the login page shows it: no sign-in needed
         assert logo.status_code == 200 and logo.content == LOGO_PNG
-        assert logo.headers["content-type"] == "image/png" and logo.headers["x-content-type-options"] == "nosniff"
+        assert (
+            logo.headers["content-type"] == "image/png"
+            and logo.headers["x-content-type-options"] == "nosniff"
+        )
         page = http.get("/login")
-        assert 'src="branding/logo"' in page.text and "img-src 'self'" in page.headers["content-security-policy"]
+        assert (
+            'src="branding/logo"' in page.text and "img-src 'self'" in page.headers["content-security-policy"]
+        )
     with served.signed_in("alice") as http:
         config = http.get("/config").text  # the chat page's components, as the browser gets them
-        assert 'src=\\"branding/logo\\"' in config or 'src=\"branding/logo\"' in config
+        assert 'src=\\"branding/logo\\"' in config or 'src="branding/logo"' in config
 
 
 def test_a_bad_logo_setting_is_an_error_naming_it(tmp_path: Path) -> None:

@@ -27,13 +27,20 @@ def cite(n: int) -> Citation:
 
 
 CITATIONS = [cite(n) for n in range(1, 5)]
-TEXTS = [f"Source {n} says: " + "the harbour master books berths for vessels in July. " * 12 for n in range(1, 5)]
-HISTORY = [("What are berths?", "Berths are places for vessels [1]."), ("Who books them?", "The harbour master [1].")]
+TEXTS = [
+    f"Source {n} says: " + "the harbour master books berths for vessels in July. " * 12 for n in range(1, 5)
+]
+HISTORY = [
+    ("What are berths?", "Berths are places for vessels [1]."),
+    ("Who books them?", "The harbour master [1]."),
+]
 
 
 def builder(history: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
     def build(k: int, h: int) -> list[dict[str, str]]:
-        return build_messages("Port", "Who books berths?", CITATIONS[:k], TEXTS[:k], history[len(history) - h :])
+        return build_messages(
+            "Port", "Who books berths?", CITATIONS[:k], TEXTS[:k], history[len(history) - h :]
+        )
 
     return build
 
@@ -42,7 +49,9 @@ def test_counts_the_rendered_chat_template_with_the_models_tokenizer(model_dir: 
     counter = TokenizerFileCounter(model_dir)
     messages = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Hello"}]
     rendered = counter.render(messages)
-    assert rendered.startswith(BOS + "Rules.<｜User｜>Hello") and rendered.endswith("<｜Assistant｜><think>\n")
+    assert rendered.startswith(BOS + "Rules.<｜User｜>Hello") and rendered.endswith(
+        "<｜Assistant｜><think>\n"
+    )
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     assert counter.count(messages) == len(tokenizer.encode(rendered, add_special_tokens=False).ids)
     assert counter.count(messages) < counter.count([*messages, {"role": "assistant", "content": "Hi there"}])
@@ -104,7 +113,9 @@ def test_bad_configuration_is_named(model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": BOS}))
     with pytest.raises(ConfigError, match="no chat template"):
         TokenizerFileCounter(tmp_path)
-    (tmp_path / "chat_template.jinja").write_text("{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    (tmp_path / "chat_template.jinja").write_text(
+        "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    )
     assert TokenizerFileCounter(tmp_path).render([{"role": "user", "content": "x"}]) == BOS + "x"
     with pytest.raises(ConfigError, match="max_tokens"):
         ContextBudget(TokenizerFileCounter(tmp_path), 4096, context_window=4096)

@@ -25,9 +25,12 @@ def held_by(manifest: Manifest, path: str, doc_id: str, groups: tuple[str, ...])
 def attach(manifest: Manifest, mail_id: str, *rows: tuple[str, str | None]) -> None:
     with manifest.transaction() as db:
         manifest.put_attachments(
-            db, mail_id,
-            [AttachmentEntry(mail_id, i, name, d, "ingested" if d else "failed", None if d else "broken")
-             for i, (name, d) in enumerate(rows, 1)],
+            db,
+            mail_id,
+            [
+                AttachmentEntry(mail_id, i, name, d, "ingested" if d else "failed", None if d else "broken")
+                for i, (name, d) in enumerate(rows, 1)
+            ],
         )
 
 
@@ -45,9 +48,14 @@ def test_mails_hold_their_attachments_nested_and_shared(tmp_path: Path) -> None:
     assert m.holder_groups("shared") == ("finance", "hr", "public")
     assert m.holder_groups("note", excluding=["/hr/mail.eml"]) == ("finance",)
     assert m.orphan_docs() == ["orphan"]
-    assert sorted(m.sources("note")) == ["/fin/copy.eml#inner.eml#note.txt", "/hr/mail.eml#inner.eml#note.txt"]
+    assert sorted(m.sources("note")) == [
+        "/fin/copy.eml#inner.eml#note.txt",
+        "/hr/mail.eml#inner.eml#note.txt",
+    ]
     assert [(a.name, a.status, a.error) for a in m.attachments("mail")] == [
-        ("inner.eml", "ingested", None), ("shared.txt", "ingested", None), ("scan.pdf", "failed", "broken")
+        ("inner.eml", "ingested", None),
+        ("shared.txt", "ingested", None),
+        ("scan.pdf", "failed", "broken"),
     ]
     assert m.attachments_whole("mail", MODEL)
     assert not m.attachments_whole("mail", "model-b")  # embedded with another model: not whole

@@ -57,8 +57,14 @@ def test_a_source_shows_its_file_name_never_its_server_path() -> None:
     from ui.markup import citation_markdown
 
     citation = Citation(
-        n=1, source="/srv/shares/hr/leave `policy`.md", title="Leave", page=None, section="", snippet="25 days.",
-        chunk_id="d1-0", doc_id="d1",
+        n=1,
+        source="/srv/shares/hr/leave `policy`.md",
+        title="Leave",
+        page=None,
+        section="",
+        snippet="25 days.",
+        chunk_id="d1-0",
+        doc_id="d1",
     )
     shown = citation_markdown(citation)
     assert "/srv/shares" not in shown and "`leave 'policy'.md`" in shown and "files/d1" in shown

@@ -21,7 +21,9 @@ def test_sources_are_fenced_and_numbered_after_the_rules() -> None:
     messages = build_messages("Globex", "How much leave?", [cite(1), cite(2)], ["25 days.", "30 days."])
     assert [m["role"] for m in messages] == ["system", "user"]
     user = messages[-1]["content"]
-    assert user.index('<source n="1" title="Leave policy">\n25 days.\n</source>') < user.index('<source n="2"')
+    assert user.index('<source n="1" title="Leave policy">\n25 days.\n</source>') < user.index(
+        '<source n="2"'
+    )
     assert user.endswith("Question: How much leave?")
 
 

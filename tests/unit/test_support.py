@@ -14,7 +14,9 @@ def spans(text: str) -> list[str]:
 
 
 def test_sentences_keep_their_citations_and_leave_markdown_outside() -> None:
-    text = "You get 25 days [1]. Book it early.[1][2] Really?\n\n- First item [2].\n1. Second item\n## Heading"
+    text = (
+        "You get 25 days [1]. Book it early.[1][2] Really?\n\n- First item [2].\n1. Second item\n## Heading"
+    )
     assert spans(text) == [
         "You get 25 days [1].",
         "Book it early.[1][2]",

@@ -32,7 +32,11 @@ def test_hashes_are_salted_and_never_plain(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "password", "role", "match"),
-    [("bad name", "longenough", "staff", "not allowed"), ("x", "short", "staff", "too short"), ("x", "longenough", "boss", "role")],
+    [
+        ("bad name", "longenough", "staff", "not allowed"),
+        ("x", "short", "staff", "too short"),
+        ("x", "longenough", "boss", "role"),
+    ],
 )
 def test_rejects_bad_input(tmp_path: Path, name: str, password: str, role: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -210,13 +210,16 @@ def build_pipeline(
     from ingest.chunking import Chunker
     from ingest.manifest import Manifest
     from ingest.parsing import parse_file
-    from ingest.pipeline import IngestPipeline
+    from ingest.pipeline import IngestPipeline, disk_full_explained
 
     i = settings.ingest
+    with disk_full_explained(settings.data_dir, started=False):  # opening the stores writes too
+        store = store or build_store(settings)
+        manifest = Manifest(settings.manifest_path)
     return IngestPipeline(
-        store=store or build_store(settings),
+        store=store,
         embedder=embedder or build_embedder(settings),
-        manifest=Manifest(settings.manifest_path),
+        manifest=manifest,
         chunker=Chunker(i.chunk_chars, i.chunk_overlap),
         max_file_bytes=int(i.max_file_mb * 1024 * 1024),
         lock_path=settings.data_dir / "ingest.lock",

@@ -253,9 +253,31 @@ class _Batch:
 _STORED = "stored"  # an attachment outcome's status until its batch is stored: then new or changed
 
 
-def disk_full(exc: BaseException) -> bool:
+# An I/O error on a disk with less than this free is taken for a full disk: SQLite reports only
+# "disk I/O error" when it cannot grow a file it needs, such as the 32 KiB index of its WAL.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk holding `folder` (or its nearest existing parent), for its users."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def disk_full(exc: BaseException, folder: Path | None = None) -> bool:
     """Whether `exc`, or an exception it was raised from, is a full disk: ENOSPC from the OS, or
-    SQLITE_FULL from SQLite (whose message Chroma's Rust core passes on as text)."""
+    SQLITE_FULL from SQLite (whose message Chroma's Rust core passes on as text). Given the
+    `folder` written to, also an I/O error while the disk holding it has next to nothing free."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -267,8 +289,43 @@ def disk_full(exc: BaseException) -> bool:
             return True
         if "database or disk is full" in str(current) or os.strerror(errno.ENOSPC) in str(current):
             return True
+        io_error = (
+            (isinstance(current, OSError) and current.errno == errno.EIO)
+            or (
+                isinstance(current, sqlite3.Error)
+                and code is not None
+                and code & 0xFF == sqlite3.SQLITE_IOERR
+            )
+            or "disk I/O error" in str(current)
+        )
+        if io_error and folder is not None and free_bytes(folder) < NEARLY_FULL_BYTES:
+            return True
         current = current.__cause__ or current.__context__
     return False
+
+
+@contextlib.contextmanager
+def disk_full_explained(data_dir: Path, started: bool) -> Iterator[None]:
+    """A full disk stops the ingest with what to do about it, whichever store hit it (manifest,
+    Chroma, lexical index: each says only that it could not write). Before the run has `started`
+    (opening the stores), it changed nothing; after, the next run rolls back what it left."""
+    try:
+        yield
+    except Exception as exc:
+        if not disk_full(exc, data_dir):
+            raise
+        if not started:
+            raise IngestError(
+                f"the disk is full, so the ingest did not start: {_size(free_bytes(data_dir))} free on the "
+                f"disk holding the data folder {data_dir} ({exc}). Nothing stored was changed. Free space "
+                "on that disk, or move the data folder (--data-dir or ENCLAVE_DATA_DIR) to a disk with "
+                "room, and run the ingest again"
+            ) from exc
+        raise IngestError(
+            f"the disk is full, so the ingest stopped ({exc}). Free space on the disk holding "
+            f"the data folder {data_dir} (or the Chroma server's) and run the ingest again: it "
+            "rolls back what this run left unfinished; documents stored before are unchanged"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -331,7 +388,7 @@ class IngestPipeline:
         policy = groups if isinstance(groups, GroupPolicy) else GroupPolicy(tuple(groups))
         roots = [p.resolve() for p in paths]
         report = IngestReport(dry_run=dry_run)
-        with self._exclusive(), self._disk_full_explained():
+        with self._exclusive(), disk_full_explained(self.manifest.path.parent, started=True):
             if not dry_run:
                 # Under the lock: run beside another ingest, this would copy its half-stored batch.
                 self.store.sync_lexical(quick=True)
@@ -370,22 +427,6 @@ class IngestPipeline:
         report.files.sort(key=lambda f: order.get(walked(f.path), len(order)))
         report.seconds = time.perf_counter() - started
         return report
-
-    @contextlib.contextmanager
-    def _disk_full_explained(self) -> Iterator[None]:
-        """A full disk stops the run with what to do about it: whichever store hit it (manifest,
-        Chroma, lexical index) said only that it could not write."""
-        try:
-            yield
-        except Exception as exc:
-            if not disk_full(exc):
-                raise
-            raise IngestError(
-                f"the disk is full, so the ingest stopped ({exc}). Free space on the disk holding "
-                f"the data folder {self.manifest.path.parent} (or the Chroma server's) and run the "
-                "ingest again: it rolls back what this run left unfinished; documents stored "
-                "before are unchanged"
-            ) from exc
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:

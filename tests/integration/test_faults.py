@@ -181,6 +181,56 @@ def test_disk_full_during_ingest_stops_with_what_to_do_and_the_rerun_completes(
         assert len(stored) == 63
 
 
+def state_apart(settings: Settings) -> Any:
+    """`state`, read by a process of its own, which closes the stores when it exits: one open in
+    this process would spare the next opener the writes SQLite makes to open a database."""
+    code = "import json, sys; from core.settings import Settings; from tests.integration.test_faults import state; "
+    code += "print(json.dumps(state(Settings(data_dir=sys.argv[1]))))"
+    root = Path(__file__).resolve().parents[2]
+    read = subprocess.run(
+        [sys.executable, "-c", code, str(settings.data_dir)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert read.returncode == 0, read.stderr[-3000:]
+    return json.loads(read.stdout)
+
+
+def test_disk_already_full_before_ingest_says_so_and_changes_nothing(embedder: Any, tmp_path: Path) -> None:
+    kept, more = tmp_path / "kept", tmp_path / "more"
+    write_corpus(kept, 3)
+    write_big_notes(more, 2)
+    with tmpfs(tmp_path / "disk", 16 * 1024) as disk:
+        data = disk.path / "var"
+        settings = Settings(data_dir=data)
+        # In processes of their own, as for `state_apart`: nothing here holds the stores open.
+        assert enclave(data, "ingest", str(kept), "--groups", "staff").returncode == 0
+        before = state_apart(settings)
+        assert len(before[0]) == 3
+
+        # Not a byte free: Chroma cannot open. A few KiB: Chroma opens, the manifest cannot
+        # (SQLite's "disk I/O error", its WAL index not growing). Both are the full disk.
+        for leave in (0, 40 * 1024):
+            filler = disk.fill(leave_bytes=leave)
+            full = enclave(data, "ingest", str(more), "--groups", "staff")
+            assert full.returncode == 1
+            assert "Traceback" not in full.stderr, full.stderr[-3000:]
+            last = full.stderr.strip().splitlines()[-1]
+            assert last.startswith("error: the disk is full, so the ingest did not start: "), last
+            assert f"free on the disk holding the data folder {data} (" in last
+            assert "Nothing stored was changed" in last and "run the ingest again" in last
+            filler.unlink()
+            assert state_apart(settings) == before
+
+        # Space freed: the same ingest goes through.
+        settings.ingest.workers, settings.ingest.parse_timeout_s = 1, 0
+        again = wiring.build_pipeline(settings, embedder=embedder).run([more], ["staff"])
+        assert [f.status for f in again.files] == ["new", "new"]
+        assert_consistent(settings)
+
+
 # -- the Chroma server down, then back ------------------------------------------------------------
 
 

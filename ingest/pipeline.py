@@ -88,6 +88,7 @@ class Embedder(Protocol):
 
 class Store(Protocol):
     def upsert(self, chunks: Sequence[Chunk], embeddings: Sequence[Sequence[float]]) -> None: ...
+    def document_embeddings(self, doc_id: str, groups: Sequence[str]) -> list[tuple[Chunk, list[float]]]: ...
     def delete_document(self, doc_id: str, groups: Sequence[str]) -> int: ...
     def move_document(self, doc_id: str, from_groups: Sequence[str], to_groups: Sequence[str]) -> int: ...
     def sync_lexical(self, quick: bool = False) -> int: ...
@@ -109,6 +110,8 @@ class IngestReport:
     seconds: float = 0.0
     dry_run: bool = False
     recovered: int = 0
+    embedded: int = 0  # passages the embedder was given
+    reused: int = 0  # chunks whose vector came from an earlier version of their document
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -126,8 +129,10 @@ class IngestReport:
         head = "dry run, would do: " if self.dry_run else ""
         attachments = sum(1 for f in self.files if f.attached_to)
         among = f" ({attachments} of them mail attachments)" if attachments else ""
+        reused = f" ({self.reused} reused from earlier versions)" if self.reused else ""
         return (
-            f"{head}files: {', '.join(parts)}{among}; chunks added: {self.chunks_added}; {self.seconds:.1f} s"
+            f"{head}files: {', '.join(parts)}{among}; chunks added: {self.chunks_added}{reused}; "
+            f"{self.seconds:.1f} s"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,6 +140,8 @@ class IngestReport:
             "dry_run": self.dry_run,
             "counts": {s: self.count(s) for s in STATUSES},
             "chunks_added": self.chunks_added,
+            "chunks_embedded": self.embedded,
+            "chunks_reused": self.reused,
             "attachments": sum(1 for f in self.files if f.attached_to),
             "recovered_writes": self.recovered,
             "seconds": round(self.seconds, 3),
@@ -409,7 +416,7 @@ class IngestPipeline:
                         FileOutcome(str(j.path), "changed" if j.previous else "new") for j in todo
                     )
                 else:
-                    for outcome in self._ingest(todo, force):
+                    for outcome in self._ingest(todo, force, report):
                         report.files.append(outcome)
                         bar.update(outcome)
             finally:
@@ -539,7 +546,7 @@ class IngestPipeline:
         pool = ParserPool(self._parse, min(self.workers, len(todo)), self.guard, limits, self.parse_timeout_s)
         yield from zip(todo, pool.parse_all([job.path for job in todo]), strict=True)
 
-    def _ingest(self, todo: list[_Todo], force: bool) -> Iterator[FileOutcome]:
+    def _ingest(self, todo: list[_Todo], force: bool, report: IngestReport) -> Iterator[FileOutcome]:
         batch = _Batch()
         for job, piece in self._parsed(todo):
             failed = self._take(job, piece, batch, force)
@@ -547,9 +554,9 @@ class IngestPipeline:
                 yield failed
                 continue
             if batch.chunks >= self.embed_batch:
-                yield from self._flush(batch)
+                yield from self._flush(batch, report)
                 batch = _Batch()
-        yield from self._flush(batch)
+        yield from self._flush(batch, report)
 
     def _take(self, job: _Todo, piece: Piece, batch: _Batch, force: bool) -> FileOutcome | None:
         """Add a parsed file, and its attachments, to the batch; or say why the file failed."""
@@ -621,11 +628,11 @@ class IngestPipeline:
         if rows:
             entry.links[mail_id] = rows
 
-    def _flush(self, batch: _Batch) -> Iterator[FileOutcome]:
+    def _flush(self, batch: _Batch, report: IngestReport) -> Iterator[FileOutcome]:
         if not batch.entries:
             return
         docs = list(batch.docs.values())
-        vectors = self.embedder.embed_documents([embedding_text(c) for d in docs for c in d.chunks])
+        vectors = self._embed([embedding_text(c) for d in docs for c in d.chunks], batch, report)
         offset = 0
         for doc in docs:
             doc.vectors = vectors[offset : offset + len(doc.chunks)]
@@ -637,6 +644,34 @@ class IngestPipeline:
                     assert outcome.doc_id is not None
                     outcome.status = "changed" if batch.docs[outcome.doc_id].existing else "new"
             yield from entry.outcomes
+
+    def _embed(self, texts: list[str], batch: _Batch, report: IngestReport) -> list[list[float]]:
+        """One vector per text. A text the batch holds twice is embedded once, and one that an
+        earlier version of its file already had (same words, title and heading, same model) takes
+        that version's stored vector: editing a page of a long manual re-embeds that page's chunks,
+        not the manual. The embedder's vector depends on the text alone (see vectorstore/), so a
+        reused vector is the one embedding it again would give."""
+        known = self._earlier_vectors(batch)
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        fresh = dict(zip(todo, self.embedder.embed_documents(todo), strict=True)) if todo else {}
+        report.embedded += len(todo)
+        report.reused += sum(1 for t in texts if t in known)
+        return [known[t] if t in known else fresh[t] for t in texts]
+
+    def _earlier_vectors(self, batch: _Batch) -> dict[str, list[float]]:
+        """Embedding text -> stored vector, over the earlier versions of the batch's changed files
+        that were embedded by the current model."""
+        known: dict[str, list[float]] = {}
+        for held in batch.entries:
+            previous = held.job.previous
+            if previous is None or not previous.doc_id or previous.doc_id in batch.docs:
+                continue
+            doc = self.manifest.doc(previous.doc_id)
+            if doc is None or doc.embed_model != self.embedder.model_id:
+                continue
+            for chunk, vector in self.store.document_embeddings(doc.doc_id, doc.groups):
+                known.setdefault(embedding_text(chunk), vector)
+        return known
 
     # -- writes, each crash-safe ----------------------------------------------------------------
 

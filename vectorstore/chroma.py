@@ -251,6 +251,22 @@ class ChromaStore:
             ]
             yield doc_id, sorted(chunks, key=lambda c: c.index)
 
+    def document_embeddings(self, doc_id: str, groups: Sequence[str]) -> list[tuple[Chunk, list[float]]]:
+        """A document's chunks in one access class, each with its stored embedding (in chunk
+        order): what an edited version of the document can reuse instead of embedding again."""
+        col = self._collection(groups, create=False)
+        if col is None:
+            return []
+        try:
+            got = col.get(where={"doc_id": doc_id}, include=["documents", "metadatas", "embeddings"])
+        except Exception as exc:
+            raise RetrievalError(f"Chroma read of document {doc_id} failed: {exc}") from exc
+        pairs = [
+            (_chunk(cid, text, meta), [float(x) for x in vector])
+            for cid, text, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+        ]
+        return sorted(pairs, key=lambda pair: pair[0].index)
+
     def embeddings(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
         """chunk_id -> stored embedding, for chunks found by another retriever."""
         by_class: dict[tuple[str, ...], list[str]] = {}

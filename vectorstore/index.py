@@ -58,6 +58,9 @@ class SearchIndex:
     def embeddings(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
         return self.dense.embeddings(chunks)
 
+    def document_embeddings(self, doc_id: str, groups: Sequence[str]) -> list[tuple[Chunk, list[float]]]:
+        return self.dense.document_embeddings(doc_id, groups)
+
     def count(self) -> int:
         return self.dense.count()
 

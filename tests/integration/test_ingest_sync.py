@@ -24,6 +24,7 @@ from enclave import wiring
 from ingest.acl import GroupPolicy
 from ingest.manifest import Manifest
 from tests.support.chroma_server import both_store_modes
+from tests.support.cli import shared_embedder
 
 pytestmark = pytest.mark.slow
 
@@ -341,12 +342,14 @@ def test_sigkill_at_any_moment_then_rerun_leaves_one_copy(tmp_path: Path) -> Non
     assert len(Manifest(settings.manifest_path).docs()) == 60
 
 
-def test_docs_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docs_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any) -> None:
     from typer.testing import CliRunner
 
     from enclave.cli import app
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(wiring, "build_embedder", shared_embedder(embedder))
+    monkeypatch.setenv("ENCLAVE_INGEST__PARSE_TIMEOUT_S", "0")  # see tests/support/cli.py
     docs = tmp_path / "docs"
     write_corpus(docs, 2)
     shutil.copy(docs / "note-000.md", docs / "dup.md")

@@ -26,6 +26,7 @@ from core.users import UserStore
 from enclave import wiring
 from enclave.cli import app as cli
 from enclave.health import AdminOverview
+from tests.support.cli import quick_cli
 from tests.support.net import free_port as closed_port
 from tests.support.net import nothing_left_loopback  # noqa: F401 (an autouse fixture)
 from tests.support.openai_stub import scripted_chat_server
@@ -66,7 +67,7 @@ def ingest(data_dir: Path, folder: Path, groups: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("admin")
     docs = root / "docs"
     (docs / "public").mkdir(parents=True)
@@ -75,8 +76,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (docs / "finance" / "budget.md").write_text(BUDGET, encoding="utf-8")
     (docs / "finance" / "broken.pdf").write_bytes(b"%PDF-1.7\n garbage without any pages")
     data_dir = root / "var"
-    assert ingest(data_dir, docs / "public", "public") == 0
-    assert ingest(data_dir, docs / "finance", "finance,staff") == 1  # the broken PDF fails
+    with quick_cli(embedder):  # the session's MiniLM; parsed in this process
+        assert ingest(data_dir, docs / "public", "public") == 0
+        assert ingest(data_dir, docs / "finance", "finance,staff") == 1  # the broken PDF fails
 
     settings = Settings(data_dir=data_dir)
     settings.ui.host = "127.0.0.1"

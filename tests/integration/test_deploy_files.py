@@ -131,6 +131,23 @@ def test_compose_images_are_pinned_to_the_locked_versions(compose: dict[str, Any
     assert compose["services"]["vllm"]["image"] == f"vllm/vllm-openai:v{vllm}"
 
 
+def test_image_installs_the_official_spacy_model_checked_against_unstructureds_pin(
+    compose: dict[str, Any],
+) -> None:
+    """The Dockerfile is not built here: its text is read. The sha256 it checks is the one the
+    locked unstructured pins (read as the bundle reads it), before pip installs anything."""
+    from enclave.bundle import spacy_pin
+
+    pin = spacy_pin()
+    dockerfile = (DEPLOY / "compose" / "Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    assert (args["SPACY_WHEEL"], args["SPACY_SHA256"]) == (pin.filename, pin.sha256)
+    check = dockerfile.index('echo "${SPACY_SHA256}  /spacy/${SPACY_WHEEL}" | sha256sum --check --strict -')
+    assert check < dockerfile.index("pip install") < dockerfile.index('"/spacy/${SPACY_WHEEL}"')
+    assert "!bundle/spacy" in (DEPLOY / "compose" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert compose["services"]["enclave"]["build"]["args"]["SPACY"] == args["SPACY"] == "bundle/spacy"
+
+
 def test_compose_only_the_proxy_has_a_route_out(compose: dict[str, Any]) -> None:
     networks = compose["networks"]
     for name, service in compose["services"].items():

@@ -1,13 +1,23 @@
 """The context budget: the prompt must leave room in the model's context window for the answer.
 
-The prompt is counted whole with the served model's tokenizer (assistant/tokens.py). While it is
-over `context window - max_tokens`, the lowest-ranked source is dropped, down to the best one;
+The prompt is counted whole with the served model's tokenizer (assistant/tokens.py). When it is
+over `context window - max_tokens`, the lowest-ranked sources are dropped, down to the best one;
 then the oldest earlier turns; if the question and its best source still do not fit, the answer
-fails with a message saying by how much. Every drop is recorded with its token count.
+fails with a message saying by how much.
+
+Every count is of a whole prompt, so the fit is exact; but with vLLM counting, each is a request
+to the server. So the number of sources is not found by dropping one at a time and counting
+again: the full prompt's count, scaled by the characters each source adds, guesses it, and exact
+counts then confirm that many sources fit and one more would not (stepping from the guess until
+they do). An answer that fits whole costs one count; one that drops sources usually three,
+however many it drops. A dropped source is recorded with its token count where two confirmed
+counts differ by it alone; the others dropped together with `tokens` None, and the prompt with
+every source is recorded (`prompt_tokens_all_sources`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +47,7 @@ class FittedPrompt:
     counted_by: str
     dropped: list[dict[str, Any]] = field(default_factory=list)
     turns_dropped: int = 0
+    all_sources_tokens: int | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -45,6 +56,7 @@ class FittedPrompt:
             "max_tokens": self.max_tokens,
             "prompt_budget": self.context_window - self.max_tokens,
             "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_all_sources": self.all_sources_tokens,
             "counted_by": self.counted_by,
             "sources_kept": self.sources_kept,
             "sources_dropped": self.dropped,
@@ -93,24 +105,13 @@ class ContextBudget:
         window = self.context_window()
         budget = window - self.max_tokens
         k, h = len(citations), turns
-        tokens = self._count(build(k, h))
-        dropped: list[dict[str, Any]] = []
-        while tokens > budget:
-            if k > 1:
-                k -= 1
-                fewer = self._count(build(k, h))
-                c = citations[k]
-                dropped.append(
-                    {
-                        "n": c.n,
-                        "chunk_id": c.chunk_id,
-                        "source": c.source,
-                        "page": c.page,
-                        "tokens": tokens - fewer,
-                    }
-                )
-                tokens = fewer
-            elif h > 0:
+        counted = {k: self._count(build(k, h))}  # exact counts of the prompt with k sources
+        full = counted[k]
+        if full > budget and k > 1:
+            k = self._most_sources(build, h, budget, counted)
+        tokens = counted[k]
+        while tokens > budget:  # the best source alone is over: the oldest turns go
+            if h > 0:
                 h -= 1
                 tokens = self._count(build(k, h))
             else:
@@ -119,6 +120,13 @@ class ContextBudget:
                     f"{budget} the model's context window of {window} tokens leaves beside "
                     f"{self.max_tokens} for the answer: ask a shorter question, or lower llm.max_tokens"
                 )
+        dropped: list[dict[str, Any]] = []
+        for n in range(len(citations) - 1, k - 1, -1):  # lowest rank first
+            c = citations[n]
+            alone = counted[n + 1] - counted[n] if n in counted and n + 1 in counted else None
+            dropped.append(
+                {"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "page": c.page, "tokens": alone}
+            )
         if dropped or h < turns:
             log.info(
                 "context budget %d of %d: dropped sources %s and %d earlier turns",
@@ -135,7 +143,28 @@ class ContextBudget:
             counted_by=self.counter.description,
             dropped=dropped,
             turns_dropped=turns - h,
+            all_sources_tokens=full,
         )
+
+    def _most_sources(self, build: PromptBuilder, h: int, budget: int, counted: dict[int, int]) -> int:
+        """The most sources, fewer than all, whose prompt fits `budget` (1 if even one does not),
+        by exact counts. Which prompts to count is guessed from the characters each source adds:
+        at first scaled from the full prompt's count, then between the nearest counts either side
+        of the budget, until the prompt with n sources fits and the one with n + 1 does not."""
+        sizes = [len(json.dumps(build(n, h), ensure_ascii=False)) for n in range(max(counted) + 1)]
+        while True:
+            lo = max((n for n, t in counted.items() if t <= budget), default=0)  # 0: none known to fit
+            hi = min(n for n, t in counted.items() if t > budget)
+            if hi - lo <= 1:
+                return max(lo, 1)
+            if lo == 0:
+                rate, base, start = counted[hi] / sizes[hi], 0.0, 0
+            else:
+                rate = (counted[hi] - counted[lo]) / (sizes[hi] - sizes[lo])
+                base, start = counted[lo] - rate * sizes[lo], lo
+            guess = [n for n in range(start + 1, hi) if base + rate * sizes[n] <= budget]
+            n = guess[-1] if guess else start + 1
+            counted[n] = self._count(build(n, h))
 
     def _count(self, messages: Messages) -> int:
         return self.counter.count(messages)

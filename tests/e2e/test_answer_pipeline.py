@@ -138,8 +138,10 @@ def test_sources_that_do_not_fit_are_dropped_lowest_rank_first(
     dropped = [d["n"] for d in context["sources_dropped"]]
     kept = context["sources_kept"]
     assert dropped == list(range(4, kept, -1)) and kept == 2, context  # lowest rank first
-    full = context["prompt_tokens"] + sum(d["tokens"] for d in context["sources_dropped"])
-    assert context["prompt_tokens"] <= budget < full  # all four would have left no room
+    assert context["prompt_tokens"] <= budget < context["prompt_tokens_all_sources"]  # all four: no room
+    # Counted with four, three (one too many) and two sources (sent): each dropped one's own tokens.
+    dropped_tokens = sum(d["tokens"] for d in context["sources_dropped"])
+    assert context["prompt_tokens"] + dropped_tokens == context["prompt_tokens_all_sources"]
     # The server's own count of what was sent is the count on record.
     sent = spy.calls[-1][0]
     assert (

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -78,6 +79,51 @@ def test_sources_are_dropped_lowest_rank_first_until_the_answer_has_room(model_d
     record = fitted.record()
     assert record["prompt_budget"] == window - 300 and record["sources_dropped"][0]["chunk_id"] == "c4"
     assert record["counted_by"].startswith("tokenizer files in") and record["context_window"] == window
+
+
+class Counting:
+    """The real tokenizer-file counter, counting its calls: each is a /tokenize request with vLLM."""
+
+    def __init__(self, counter: TokenizerFileCounter) -> None:
+        self.counter, self.calls, self.description = counter, 0, counter.description
+
+    def count(self, messages: list[dict[str, str]]) -> int:
+        self.calls += 1
+        return self.counter.count(messages)
+
+
+def test_counts_per_answer_do_not_grow_with_the_sources_dropped(model_dir: Path) -> None:
+    counter = TokenizerFileCounter(model_dir)
+    citations = [cite(n) for n in range(1, 9)]
+    texts = [
+        f"Source {n} says: " + "the harbour master books berths for vessels in July. " * 12
+        for n in range(1, 9)
+    ]
+
+    def build(k: int, h: int) -> list[dict[str, str]]:
+        return build_messages("Port", "Who books berths?", citations[:k], texts[:k])
+
+    each = {k: counter.count(build(k, 0)) for k in range(1, 9)}
+    each[9] = each[8] + 1
+    # The budget anywhere from exactly the prompt that fits to one token under the next.
+    for keep, where in itertools.product(range(1, 9), ("exactly", "between", "just under")):
+        budget = {"exactly": each[keep], "between": (each[keep] + each[keep + 1]) // 2}.get(
+            where, each[keep + 1] - 1
+        )
+        counting = Counting(counter)
+        fitted = ContextBudget(counting, 300, context_window=budget + 300).fit(build, citations, 0)
+        assert fitted.sources_kept == keep and fitted.prompt_tokens == each[keep]  # exact, the most that fit
+        assert fitted.record()["prompt_tokens_all_sources"] == each[8]
+        # The full prompt; when it is over, the prompt that fits and the one with a source more,
+        # and a count more where the first guess was one off. It was one per source dropped, plus one.
+        expected = 1 if keep == 8 else 2 if keep == 7 else 3
+        assert counting.calls == expected or (where == "exactly" and counting.calls == expected + 1), (
+            keep,
+            where,
+            counting.calls,
+        )
+        if fitted.dropped:  # the source at the boundary: the difference of two exact counts
+            assert fitted.dropped[-1]["tokens"] == each[keep + 1] - each[keep]
 
 
 def test_then_the_oldest_turns_go_and_then_it_says_the_question_cannot_fit(model_dir: Path) -> None:

@@ -65,8 +65,13 @@ def settings(
 @pytest.fixture
 def store_mode(request: pytest.FixtureRequest) -> str:
     """Chroma's mode for `settings`: embedded unless a test runs on both, with
-    `@both_store_modes` (tests.support.chroma_server): embedded, then a real `chroma run`."""
-    return str(getattr(request, "param", "embedded"))
+    `@both_store_modes` (tests.support.chroma_server): embedded, then a real `chroma run`.
+    ENCLAVE_TEST_STORE_MODE=http runs every other test on the server too (`make test-server-mode`):
+    the whole suite on client/server Chroma, which CI leaves to the tests marked for both."""
+    default = os.environ.get("ENCLAVE_TEST_STORE_MODE", "embedded")
+    if default not in ("embedded", "http"):
+        raise pytest.UsageError(f"ENCLAVE_TEST_STORE_MODE={default!r}: use embedded or http")
+    return str(getattr(request, "param", default))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 Two counters, each exact for the served model:
 - `VllmTokenizeCounter`: vLLM's `/tokenize` endpoint, given the chat messages, applies the chat
-  template the server itself uses;
+  template the server itself uses. Each count is a request that renders and tokenizes the whole
+  prompt in the server, so the last `CACHED_COUNTS` counts are kept, by the exact messages: the
+  same question over the same sources (many staff asking one thing) is not counted again;
 - `TokenizerFileCounter`: the model folder's `tokenizer.json` (the `tokenizers` package) and the
   chat template of its `tokenizer_config.json` (or `chat_template.jinja`), rendered with Jinja
   the way transformers does.
@@ -11,8 +13,11 @@ Nothing is fetched: no tiktoken, no tokenizer from a hub. httpx types stay in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +28,7 @@ from core.errors import ConfigError, LLMUnavailable
 log = logging.getLogger(__name__)
 
 Messages = Sequence[dict[str, str]]
+CACHED_COUNTS = 4096  # prompts whose count VllmTokenizeCounter keeps (a key and an int each)
 
 
 class TokenCounter(Protocol):
@@ -82,12 +88,23 @@ class VllmTokenizeCounter:
         self.api_key = api_key
         self.timeout_s = timeout_s
         self.description = f"vLLM {self.url}"
+        self._counted: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     def count(self, messages: Messages) -> int:
         body = {"model": self.model, "messages": list(messages), "add_generation_prompt": True}
+        key = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        with self._lock:
+            if key in self._counted:
+                self._counted.move_to_end(key)
+                return self._counted[key]
         data = _request("POST", self.url, self.api_key, self.timeout_s, body)
         if not isinstance(data, dict) or not isinstance(data.get("count"), int):
             raise LLMUnavailable(f"{self.url} did not return a token count; is this a vLLM server?")
+        with self._lock:
+            self._counted[key] = int(data["count"])
+            while len(self._counted) > CACHED_COUNTS:
+                self._counted.popitem(last=False)
         return int(data["count"])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,22 @@ def test_tokenizer_files_count_what_vllm_counts(
             },
         ],
     ):
-        assert files.count(messages) == server.count(messages)
+        before = tokenize_requests(vllm_scripted)
+        assert files.count(messages) == server.count(messages) == server.count(messages)
+        # The same messages again are not asked again: one request each, in the server's own log.
+        assert tokenize_requests(vllm_scripted, at_least=before + 1) == before + 1
     assert served_context_window(vllm_scripted.base_url, vllm_scripted.model) == CONTEXT_LENGTH
+
+
+def tokenize_requests(server: VllmServer, at_least: int = 0) -> int:
+    """The /tokenize requests in the server's access log, once it shows `at_least` (a log line
+    may follow its response by a moment)."""
+    for _ in range(50):
+        seen = server.log_path.read_text(errors="replace").count('"POST /tokenize HTTP')
+        if seen >= at_least:
+            return seen
+        time.sleep(0.1)
+    return seen
 
 
 def _mission_variant(n: int) -> str:

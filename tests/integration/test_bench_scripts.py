@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import report, retrieval
+from ingest.chunking import embedding_text
 from vectorstore.chroma import ChromaStore
 from vectorstore.lexical import LexicalIndex
 
@@ -35,9 +37,9 @@ def test_bench_script_help(script: str) -> None:
 def test_retrieval_build_resumes_with_the_same_chunks(tmp_path: Path) -> None:
     """A build stopped part-way (here: a smaller target first) goes on where it was, and the
     chunks it adds are those a build in one go would have made."""
-    first = retrieval.side_build(tmp_path, 120)
+    first = retrieval.side_build(tmp_path, 120, "random")
     assert (first["built"], first["added"]) == (120, 120)
-    second = retrieval.side_build(tmp_path, 300)
+    second = retrieval.side_build(tmp_path, 300, "random")
     assert (second["built"], second["added"]) == (300, 180)
 
     expected, _ = retrieval.make_batch(0, retrieval.vocabulary(), retrieval.zipf_cdf(retrieval.VOCAB_SIZE))
@@ -50,6 +52,38 @@ def test_retrieval_build_resumes_with_the_same_chunks(tmp_path: Path) -> None:
     [(doc, chunks)] = dense.documents_in_class(expected[150].groups, [expected[150].doc_id])
     assert chunks[0].text == expected[150].text and doc == expected[150].doc_id
     lexical.close()
+    with pytest.raises(SystemExit, match="vectors made by --vectors random"):
+        retrieval.side_build(tmp_path, 400, "pool")
+
+
+def test_retrieval_pool_vectors(tmp_path: Path) -> None:
+    """--vectors pool: the first --pool chunks carry the real model's embedding of their text
+    (kept in the work dir and checked when found there), later ones a renormalised pool vector
+    moved a little; every chunk's text stays its own."""
+    built = retrieval.side_build(tmp_path, 12, "pool", pool=8)
+    assert (built["built"], built["state"]["pool"]) == (12, 8)
+    pool = np.load(tmp_path / "pool" / "b00000.npy")
+    assert pool.shape == (8, retrieval.DIM)
+
+    chunks, _ = retrieval.make_batch(0, retrieval.vocabulary(), retrieval.zipf_cdf(retrieval.VOCAB_SIZE))
+    vectors = retrieval.Vectors(tmp_path, retrieval.read_state(tmp_path))
+    real = np.array(vectors.embedder.embed_documents([embedding_text(c) for c in chunks[:8]]))
+    assert np.abs(real - pool).max() < retrieval.CHECK_TOLERANCE
+    stored = ChromaStore.embedded(tmp_path / "chroma", retrieval.PREFIX)
+    got = {c: np.array(v) for c, v in stored.embeddings(chunks[:12]).items()}
+    assert np.abs(got[chunks[3].chunk_id] - pool[3]).max() < 1e-6
+    derived = retrieval.derive(pool, 0)
+    assert np.abs(got[chunks[10].chunk_id] - derived[10]).max() < 1e-6
+    assert abs(np.linalg.norm(derived[10]) - 1) < 1e-5
+    assert len({c.text for c in chunks[:12]}) == 12
+
+    # A pool file that disagrees with the embedder stops the build.
+    np.save(tmp_path / "pool" / "b00000.npy", pool[::-1].copy())
+    state = retrieval.read_state(tmp_path)
+    state["pool_checked"] = {}
+    retrieval.write_state(tmp_path, state)
+    with pytest.raises(SystemExit, match="differ from this embedder"):
+        retrieval.side_build(tmp_path, 20, "pool", pool=8)
 
 
 @pytest.mark.slow
@@ -57,7 +91,7 @@ def test_retrieval_bench_small_run_and_its_report(tmp_path: Path) -> None:
     out = tmp_path / "retrieval.json"
     done = run(
         str(BENCH / "retrieval.py"), "--sizes", "200", "--queries", "3", "--no-baseline",
-        "--work-dir", str(tmp_path / "work"), "--output", str(out),
+        "--work-dir", str(tmp_path / "work"), "--output", str(out), "--pool", "20",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -67,6 +101,19 @@ def test_retrieval_bench_small_run_and_its_report(tmp_path: Path) -> None:
         for user in ("wide", "narrow"):
             assert m[user]["total_ms"]["n"] == 3 and m[user]["total_ms"]["p50"] > 0
     assert result["sizes"][0]["disk_bytes"] > 0
+    assert (result["corpus"]["vector_mode"], result["corpus"]["pool"]) == ("pool", 20)
+    assert result["corpus"]["vector_stats"]["derived_cosine_to_parent_mean"] > 0.9
+
+    # --skip-build measures the kept store as it stands, building nothing.
+    again = tmp_path / "again.json"
+    done = run(
+        str(BENCH / "retrieval.py"), "--skip-build", "--modes", "embedded", "--queries", "2",
+        "--no-baseline", "--work-dir", str(tmp_path / "work"), "--output", str(again),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    second = json.loads(again.read_text())
+    assert [(s["chunks"], s["build"]["added_this_run"]) for s in second["sizes"]] == [(200, 0)]
+    assert second["measurements"][0]["wide"]["total_ms"]["n"] == 2
 
     doc = tmp_path / "report.md"
     absent = str(tmp_path / "absent.json")  # not the newest results in bench/results

@@ -9,9 +9,9 @@ Every count is of a whole prompt, so the fit is exact; but with vLLM counting, e
 to the server. So the number of sources is not found by dropping one at a time and counting
 again: the full prompt's count, scaled by the characters each source adds, guesses it, and exact
 counts then confirm that many sources fit and one more would not (stepping from the guess until
-they do). An answer that fits whole costs one count; one that drops sources usually three,
-however many it drops. A dropped source is recorded with its token count where two confirmed
-counts differ by it alone; the others dropped together with `tokens` None, and the prompt with
+they do). An answer that fits whole costs one count; one that drops sources usually three (two
+if it drops one), however many it drops. A dropped source is recorded with its token count where two
+confirmed counts differ by it alone, the others dropped together with `tokens` None; the prompt with
 every source is recorded (`prompt_tokens_all_sources`).
 """
 
@@ -148,22 +148,28 @@ class ContextBudget:
 
     def _most_sources(self, build: PromptBuilder, h: int, budget: int, counted: dict[int, int]) -> int:
         """The most sources, fewer than all, whose prompt fits `budget` (1 if even one does not),
-        by exact counts. Which prompts to count is guessed from the characters each source adds:
-        at first scaled from the full prompt's count, then between the nearest counts either side
-        of the budget, until the prompt with n sources fits and the one with n + 1 does not."""
+        by exact counts, until the prompt with n sources fits and the one with n + 1 does not.
+        Which prompts to count is guessed from the characters each source adds: at first scaled
+        from the full prompt's count, and one source more than that (the rules and the question
+        take fewer tokens a character than sources do, so the scaling guesses low); then on the
+        line through the nearest counts either side of the budget (or the two nearest over it)."""
         sizes = [len(json.dumps(build(n, h), ensure_ascii=False)) for n in range(max(counted) + 1)]
         while True:
             lo = max((n for n, t in counted.items() if t <= budget), default=0)  # 0: none known to fit
-            hi = min(n for n, t in counted.items() if t > budget)
+            over = sorted(n for n, t in counted.items() if t > budget)
+            hi = over[0]
             if hi - lo <= 1:
                 return max(lo, 1)
-            if lo == 0:
-                rate, base, start = counted[hi] / sizes[hi], 0.0, 0
+            if lo == 0 and len(over) == 1:  # the full prompt's count alone
+                rate, base = counted[hi] / sizes[hi], 0.0
+                below = [n for n in range(1, hi) if base + rate * sizes[n] <= budget]
+                n = min(below[-1] + 1, hi - 1) if below else 1
             else:
-                rate = (counted[hi] - counted[lo]) / (sizes[hi] - sizes[lo])
-                base, start = counted[lo] - rate * sizes[lo], lo
-            guess = [n for n in range(start + 1, hi) if base + rate * sizes[n] <= budget]
-            n = guess[-1] if guess else start + 1
+                a, b = (lo, hi) if lo else (hi, over[1])
+                rate = (counted[b] - counted[a]) / (sizes[b] - sizes[a])
+                base = counted[a] - rate * sizes[a]
+                below = [n for n in range(lo + 1, hi) if base + rate * sizes[n] <= budget]
+                n = below[-1] if below else lo + 1
             counted[n] = self._count(build(n, h))
 
     def _count(self, messages: Messages) -> int:

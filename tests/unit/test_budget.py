@@ -114,14 +114,9 @@ def test_counts_per_answer_do_not_grow_with_the_sources_dropped(model_dir: Path)
         fitted = ContextBudget(counting, 300, context_window=budget + 300).fit(build, citations, 0)
         assert fitted.sources_kept == keep and fitted.prompt_tokens == each[keep]  # exact, the most that fit
         assert fitted.record()["prompt_tokens_all_sources"] == each[8]
-        # The full prompt; when it is over, the prompt that fits and the one with a source more,
-        # and a count more where the first guess was one off. It was one per source dropped, plus one.
-        expected = 1 if keep == 8 else 2 if keep == 7 else 3
-        assert counting.calls == expected or (where == "exactly" and counting.calls == expected + 1), (
-            keep,
-            where,
-            counting.calls,
-        )
+        # The full prompt; when it is over, the prompt that fits and the one with a source more
+        # (that is the full one when one source is dropped). It was one per source dropped, plus one.
+        assert counting.calls == (1 if keep == 8 else 2 if keep == 7 else 3), (keep, where, counting.calls)
         if fitted.dropped:  # the source at the boundary: the difference of two exact counts
             assert fitted.dropped[-1]["tokens"] == each[keep + 1] - each[keep]
 

@@ -30,6 +30,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tests.support.chromium import CHROMIUM, chromium_args
@@ -215,37 +216,53 @@ def run_flow(work: Path) -> dict[str, Any]:
     commands: dict[str, Any] = result["commands"]
     model = build_tiny_model(work / "model", "scripted")
 
-    # Ingest needs no LLM: it runs while vLLM loads (the longest wait of the flow).
+    # vLLM's start is the longest wait of the flow: ingest, the user and the web UI's start (which
+    # needs vLLM's address, not vLLM) all run meanwhile. The UI starts once ingest is done, so
+    # that it opens the store ingest wrote.
     with (work / "logs" / "ingest.err").open("w") as errors:
         ingest = subprocess.Popen(
             [ENCLAVE, "ingest", str(work / "docs"), "--groups", "public", "--json"], env=enclave_env(work, None),
             cwd=work, text=True, stdout=subprocess.PIPE, stderr=errors,
         )  # fmt: skip
-    with running_vllm(model, "tiny-scripted", work / "logs" / "vllm.log", CONTEXT_LENGTH) as llm:
-        result["vllm"] = {"pid": llm.pid, "base_url": llm.base_url, "model": llm.model}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    serve_log = work / "logs" / "serve.log"
+    llm = SimpleNamespace(base_url="", model="tiny-scripted")
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def meanwhile(base_url: str) -> None:
+        llm.base_url = base_url
         out, _ = ingest.communicate(timeout=600)
         commands["ingest"] = record(ingest, out + (work / "logs" / "ingest.err").read_text())
         env = enclave_env(work, llm)
         add_user = ("users", "add", "alice", "--groups", "public", "--password-stdin")
         commands["users"] = run_enclave(env, work, *add_user, stdin=PASSWORD + "\n")
-
-        port = free_port()
-        serve_log = work / "logs" / "serve.log"
         with serve_log.open("w") as log:
             serve = [ENCLAVE, "serve", "--port", str(port)]
-            server = subprocess.Popen(serve, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            wait_for(url + "login", server, serve_log)
-            result["browser"] = ask_in_browser(url, work)
-            export = ("audit", "export", "--format", "jsonl", "--out", str(work / "audit.jsonl"))
-            commands["export"] = run_enclave(env, work, *export)
-        finally:
-            stopped_by = stop_server(server)
-        commands["serve"] = {
-            "pid": server.pid, "returncode": server.returncode, "stopped_by": stopped_by,
-            "output": serve_log.read_text()[-4000:],
-        }  # fmt: skip
+            servers.append(subprocess.Popen(serve, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT))
+
+    stopped_by = None
+    try:
+        with running_vllm(
+            model, llm.model, work / "logs" / "vllm.log", CONTEXT_LENGTH, while_loading=meanwhile
+        ) as served:
+            result["vllm"] = {"pid": served.pid, "base_url": served.base_url, "model": served.model}
+            [server] = servers
+            try:
+                wait_for(url + "login", server, serve_log)
+                result["browser"] = ask_in_browser(url, work)
+                export = ("audit", "export", "--format", "jsonl", "--out", str(work / "audit.jsonl"))
+                commands["export"] = run_enclave(enclave_env(work, llm), work, *export)
+            finally:
+                stopped_by = stop_server(server)
+    finally:
+        if stopped_by is None:  # vLLM never got ready: the UI must not outlive the flow
+            for started in servers:
+                stop_server(started)
+    commands["serve"] = {
+        "pid": server.pid, "returncode": server.returncode, "stopped_by": stopped_by,
+        "output": serve_log.read_text()[-4000:],
+    }  # fmt: skip
     result["no_routes_after_flow"] = no_route_counts()
 
     control = subprocess.Popen(

@@ -159,9 +159,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_vllm(
-    model_dir: Path, served_name: str, log_path: Path, max_model_len: int, extra_args: tuple[str, ...] = ()
+    model_dir: Path,
+    served_name: str,
+    log_path: Path,
+    max_model_len: int,
+    extra_args: tuple[str, ...] = (),
+    while_loading: Callable[[str], None] | None = None,
 ) -> Iterator[VllmServer]:
-    """Serve `model_dir` with vLLM on 127.0.0.1 until the block ends."""
+    """Serve `model_dir` with vLLM on 127.0.0.1 until the block ends. `while_loading`, if given,
+    is called with the server's base URL once it is launched, before waiting for it to be ready:
+    work that needs the URL but not yet the server overlaps vLLM's start (the longest wait)."""
     vllm = vllm_command()
     if vllm is None:
         raise FileNotFoundError(MISSING_VENV)
@@ -209,6 +216,8 @@ def running_vllm(
     proc = launch()
     server: VllmServer | None = None
     try:
+        if while_loading is not None:
+            while_loading(f"http://127.0.0.1:{port}/v1")
         _wait_ready(proc, f"http://127.0.0.1:{port}", served_name, log_path)
         server = VllmServer(
             base_url=f"http://127.0.0.1:{port}/v1",

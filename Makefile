@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv vllm-venv clean bench bench-quick
+.PHONY: demo test test-server-mode lint venv vllm-venv clean bench bench-quick
 
 venv: $(STAMP)
 
@@ -30,6 +30,13 @@ vllm-venv:
 
 test: $(STAMP) vllm-venv
 	$(PY) -m pytest
+
+# The suite on client/server Chroma (a real `chroma run` on 127.0.0.1): every test that uses the
+# `settings` fixture, not only those CI runs on both modes. Not in CI (it would double its time);
+# the bundle and egress proofs start their own embedded stores, so they are left out.
+test-server-mode: $(STAMP) vllm-venv
+	ENCLAVE_TEST_STORE_MODE=http $(PY) -m pytest tests/integration tests/e2e \
+		--ignore=tests/integration/test_bundle.py --ignore=tests/e2e/test_egress.py
 
 # Benchmarks (docs/benchmarks.md): the full run takes hours on two cores the first time; the
 # stores under $(BENCH_DIR) are kept, so a later run resumes or reuses them. Every benchmark runs

@@ -62,7 +62,9 @@ what is done after each batch, and a run picks up where the last one stopped. Th
 measured in increasing order on the one growing store (a rerun on a kept store leaves out the
 sizes below it). --skip-build measures the store as it stands (its one size), building nothing:
 a rerun of the queries on a quiet machine takes minutes. --nice N lowers the build's CPU
-priority (not the queries'). Timings are never asserted by tests; they are recorded here.
+priority (not the queries'). Open the work dir's Chroma from no other process while a build
+runs: embedded Chroma belongs to one process, and a second one reading during a build once left
+vectors unreadable. Timings are never asserted by tests; they are recorded here.
 """
 
 from __future__ import annotations

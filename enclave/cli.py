@@ -847,6 +847,28 @@ def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         typer.echo(f"{key} = {json.dumps(value)}  ({sources.get(key, 'default')})")
 
 
+def _claim_store(settings: Settings, role: str) -> None:
+    """The web UI holds an embedded Chroma store for itself while it runs (vectorstore/chroma.py:
+    one process only); it does not start beside a running ingest, nor beside another web UI."""
+    if settings.store.mode != "embedded":
+        return  # a Chroma server is shared by any number of processes
+    import fcntl
+
+    from vectorstore.chroma import claim_embedded
+
+    lock = settings.data_dir / "ingest.lock"
+    if lock.exists():
+        with lock.open("r") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fail(
+                    f"an ingest is running on the data folder {settings.data_dir} (lock {lock}); "
+                    "start the web UI when it has finished: embedded Chroma is safe for one process only"
+                )
+    claim_embedded(settings.chroma_path, role)
+
+
 def _web_app(settings: Settings) -> Any:
     """The web UI, its admin page looking at the same store as the assistant."""
     from enclave.health import AdminOverview
@@ -876,6 +898,7 @@ def serve(
         settings.ui.port = port
     from ui.app import serve as serve_app
 
+    _claim_store(settings, "enclave serve")
     gr_app = _web_app(settings)
     originals = wiring.build_originals(settings)
     serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
@@ -889,6 +912,8 @@ def demo(
     from enclave.demo import prepare_demo
 
     settings = state.settings
+    if not no_serve:
+        _claim_store(settings, "enclave demo")
     logins = prepare_demo(settings)
     if no_serve:
         return

@@ -129,10 +129,23 @@ def check_chroma(settings: Settings, store: SearchIndex | None = None) -> CheckR
     if store is None and not _has_store(settings):
         figures.update(chunks=0, access_classes=0)
         return CheckResult(name, True, f"no store at {where} yet: the first ingest creates it", figures)
+    from vectorstore.chroma import StoreInUse
+
     try:
         dense = store.dense if store is not None else _dense(settings)
         classes = dense.access_classes()
         figures.update(chunks=dense.count(), access_classes=len(classes))
+    except StoreInUse as exc:
+        # The running web UI holds the embedded store: not a fault, and not to be opened here.
+        figures.update(in_use_by=exc.owner)
+        owner = exc.owner
+        return CheckResult(
+            name,
+            True,
+            f"embedded store {where} is held by `{owner.get('role', '?')}` (pid {owner.get('pid', '?')}); "
+            "not opened from here (embedded Chroma is for one process): the web UI's /health shows it",
+            figures,
+        )
     except Exception as exc:
         return CheckResult(name, False, f"Chroma at {where} did not answer: {exc}", figures)
     return CheckResult(
@@ -151,6 +164,8 @@ def _dense(settings: Settings) -> Any:
 
 def check_lexical(settings: Settings, store: SearchIndex | None = None) -> CheckResult:
     """The lexical (BM25) index holds as many chunks as Chroma, document by document."""
+    from vectorstore.chroma import StoreInUse
+
     name = "lexical index"
     path = settings.lexical_path
     figures: dict[str, Any] = {"file": str(path)}
@@ -180,6 +195,11 @@ def check_lexical(settings: Settings, store: SearchIndex | None = None) -> Check
                 lexical.close()
         else:
             lexical_docs, dense_docs = store.lexical.document_ids(), store.dense.document_ids()
+    except StoreInUse as exc:
+        figures.update(in_use_by=exc.owner)
+        return CheckResult(
+            name, True, "not compared: the web UI holds the embedded Chroma store (see chroma)", figures
+        )
     except Exception as exc:
         return CheckResult(
             name, False, f"lexical index {path} could not be compared with Chroma: {exc}", figures

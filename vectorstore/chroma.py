@@ -13,10 +13,14 @@ embedding function would download a model.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,84 @@ def _chunk(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
     )
 
 
+class StoreInUse(RetrievalError):
+    """An embedded store that another process (the web UI) holds for itself."""
+
+    def __init__(self, message: str, owner: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+# Embedded Chroma is safe for one process only: a second process reading the same folder sees
+# stale vectors (each process caches the HNSW index) and, reading while the first writes, can
+# damage it. The long-running process (`enclave serve`) claims the folder for its lifetime with an
+# exclusive lock on <folder>.owner.lock; any other process that opens the folder is refused while
+# the claim stands. Processes that claim nothing (CLI commands) run one after another as before.
+_claims: dict[str, Any] = {}  # folder -> the open, locked owner file of this process
+
+
+def _owner_file(path: Path) -> Path:
+    return path.parent / f"{path.name}.owner.lock"
+
+
+def _owner(lock_path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(lock_path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def _in_use(path: Path, owner: dict[str, Any]) -> StoreInUse:
+    who = f"`{owner.get('role', 'another Enclave process')}` (pid {owner.get('pid', '?')}, since {owner.get('since', '?')})"
+    return StoreInUse(
+        f"the embedded Chroma store {path} is in use by {who}. Embedded Chroma is safe for one "
+        "process only: another would read stale vectors and could damage the store. Ingest from the "
+        "web UI's admin page, stop the web UI first, or run Chroma as a server (store.mode: http; "
+        "docs/deploy.md) so that the web UI and the command line can share it",
+        owner,
+    )
+
+
+def claim_embedded(path: Path, role: str, attempts: int = 10) -> None:
+    """Make this process the only one that may open the embedded store at `path`, until it exits.
+    Raises StoreInUse, naming the holder, when another process has claimed it."""
+    path = Path(path).resolve()
+    if str(path) in _claims:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = _owner_file(path)
+    handle = lock_path.open("a+", encoding="utf-8")
+    for attempt in range(attempts):  # another process's brief check holds it for microseconds
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == attempts - 1:
+                handle.close()
+                raise _in_use(path, _owner(lock_path)) from None
+            time.sleep(0.2)
+    handle.seek(0)
+    handle.truncate()
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    handle.write(json.dumps({"pid": os.getpid(), "role": role, "since": since}))
+    handle.flush()
+    _claims[str(path)] = handle
+
+
+def check_not_claimed(path: Path) -> None:
+    """Raise StoreInUse when another process has claimed the embedded store at `path`."""
+    path = Path(path).resolve()
+    lock_path = _owner_file(path)
+    if str(path) in _claims or not lock_path.exists():
+        return
+    with lock_path.open("r", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(path, _owner(lock_path)) from None
+
+
 class ChromaStore:
     """Stores chunks with their embeddings and searches them within a user's groups."""
 
@@ -85,6 +167,7 @@ class ChromaStore:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
+        check_not_claimed(path)
         path.mkdir(parents=True, exist_ok=True)
         client = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
@@ -263,7 +346,9 @@ class ChromaStore:
             raise RetrievalError(f"Chroma read of document {doc_id} failed: {exc}") from exc
         pairs = [
             (_chunk(cid, text, meta), [float(x) for x in vector])
-            for cid, text, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+            for cid, text, meta, vector in zip(
+                got["ids"], got["documents"], got["metadatas"], got["embeddings"]
+            )
         ]
         return sorted(pairs, key=lambda pair: pair[0].index)
 

@@ -27,7 +27,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("script", ["load.py", "retrieval.py", "quality.py", "report.py"])
+@pytest.mark.parametrize(
+    "script", ["ingest.py", "embed_cost.py", "load.py", "retrieval.py", "quality.py", "report.py"]
+)
 def test_bench_script_help(script: str) -> None:
     done = run(str(BENCH / script), "--help")
     assert done.returncode == 0, done.stderr

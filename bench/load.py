@@ -800,7 +800,9 @@ def run(args: argparse.Namespace) -> int:
         )
 
     keep = args.work_dir is not None
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="enclave-bench-load-"))
+    work = (
+        args.work_dir or Path(tempfile.mkdtemp(prefix="enclave-bench-load-"))
+    ).resolve()  # vLLM runs elsewhere
     work.mkdir(parents=True, exist_ok=True)
     loads = [load_start]
     try:

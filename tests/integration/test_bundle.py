@@ -147,6 +147,47 @@ def test_create_refuses_a_spacy_wheel_with_another_sha256(tmp_path: Path) -> Non
     assert not dest.exists() and list((tmp_path / "out").iterdir()) == []  # no half-made bundle
 
 
+def test_the_spacy_wheel_is_taken_only_at_the_pinned_sha256_from_a_file_or_its_url(tmp_path: Path) -> None:
+    """The accept path, which the official wheel cannot show here (GitHub is out of reach): the
+    same code, with a pin whose sha256 is a local wheel's, copying it from --spacy-wheel and
+    downloading it from a server on 127.0.0.1; any other bytes are refused and leave nothing."""
+    import hashlib
+    import http.server
+    import threading
+
+    from core.errors import BundleError
+    from enclave.bundle import SpacyPin, _fetch_spacy_wheel
+
+    served = tmp_path / "served"
+    served.mkdir()
+    wheel = served / "en_core_web_sm-3.8.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK a stand-in for the model wheel")
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(served))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{wheel.name}"
+        pin = SpacyPin(
+            "en_core_web_sm", "3.8.0", hashlib.sha256(wheel.read_bytes()).hexdigest(), url, "test pin"
+        )
+        said: list[str] = []
+        for name, source in (("copied", wheel), ("downloaded", None)):
+            dest = tmp_path / name / pin.filename
+            dest.parent.mkdir()
+            _fetch_spacy_wheel(pin, source, dest, said.append)
+            assert dest.read_bytes() == wheel.read_bytes()
+        assert said == [f"downloading {url}"]
+
+        wheel.write_bytes(b"PK other bytes under the same name")  # the server now serves these
+        dest = tmp_path / "refused" / pin.filename
+        dest.parent.mkdir()
+        with pytest.raises(BundleError, match="refused"):
+            _fetch_spacy_wheel(pin, None, dest, said.append)
+        assert list(dest.parent.iterdir()) == []  # the partial download is gone
+    finally:
+        server.shutdown()
+
+
 # -- the whole lock, installed with no network -----------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import getpass  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from contextlib import AbstractContextManager, nullcontext  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any, NoReturn  # noqa: E402
@@ -90,6 +91,17 @@ def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def store_session(settings: Settings, role: str, write: bool) -> AbstractContextManager[None]:
+    """Hold an embedded Chroma store for the command (vectorstore/chroma.py: one process at a
+    time may write it; readers side by side): a command that reads beside one that writes, or
+    beside the web UI, is refused naming it. A Chroma server is shared by any number of processes."""
+    if settings.store.mode != "embedded":
+        return nullcontext()
+    from vectorstore.chroma import store_session as hold
+
+    return hold(settings.chroma_path, role, write)
+
+
 @app.callback()
 def main_options(
     config: Annotated[
@@ -107,6 +119,8 @@ def main_options(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The one-off onnx-int8 export (a pause of 15-30 s on first use) always says what it is doing.
+    logging.getLogger("vectorstore.onnx_embedding").setLevel(logging.INFO)
     state.config = config
     state.data_dir = data_dir
     state._settings = None
@@ -148,8 +162,9 @@ def ingest(
     if not sys.stderr.isatty():
         logging.getLogger("ingest").setLevel(logging.INFO)
     # The run brings the lexical index in step with Chroma itself, under the ingest lock.
-    pipeline = wiring.build_pipeline(settings)
-    report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
+    with store_session(settings, "enclave ingest", write=not dry_run):
+        pipeline = wiring.build_pipeline(settings)
+        report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
     if not dry_run:  # kept for the admin page; a dry run changed nothing, so it is not the last ingest
         from ingest.reports import save_last_report
 
@@ -259,7 +274,8 @@ def docs_remove(ref: Annotated[str, typer.Argument(help="Document id or file pat
 
     settings = state.settings
     doc = _resolve_doc(Manifest(settings.manifest_path), ref)
-    paths = wiring.build_pipeline(settings).remove(doc.doc_id)
+    with store_session(settings, "enclave docs remove", write=True):
+        paths = wiring.build_pipeline(settings).remove(doc.doc_id)
     typer.echo(f"removed {doc.doc_id} ({doc.chunks} chunks) held by {len(paths)} file(s)")
 
 
@@ -283,7 +299,10 @@ def docs_reindex(
     if lexical:
         from ingest.pipeline import exclusive
 
-        with exclusive(settings.data_dir / "ingest.lock"):  # never beside a running ingest
+        with (
+            store_session(settings, "enclave docs reindex", write=True),
+            exclusive(settings.data_dir / "ingest.lock"),  # never beside a running ingest
+        ):
             changed = wiring.build_store(settings).sync_lexical()
         if as_json:
             emit_json({"lexical_chunks_changed": changed})
@@ -292,26 +311,27 @@ def docs_reindex(
         return
     manifest = Manifest(settings.manifest_path)
     docs = [_resolve_doc(manifest, r) for r in refs] if refs else manifest.docs()
-    pipeline = wiring.build_pipeline(settings)
-    # One run per set of groups, not one per document: each run starts its parser workers once.
-    batches: dict[tuple[str, ...], list[Path]] = {}
-    for doc in docs:
-        files = manifest.files(doc.doc_id)
-        if files:
-            batches.setdefault(tuple(files[0].groups), []).append(Path(files[0].path))
-    failed = False
-    reports: list[dict[str, Any]] = []
-    for groups, paths in batches.items():
-        report = pipeline.run(paths, GroupPolicy(groups), force=True)
-        failed |= report.failed
-        if as_json:
-            reports.append({"groups": list(groups), **report.as_dict()})
-        else:
-            for outcome in report.files:
-                typer.echo(
-                    f"{outcome.path}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else "")
-                )
-            typer.echo(f"groups {', '.join(groups)}: {report.summary()}")
+    with store_session(settings, "enclave docs reindex", write=True):
+        pipeline = wiring.build_pipeline(settings)
+        # One run per set of groups, not one per document: each run starts its parser workers once.
+        batches: dict[tuple[str, ...], list[Path]] = {}
+        for doc in docs:
+            files = manifest.files(doc.doc_id)
+            if files:
+                batches.setdefault(tuple(files[0].groups), []).append(Path(files[0].path))
+        failed = False
+        reports: list[dict[str, Any]] = []
+        for groups, paths in batches.items():
+            report = pipeline.run(paths, GroupPolicy(groups), force=True)
+            failed |= report.failed
+            if as_json:
+                reports.append({"groups": list(groups), **report.as_dict()})
+            else:
+                for outcome in report.files:
+                    typer.echo(
+                        f"{outcome.path}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else "")
+                    )
+                typer.echo(f"groups {', '.join(groups)}: {report.summary()}")
     if as_json:
         emit_json(reports)
     if failed:
@@ -334,8 +354,9 @@ def ask(
     record = wiring.build_users(settings).get(user)
     if record is None:
         fail(f"unknown user '{user}': add it with `enclave users add {user} ...`")
-    assistant = wiring.build_assistant(settings)
-    answer = assistant.ask(record.principal, question)
+    with store_session(settings, "enclave ask", write=False):
+        assistant = wiring.build_assistant(settings)
+        answer = assistant.ask(record.principal, question)
     if as_json:
         emit_json(
             {
@@ -679,7 +700,8 @@ def doctor(
 ) -> None:
     """Check the installation: embedding model, Chroma, lexical index, audit log, LLM, disk, telemetry.
 
-    Exit code: 0 when every check passes, 1 when any fails (each says what to fix).
+    Exit code: 0 when every check passes (a warning, which says what to do, still passes), 1 when
+    any fails (each says what to fix).
     """
     from enclave.health import run_checks
 
@@ -689,9 +711,11 @@ def doctor(
         emit_json({"ok": ok, "checks": [r.as_dict() for r in results]})
     else:
         for r in results:
-            typer.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.name:<16} {r.detail}")
+            typer.echo(f"{r.label:<4}  {r.name:<16} {r.detail}")
         failed = sum(1 for r in results if not r.ok)
-        typer.echo("all checks pass" if ok else f"{failed} of {len(results)} checks failed")
+        warned = sum(1 for r in results if r.ok and r.warn)
+        note = f" ({warned} with a warning)" if warned else ""
+        typer.echo(f"all checks pass{note}" if ok else f"{failed} of {len(results)} checks failed{note}")
     if not ok:
         raise typer.Exit(1)
 
@@ -875,7 +899,11 @@ def _web_app(settings: Settings) -> Any:
     from ui.app import build_app
 
     store = wiring.build_store(settings)
-    assistant = wiring.build_assistant(settings, store=store)
+    embedder = wiring.build_embedder(settings)
+    prepare = getattr(embedder, "ensure_exported", None)
+    if prepare is not None:  # onnx-int8: export now, at start, rather than on the first question
+        prepare()
+    assistant = wiring.build_assistant(settings, embedder=embedder, store=store)
     return build_app(
         assistant,
         wiring.build_users(settings),

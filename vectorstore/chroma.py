@@ -21,7 +21,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,16 @@ class StoreInUse(RetrievalError):
 
 # Embedded Chroma is safe for one process only: a second process reading the same folder sees
 # stale vectors (each process caches the HNSW index) and, reading while the first writes, can
-# damage it. The long-running process (`enclave serve`) claims the folder for its lifetime with an
-# exclusive lock on <folder>.owner.lock; any other process that opens the folder is refused while
-# the claim stands. Processes that claim nothing (CLI commands) run one after another as before.
+# damage it. One lock file beside the folder, <folder>.owner.lock, keeps processes apart:
+# - the long-running process (`enclave serve`) claims the folder for its lifetime with an
+#   exclusive lock (`claim_embedded`);
+# - a command-line command holds it for the command's duration (`store_session`): exclusive to
+#   write (ingest, remove, reindex), shared to read (ask). Readers run side by side; a writer waits
+#   a while for readers to finish, then gives up; a reader beside a writer is refused at once.
+# The exclusive holder writes who it is into the file, so those it refuses can name it.
 _claims: dict[str, Any] = {}  # folder -> the open, locked owner file of this process
+_sessions: dict[str, int] = {}  # folder -> how many `store_session` blocks of this process hold it
+READERS_WAIT_S = 30.0  # how long a writer waits for readers (an `enclave ask` takes seconds)
 
 
 def _owner_file(path: Path) -> Path:
@@ -104,46 +111,134 @@ def _owner(lock_path: Path) -> dict[str, Any]:
 
 def _in_use(path: Path, owner: dict[str, Any]) -> StoreInUse:
     who = f"`{owner.get('role', 'another Enclave process')}` (pid {owner.get('pid', '?')}, since {owner.get('since', '?')})"
+    role = str(owner.get("role", ""))
+    if role in ("enclave serve", "enclave demo") or not role:
+        advice = (
+            "Ingest from the web UI's admin page, stop the web UI first, or run Chroma as a server "
+            "(store.mode: http; docs/deploy.md) so that the web UI and the command line can share it"
+        )
+    else:  # a command-line command that writes (an ingest): it ends by itself
+        advice = (
+            "Try again when it has finished, or run Chroma as a server (store.mode: http; "
+            "docs/deploy.md) so that several processes can share it"
+        )
     return StoreInUse(
         f"the embedded Chroma store {path} is in use by {who}. Embedded Chroma is safe for one "
-        "process only: another would read stale vectors and could damage the store. Ingest from the "
-        "web UI's admin page, stop the web UI first, or run Chroma as a server (store.mode: http; "
-        "docs/deploy.md) so that the web UI and the command line can share it",
+        f"process only: another would read stale vectors and could damage the store. {advice}",
         owner,
     )
 
 
-def claim_embedded(path: Path, role: str, attempts: int = 10) -> None:
-    """Make this process the only one that may open the embedded store at `path`, until it exits.
-    Raises StoreInUse, naming the holder, when another process has claimed it."""
-    path = Path(path).resolve()
-    if str(path) in _claims:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = _owner_file(path)
+def _read_by_others(path: Path) -> StoreInUse:
+    return StoreInUse(
+        f"the embedded Chroma store {path} is being read by another Enclave command (such as "
+        f"`enclave ask`) and did not come free within {READERS_WAIT_S:.0f} s. Embedded Chroma is safe "
+        "for one process only while it is written: try again when it has finished, or run Chroma as "
+        "a server (store.mode: http; docs/deploy.md)",
+        {"role": "a reader"},
+    )
+
+
+def _holder(path: Path, lock_path: Path) -> StoreInUse:
+    """Why an exclusive lock could not be had: a writer or owner (it named itself), or readers."""
+    with lock_path.open("r", encoding="utf-8") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _in_use(path, _owner(lock_path))
+    return _read_by_others(path)
+
+
+def _lock_exclusive(path: Path, lock_path: Path, role: str, readers_wait_s: float) -> Any:
+    """The owner file, locked exclusively and naming this process. StoreInUse when another process
+    holds it exclusively for longer than a brief check would (2 s), or readers hold it for longer
+    than `readers_wait_s`."""
     handle = lock_path.open("a+", encoding="utf-8")
-    for attempt in range(attempts):  # another process's brief check holds it for microseconds
+    started = time.monotonic()
+    told = False
+    while True:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if attempt == attempts - 1:
+            refusal = _holder(path, lock_path)
+            readers = refusal.owner.get("role") == "a reader"
+            waited = time.monotonic() - started
+            if waited >= (readers_wait_s if readers else 2.0):
                 handle.close()
-                raise _in_use(path, _owner(lock_path)) from None
+                raise refusal from None
+            if readers and not told:
+                log.warning(
+                    "waiting up to %.0f s for other Enclave commands that read %s to finish",
+                    readers_wait_s,
+                    path,
+                )
+                told = True
             time.sleep(0.2)
     handle.seek(0)
     handle.truncate()
     since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     handle.write(json.dumps({"pid": os.getpid(), "role": role, "since": since}))
     handle.flush()
-    _claims[str(path)] = handle
+    return handle
+
+
+def claim_embedded(path: Path, role: str, readers_wait_s: float = READERS_WAIT_S) -> None:
+    """Make this process the only one that may open the embedded store at `path`, until it exits.
+    Raises StoreInUse, naming the holder, when another process holds it."""
+    path = Path(path).resolve()
+    if str(path) in _claims:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _claims[str(path)] = _lock_exclusive(path, _owner_file(path), role, readers_wait_s)
+
+
+@contextmanager
+def store_session(path: Path, role: str, write: bool, readers_wait_s: float | None = None) -> Iterator[None]:
+    """Hold the embedded store at `path` while the block runs: exclusively to write, shared to
+    read. A reader beside a writer or owner, and a writer beside an owner, raise StoreInUse naming
+    it; a writer waits up to `readers_wait_s` (default READERS_WAIT_S) for readers to finish.
+    Inside a process that already holds the store (the web UI, an enclosing session) it adds nothing."""
+    path = Path(path).resolve()
+    key = str(path)
+    if key in _claims or key in _sessions:
+        _sessions[key] = _sessions.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _sessions[key] -= 1
+            if not _sessions[key]:
+                del _sessions[key]
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = _owner_file(path)
+    if write:
+        wait = READERS_WAIT_S if readers_wait_s is None else readers_wait_s
+        handle = _lock_exclusive(path, lock_path, role, wait)
+    else:
+        handle = lock_path.open("a+", encoding="utf-8")
+        for attempt in range(10):  # another process's brief check holds it exclusively for microseconds
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 9:
+                    handle.close()
+                    raise _in_use(path, _owner(lock_path)) from None
+                time.sleep(0.2)
+    _sessions[key] = 1
+    try:
+        yield
+    finally:
+        del _sessions[key]
+        handle.close()  # releases the lock
 
 
 def check_not_claimed(path: Path) -> None:
-    """Raise StoreInUse when another process has claimed the embedded store at `path`."""
+    """Raise StoreInUse when another process holds the embedded store at `path` exclusively."""
     path = Path(path).resolve()
     lock_path = _owner_file(path)
-    if str(path) in _claims or not lock_path.exists():
+    if str(path) in _claims or str(path) in _sessions or not lock_path.exists():
         return
     with lock_path.open("r", encoding="utf-8") as handle:
         try:

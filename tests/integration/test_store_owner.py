@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,117 @@ def test_the_web_ui_does_not_start_beside_a_running_ingest(env: dict[str, str], 
         )
     assert refused.returncode == 1
     assert "an ingest is running on the data folder" in refused.stderr, refused.stderr
+
+
+# -- command-line commands beside each other: readers share, a writer is alone ----------------------
+
+HOLD = """
+import sys
+from pathlib import Path
+from vectorstore.chroma import store_session
+with store_session(Path(sys.argv[1]), sys.argv[2], write=sys.argv[3] == "write"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[Any]:
+    """Start another process that holds the embedded store at `chroma` (as an `enclave ask` or an
+    `enclave ingest` holds it while it runs) until the test lets it go."""
+    started: list[subprocess.Popen[str]] = []
+
+    def hold(chroma: Path, role: str, write: bool) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(chroma), role, "write" if write else "read"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+        started.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        return proc
+
+    yield hold
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+
+
+def test_command_line_readers_share_the_store_and_a_writer_is_alone(tmp_path: Path, holder: Any) -> None:
+    from vectorstore.chroma import StoreInUse, store_session
+
+    chroma = tmp_path / "var" / "chroma"
+    reader = holder(chroma, "enclave ask", write=False)
+    with store_session(chroma, "enclave ask", write=False):  # readers side by side
+        pass
+    with (
+        pytest.raises(StoreInUse) as refused,
+        store_session(chroma, "enclave ingest", True, readers_wait_s=1),
+    ):
+        pytest.fail("a writer got the store while another process read it")
+    assert "is being read by another Enclave command" in str(refused.value)
+    release(reader)
+
+    writer = holder(chroma, "enclave ingest", write=True)
+    for write in (False, True):
+        with pytest.raises(StoreInUse) as refused, store_session(chroma, "enclave ask", write):
+            pytest.fail("the store was had beside a writer")
+        message = str(refused.value)
+        assert f"in use by `enclave ingest` (pid {writer.pid}, since " in message, message
+        assert "Try again when it has finished" in message and "store.mode: http" in message
+    release(writer)
+    with store_session(chroma, "enclave ingest", write=True):  # free again
+        pass
+
+
+def test_an_ask_beside_a_command_line_ingest_is_refused_and_an_ingest_waits_for_an_ask(
+    env: dict[str, str], tmp_path: Path, holder: Any
+) -> None:
+    docs = write(tmp_path / "docs", "canteen.md", "# Canteen\n\nThe canteen serves soup on Mondays.\n")
+    assert enclave(env, "ingest", str(docs), "--groups", "staff").returncode == 0
+    chroma = Path(env["ENCLAVE_DATA_DIR"]) / "chroma"
+    # The ingest held the store exclusively: only an exclusive holder writes itself into the file.
+    owner = json.loads((chroma.parent / "chroma.owner.lock").read_text())
+    assert owner["role"] == "enclave ingest" and owner["pid"] != os.getpid()
+    added = subprocess.run(
+        [ENCLAVE, "users", "add", "ann", "--groups", "staff", "--password-stdin"],
+        env=env, input="correct horse battery\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    # An ask while an ingest writes the store is refused, naming the ingest.
+    writer = holder(chroma, "enclave ingest", write=True)
+    refused = enclave(env, "ask", "What does the canteen serve on Mondays?", "--user", "ann")
+    assert refused.returncode == 1
+    assert f"in use by `enclave ingest` (pid {writer.pid}" in refused.stderr, refused.stderr
+    release(writer)
+
+    # An ingest that starts while an ask reads waits for it, then runs.
+    reader = holder(chroma, "enclave ask", write=False)
+    more = write(tmp_path / "more", "parking.md", "# Parking\n\nVisitors park on level two.\n")
+    ingest = subprocess.Popen(
+        [ENCLAVE, "ingest", str(more), "--groups", "staff", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert ingest.stderr is not None
+        said = []  # its log, up to the line that says it waits ('' if it ended instead)
+        while not said or not (said[-1] == "" or "waiting up to 30 s for other Enclave commands" in said[-1]):
+            said.append(ingest.stderr.readline())
+        assert said[-1], "".join(said)
+        assert ingest.poll() is None
+        release(reader)
+        out, err = ingest.communicate(timeout=300)
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+    assert ingest.returncode == 0, err
+    assert json.loads(out)["counts"]["new"] == 1
+    answered = enclave(env, "ask", "Where do visitors park?", "--user", "ann", "--json")
+    assert answered.returncode == 0, answered.stderr
+    assert any(c["title"] == "Parking" for c in json.loads(answered.stdout)["citations"])

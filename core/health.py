@@ -15,12 +15,19 @@ from typing import Any
 class CheckResult:
     """One health check: `ok` False means something an operator must fix; `detail` says what,
     in one or two sentences naming the setting or path; `figures` holds the numbers behind it.
+    `warn` (with `ok` True) means it works but an operator should act: the detail says how.
     (No figure is called "path": gradio_client would take a dict holding one for a file.)"""
 
     name: str
     ok: bool
     detail: str
     figures: Mapping[str, Any] = field(default_factory=dict)
+    warn: bool = False
+
+    @property
+    def label(self) -> str:
+        """How `enclave doctor` and the admin page mark it: ok, warn or FAIL."""
+        return "FAIL" if not self.ok else "warn" if self.warn else "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"figures": dict(self.figures)}

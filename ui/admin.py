@@ -55,7 +55,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, A
 
 
 def health_rows(checks: Sequence[CheckResult]) -> list[list[str]]:
-    return [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in checks]
+    return [[c.name, c.label, c.detail] for c in checks]
 
 
 def health_summary(checks: Sequence[CheckResult]) -> str:

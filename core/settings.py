@@ -42,13 +42,17 @@ class EmbeddingSettings(_Section):
     device: str = Field("cpu", description="torch device for the embedding model.")
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 keeps the runtime's default.")
     backend: Literal["torch-fp32", "torch-bf16", "onnx-int8"] = Field(
-        "torch-fp32",
-        description="torch-fp32: the model as shipped; torch-bf16: bfloat16 autocast on CPU; "
-        "onnx-int8: ONNX Runtime with an int8 model exported and quantised locally from the "
-        "same folder (no download). See docs/benchmarks.md for speed and quality of each.",
+        "onnx-int8",
+        description="onnx-int8 (default): ONNX Runtime with an int8 model exported and quantised "
+        "locally from the model folder on first use (no download; once, ~15-30 s, kept in "
+        "cache_dir); torch-fp32: the model as shipped; torch-bf16: bfloat16 autocast on CPU. "
+        "Documents embedded by another backend are embedded again by the next ingest. See "
+        "docs/benchmarks.md for speed and quality of each.",
     )
     cache_dir: Path | None = Field(
-        None, description="Where derived models (the ONNX export) are kept. Empty: <data_dir>/models."
+        None,
+        description="Where derived models (the onnx-int8 export) are kept, one folder per model and "
+        "recipe. Empty: <data_dir>/models.",
     )
 
 

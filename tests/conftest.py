@@ -21,17 +21,42 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never see an operator's ENCLAVE_* variables or ./enclave.yaml."""
-    for name in list(os.environ):
-        if name.startswith("ENCLAVE_"):
-            monkeypatch.delenv(name)
+# Where every Enclave of the run keeps the onnx-int8 export (embedding.cache_dir).
+MODELS_CACHE_ENV = "ENCLAVE_EMBEDDING__CACHE_DIR"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Any:
-    """The real all-MiniLM-L6-v2, loaded once per test run."""
+def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding.cache_dir for the whole run, made by the first export (like <data_dir>/models
+    on a fresh data folder): the default backend, onnx-int8, exports the model there once (~20 s)
+    and every later embedder of the run, in this process or in a CLI subprocess, reuses it."""
+    return tmp_path_factory.mktemp("var") / "models"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, models_cache: Path) -> None:
+    """Tests never see an operator's ENCLAVE_* variables or ./enclave.yaml. One is set: the run's
+    shared embedding.cache_dir (`models_cache`), which CLI runs and subprocesses inherit, so that
+    none of them exports the onnx-int8 model again. A test about the default cache folder deletes it."""
+    for name in list(os.environ):
+        if name.startswith("ENCLAVE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv(MODELS_CACHE_ENV, str(models_cache))
+
+
+@pytest.fixture(scope="session")
+def embedder(models_cache: Path) -> Any:
+    """The default embedder (backend onnx-int8): all-MiniLM-L6-v2's int8 ONNX copy, exported once
+    per test run into `models_cache` on first use."""
+    from vectorstore.onnx_embedding import OnnxEmbedder
+
+    return OnnxEmbedder(cache_dir=models_cache)
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> Any:
+    """The real all-MiniLM-L6-v2 in torch fp32 (backend torch-fp32), loaded once per test run: the
+    reference the other backends are held to."""
     from vectorstore.embedding import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()

@@ -210,7 +210,13 @@ class OnnxEmbedder:
             if target.is_file():  # another process exported it while we waited
                 return target
             started = time.perf_counter()
-            log.info("exporting %s to ONNX int8 in %s (once)", self.model_path, target.parent)
+            # An operator on a fresh install sees the first ingest or web UI start pause: say why.
+            log.info(
+                "embedding backend onnx-int8: exporting %s to an int8 ONNX model in %s; this happens "
+                "once per model (about 15-30 s on 2 cores) and later runs reuse it",
+                self.model_path,
+                target.parent,
+            )
             with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
                 fp32 = Path(tmp) / "model-fp32.onnx"
                 int8 = Path(tmp) / MODEL_FILE
@@ -228,7 +234,7 @@ class OnnxEmbedder:
                 (Path(tmp) / "export.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
                 os.replace(Path(tmp) / "export.json", target.parent / "export.json")
                 os.replace(int8, target)
-            log.info("exported %s in %.1f s", target, time.perf_counter() - started)
+            log.info("exported %s in %.1f s (kept for later runs)", target, time.perf_counter() - started)
         return target
 
     def _export_fp32(self, path: Path) -> None:

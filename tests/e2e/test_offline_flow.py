@@ -31,6 +31,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({"ENCLAVE_DATA_DIR": str(tmp_path / "var"), "ENCLAVE_NETWORK__GUARD": "strict"})
+    # The test run's onnx-int8 export (tests/conftest.py), not one of its own.
+    env["ENCLAVE_EMBEDDING__CACHE_DIR"] = os.environ["ENCLAVE_EMBEDDING__CACHE_DIR"]
     return env
 
 

@@ -264,6 +264,10 @@ def test_bundle_installs_and_answers_without_network(tmp_path: Path) -> None:
     assert proc.returncode == 0, output[-6000:]
     print("\n".join(line for line in output.splitlines() if line.startswith(("timing:", "interfaces:"))))
     assert "interfaces: lo " in output  # nothing but loopback
+    # The default embedder (onnx-int8) made its int8 copy here, offline, on the first ingest, and
+    # said so (ENCLAVE_* is not passed in: no shared export of the test run).
+    assert "exporting" in output and "once per model" in output
+    assert len(list((work / "var" / "models").glob("*/model-int8.onnx"))) == 1
     assert "match the manifest" in output
     assert f"VLLM_MODEL_DIR={tmp_path / 'models' / 'tiny-llm'}" in output
     assert (tmp_path / "models" / "tiny-llm" / "config.json").read_text() == '{"model_type": "qwen2"}'

@@ -1,5 +1,6 @@
 """The embedding backends against the shipped all-MiniLM-L6-v2 in torch fp32: the ONNX Runtime int8
-copy (exported here, offline, once per test run into a fresh folder) and bfloat16 autocast.
+copy (the default backend: the session's `embedder`, exported offline once per test run into a
+fresh folder) and bfloat16 autocast; and which backend the settings build.
 
 The cosine bounds come from measurement (bench/results/embedding_quality.json, docs/benchmarks.md
 "Embedding backends"): over the 5,183 SciFact passages and 300 queries the int8 copy's cosine to
@@ -10,6 +11,7 @@ int8 (an average over so few tokens keeps the rounding error): 0.986 at worst, h
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import threading
 import time
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.settings import Settings
+from core.settings import Settings, load_settings
 from vectorstore.embedding import SentenceTransformerEmbedder
 from vectorstore.onnx_embedding import PINS, OnnxEmbedder
 
@@ -44,10 +46,11 @@ def cosines(a: Any, b: Any) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def onnx_embedder(tmp_path_factory: pytest.TempPathFactory) -> OnnxEmbedder:
-    """The int8 copy, exported once per test run into a folder that does not exist yet (as
-    <data_dir>/models on a fresh data folder)."""
-    embedder = OnnxEmbedder(cache_dir=tmp_path_factory.mktemp("var") / "models")
+def onnx_embedder(embedder: Any) -> OnnxEmbedder:
+    """The int8 copy: the session's default embedder, whose export goes once per test run into
+    `models_cache`, a folder that does not exist before it (as <data_dir>/models on a fresh data
+    folder)."""
+    assert isinstance(embedder, OnnxEmbedder)
     embedder.ensure_exported()
     return embedder
 
@@ -56,15 +59,15 @@ def onnx_embedder(tmp_path_factory: pytest.TempPathFactory) -> OnnxEmbedder:
 
 
 @pytest.mark.slow
-def test_onnx_vectors_match_torch_fp32(onnx_embedder: OnnxEmbedder, embedder: Any) -> None:
+def test_onnx_vectors_match_torch_fp32(onnx_embedder: OnnxEmbedder, torch_embedder: Any) -> None:
     onnx = onnx_embedder.embed_documents(SENTENCES + TINY)
-    fp32 = embedder.embed_documents(SENTENCES + TINY)
+    fp32 = torch_embedder.embed_documents(SENTENCES + TINY)
     assert len(onnx[0]) == onnx_embedder.dimension == 384
     assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
     similarity = cosines(onnx, fp32)
     assert similarity[: len(SENTENCES)].min() > 0.99
     assert similarity[len(SENTENCES) :].min() > 0.98
-    assert onnx_embedder.model_id == f"{embedder.model_id}-onnx-int8"
+    assert onnx_embedder.model_id == f"{torch_embedder.model_id}-onnx-int8"
 
 
 @pytest.mark.slow
@@ -77,10 +80,10 @@ def test_onnx_vector_does_not_depend_on_the_other_texts(onnx_embedder: OnnxEmbed
 
 
 @pytest.mark.slow
-def test_onnx_keeps_input_order(onnx_embedder: OnnxEmbedder, embedder: Any) -> None:
+def test_onnx_keeps_input_order(onnx_embedder: OnnxEmbedder, torch_embedder: Any) -> None:
     texts = [SENTENCES[i] for i in (4, 5, 0, 3, 1, 2)]  # lengths unsorted
     onnx = np.asarray(onnx_embedder.embed_documents(texts))
-    fp32 = np.asarray(embedder.embed_documents(texts))
+    fp32 = np.asarray(torch_embedder.embed_documents(texts))
     assert list((onnx @ fp32.T).argmax(axis=1)) == list(range(len(texts)))
 
 
@@ -164,6 +167,24 @@ def test_onnx_concurrent_first_use_exports_once(tmp_path: Path, monkeypatch: pyt
     ]
 
 
+def test_onnx_first_export_says_what_where_and_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pause of the first ingest or web UI start on a fresh install is explained in the log
+    (which the CLI shows at its default verbosity); a later start finds the copy and says nothing.
+    The export itself is replaced by a quick stand-in."""
+    monkeypatch.setattr(OnnxEmbedder, "_export_fp32", lambda self, path: path.write_bytes(b"fp32"))
+    monkeypatch.setattr(OnnxEmbedder, "_quantize", lambda self, source, target: target.write_bytes(b"int8"))
+    embedder = OnnxEmbedder(cache_dir=tmp_path / "models")
+    with caplog.at_level(logging.INFO, logger="vectorstore.onnx_embedding"):
+        embedder.ensure_exported()
+        OnnxEmbedder(cache_dir=tmp_path / "models").ensure_exported()
+    started, finished = (r.getMessage() for r in caplog.records)
+    assert str(embedder.model_path) in started and str(embedder.onnx_path.parent) in started
+    assert "once per model" in started and "s on 2 cores" in started
+    assert finished.startswith(f"exported {embedder.onnx_path} in ")
+
+
 def test_onnx_empty_input_loads_nothing(tmp_path: Path) -> None:
     embedder = OnnxEmbedder(cache_dir=tmp_path)
     assert embedder.embed_documents([]) == []
@@ -202,14 +223,30 @@ def test_onnx_rejects_a_folder_without_a_model(tmp_path: Path) -> None:
         OnnxEmbedder(tmp_path, cache_dir=tmp_path)
 
 
-def test_onnx_backend_is_wired_to_the_data_folder(settings: Settings) -> None:
+def test_default_backend_is_onnx_int8_in_the_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from enclave.wiring import build_embedder
 
-    settings.embedding.backend = "onnx-int8"
+    monkeypatch.delenv("ENCLAVE_EMBEDDING__CACHE_DIR")  # the run's shared cache (tests/conftest.py)
+    settings = load_settings(None, data_dir=tmp_path / "var")
+    assert settings.embedding.backend == "onnx-int8"
     embedder = build_embedder(settings)
     assert isinstance(embedder, OnnxEmbedder)
+    assert embedder.model_id == f"{SentenceTransformerEmbedder().model_id}-onnx-int8"
     assert embedder.cache_dir == settings.data_dir / "models"
     assert not embedder.cache_dir.exists()  # nothing is exported before first use
+
+
+@pytest.mark.parametrize(("backend", "bf16"), [("torch-fp32", False), ("torch-bf16", True)])
+def test_torch_backends_stay_selectable(settings: Settings, backend: str, bf16: bool) -> None:
+    from enclave.wiring import build_embedder
+
+    settings.embedding.backend = backend  # type: ignore[assignment]
+    embedder = build_embedder(settings)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert (embedder.model_id, embedder.bf16) == (embedder.model_path.parent.name, bf16)  # the shipped model
+    assert embedder._model is None  # loaded on first use
 
 
 # -- torch-bf16 --------------------------------------------------------------------------------------
@@ -221,11 +258,11 @@ def bf16_embedder() -> SentenceTransformerEmbedder:
 
 
 @pytest.mark.slow
-def test_bf16_vectors_match_fp32(bf16_embedder: SentenceTransformerEmbedder, embedder: Any) -> None:
+def test_bf16_vectors_match_fp32(bf16_embedder: SentenceTransformerEmbedder, torch_embedder: Any) -> None:
     texts = [SENTENCES[i] for i in (4, 5, 0, 3, 1, 2)] + TINY  # lengths unsorted
     bf16 = bf16_embedder.embed_documents(texts)
     assert np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
-    assert cosines(bf16, embedder.embed_documents(texts)).min() > 0.999  # also: in input order
+    assert cosines(bf16, torch_embedder.embed_documents(texts)).min() > 0.999  # also: in input order
 
 
 @pytest.mark.slow

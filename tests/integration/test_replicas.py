@@ -143,6 +143,7 @@ def cluster(
         "ENCLAVE_AUDIT__BACKEND": "postgres",
         "ENCLAVE_AUDIT__DSN": postgres_server.fresh_dsn(),
         "ENCLAVE_INGEST__PARSE_TIMEOUT_S": "0",
+        "ENCLAVE_EMBEDDING__CACHE_DIR": os.environ["ENCLAVE_EMBEDDING__CACHE_DIR"],  # the run's export
     }
     (root / "acl.yaml").write_text("docs/public: [public]\ndocs/finance: [finance]\n", encoding="utf-8")
     cluster = Cluster(env, [])

@@ -2,8 +2,8 @@
 commands do rather than how a fresh process starts:
 
 - the embedding model: a CLI run builds its own embedder and loads MiniLM again (seconds each
-  run); here, when the settings ask for the default model, it gets the session's embedder, the
-  same real model loaded once;
+  run); here, when the settings ask for the default embedder (onnx-int8 of the shipped MiniLM),
+  it gets the session's, the same real model loaded once;
 - parser processes: with the default parse time limit every ingest starts spawned parser
   processes that load unstructured and spaCy first (seconds each run); here the limit is 0, so
   small runs parse in the test process, as the `settings` fixture has it. The parser processes
@@ -31,7 +31,9 @@ def shared_embedder(embedder: Any) -> Callable[[Settings], Any]:
     build = wiring.build_embedder
 
     def shared(settings: Settings) -> Any:
-        return embedder if settings.embedding == EmbeddingSettings() else build(settings)
+        # cache_dir aside: the tests point it at the run's shared folder (tests/conftest.py).
+        default = settings.embedding.model_copy(update={"cache_dir": None}) == EmbeddingSettings()
+        return embedder if default else build(settings)
 
     return shared
 

@@ -117,6 +117,8 @@ def enclave_env(work: Path, llm: Any | None) -> dict[str, str]:
             "EGRESS_WITNESS_DIR": str(work / "witness"),
         }
     )
+    if "ENCLAVE_EMBEDDING__CACHE_DIR" in os.environ:  # under pytest: the run's onnx-int8 export
+        env["ENCLAVE_EMBEDDING__CACHE_DIR"] = os.environ["ENCLAVE_EMBEDDING__CACHE_DIR"]
     if llm is not None:
         env.update({"ENCLAVE_LLM__BASE_URL": llm.base_url, "ENCLAVE_LLM__MODEL": llm.model})
     return env

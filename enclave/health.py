@@ -5,7 +5,8 @@ failed check naming what broke. `run_checks()` runs them all; `enclave doctor` p
 the admin page shows them. Nothing here writes to the stores: the audit log is tested for
 writability without a record being added, and a data folder without a store is not given one.
 
-Checks: the embedding model folder, Chroma (reachable, its chunk count), the lexical index (in
+Checks: the embedding model folder and backend (the onnx-int8 export made yet; a warning for
+documents embedded by another model), Chroma (reachable, its chunk count), the lexical index (in
 step with Chroma), the audit log (writable, chain intact), the LLM endpoint (answers, serves the
 configured model; not configured is fine: answers are then extractive), free disk space under
 the data folder, the telemetry switches of core/offline.py, and the network: every service a
@@ -66,11 +67,14 @@ def _guarded(name: str, check: Callable[[], CheckResult]) -> CheckResult:
 
 def check_embedding_model(settings: Settings, *, hashes: bool = False) -> CheckResult:
     """The embedding model folder holds a config, a tokenizer and weights (sha256 of each file
-    with `hashes`); the model is not loaded."""
+    with `hashes`), and the configured backend can be built (the model is not loaded); for
+    onnx-int8, whether its one-off export is made yet. Warns when the index holds documents
+    embedded by another model or backend: the next ingest embeds them again."""
+    from core.errors import ConfigError
+
     name = "embedding model"
     configured = settings.embedding.model_path
     if configured is None:
-        from core.errors import ConfigError
         from vectorstore.embedding import default_model_path
 
         try:
@@ -105,7 +109,51 @@ def check_embedding_model(settings: Settings, *, hashes: bool = False) -> CheckR
     figures["bytes"] = sum(p.stat().st_size for p in files)
     if hashes:
         figures["sha256"] = {str(p.relative_to(folder)): _sha256(p) for p in files}
-    return CheckResult(name, True, f"{model_id} in {folder}", figures)
+    from enclave.wiring import build_embedder
+
+    try:
+        embedder = build_embedder(settings)  # neither backend loads its model before first use
+    except ConfigError as exc:
+        return CheckResult(name, False, str(exc), figures)
+    detail = f"{model_id} in {folder}, backend {settings.embedding.backend}"
+    figures["embedder"] = embedder.model_id
+    onnx_model: Path | None = getattr(embedder, "onnx_path", None)
+    if onnx_model is not None:
+        figures["onnx_model"] = str(onnx_model)
+        figures["onnx_exported"] = onnx_model.is_file()
+        if not figures["onnx_exported"]:
+            detail += (
+                f"; the int8 copy is not made yet: the first ingest or web UI start exports it to "
+                f"{onnx_model.parent} (once, about 15-30 s)"
+            )
+    others = {m: n for m, n in _embed_models(settings).items() if m != embedder.model_id}
+    stale = figures["other_model_documents"] = sum(others.values())
+    if stale:
+        models = ", ".join(f"{n} by {m}" for m, n in sorted(others.items()))
+        return CheckResult(
+            name,
+            True,
+            f"{detail}; warning: {stale} indexed document{'s' if stale != 1 else ''} embedded by "
+            f"another model ({models}), not {embedder.model_id}: `enclave ingest` of their folders "
+            "(or `enclave docs reindex`) embeds them again; until then they are searched with "
+            "vectors of another model",
+            figures,
+            warn=True,
+        )
+    return CheckResult(name, True, detail, figures)
+
+
+def _embed_models(settings: Settings) -> dict[str, int]:
+    """Documents per embedding model in the manifest; none without one (nothing is created)."""
+    if not settings.manifest_path.exists():
+        return {}
+    from ingest.manifest import Manifest
+
+    manifest = Manifest(settings.manifest_path)
+    try:
+        return manifest.embed_models()
+    finally:
+        manifest.close()
 
 
 def _sha256(path: Path) -> str:

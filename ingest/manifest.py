@@ -201,6 +201,12 @@ class Manifest:
             rows = self._db.execute("SELECT * FROM docs ORDER BY source").fetchall()
         return [_doc(r) for r in rows]
 
+    def embed_models(self) -> dict[str, int]:
+        """How many documents each embedding model (an embedder's model_id) stored."""
+        with self._lock:
+            rows = self._db.execute("SELECT embed_model, COUNT(*) FROM docs GROUP BY embed_model").fetchall()
+        return {str(model): int(count) for model, count in rows}
+
     def orphan_docs(self) -> list[str]:
         """Documents that no ingested file holds any more, directly or as an attachment of a
         held mail (left by a crash mid-removal)."""

@@ -44,7 +44,7 @@ class EmbeddingSettings(_Section):
     backend: Literal["torch-fp32", "torch-bf16", "onnx-int8"] = Field(
         "onnx-int8",
         description="onnx-int8 (default): ONNX Runtime with an int8 model exported and quantised "
-        "locally from the model folder on first use (no download; once, ~15-30 s, kept in "
+        "locally from the model folder on first use (no download; once, 5-15 s on 2 cores, kept in "
         "cache_dir); torch-fp32: the model as shipped; torch-bf16: bfloat16 autocast on CPU. "
         "Documents embedded by another backend are embedded again by the next ingest. See "
         "docs/benchmarks.md for speed and quality of each.",

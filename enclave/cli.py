@@ -119,7 +119,7 @@ def main_options(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # The one-off onnx-int8 export (a pause of 15-30 s on first use) always says what it is doing.
+    # The one-off onnx-int8 export (a pause of 5-15 s on first use) always says what it is doing.
     logging.getLogger("vectorstore.onnx_embedding").setLevel(logging.INFO)
     state.config = config
     state.data_dir = data_dir

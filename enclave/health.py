@@ -124,7 +124,7 @@ def check_embedding_model(settings: Settings, *, hashes: bool = False) -> CheckR
         if not figures["onnx_exported"]:
             detail += (
                 f"; the int8 copy is not made yet: the first ingest or web UI start exports it to "
-                f"{onnx_model.parent} (once, about 15-30 s)"
+                f"{onnx_model.parent} (once, about 5-15 s)"
             )
     others = {m: n for m, n in _embed_models(settings).items() if m != embedder.model_id}
     stale = figures["other_model_documents"] = sum(others.values())

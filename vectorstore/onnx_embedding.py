@@ -213,7 +213,7 @@ class OnnxEmbedder:
             # An operator on a fresh install sees the first ingest or web UI start pause: say why.
             log.info(
                 "embedding backend onnx-int8: exporting %s to an int8 ONNX model in %s; this happens "
-                "once per model (about 15-30 s on 2 cores) and later runs reuse it",
+                "once per model (about 5-15 s on 2 cores) and later runs reuse it",
                 self.model_path,
                 target.parent,
             )

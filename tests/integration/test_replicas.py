@@ -122,7 +122,7 @@ def wait_until_serving(replica: Replica) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, chroma_server: Any, postgres_server: Any
+    tmp_path_factory: pytest.TempPathFactory, chroma_server: Any, postgres_server: Any, models_cache: Path
 ) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("replicas")
     files = {
@@ -143,7 +143,7 @@ def cluster(
         "ENCLAVE_AUDIT__BACKEND": "postgres",
         "ENCLAVE_AUDIT__DSN": postgres_server.fresh_dsn(),
         "ENCLAVE_INGEST__PARSE_TIMEOUT_S": "0",
-        "ENCLAVE_EMBEDDING__CACHE_DIR": os.environ["ENCLAVE_EMBEDDING__CACHE_DIR"],  # the run's export
+        "ENCLAVE_EMBEDDING__CACHE_DIR": str(models_cache),  # the run's onnx-int8 export
     }
     (root / "acl.yaml").write_text("docs/public: [public]\ndocs/finance: [finance]\n", encoding="utf-8")
     cluster = Cluster(env, [])

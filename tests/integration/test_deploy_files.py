@@ -262,6 +262,17 @@ def test_units_verify_cleanly(unit_root: Path) -> None:
     assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), result.stderr
 
 
+def test_the_web_unit_lets_the_embedder_pin_its_threads() -> None:
+    """torch's and ONNX Runtime's thread pools call sched_setaffinity and mbind while they embed
+    (seen with strace); systemd's @resources set holds both, and by default a call the filter
+    denies kills the process. Every unit's filter fails denied calls with EPERM instead."""
+    web = _unit("enclave-web.service")
+    denied = " ".join(v for v in web["SystemCallFilter"] if v.startswith("~"))
+    assert "@resources" not in denied and "sched_setaffinity" not in denied and "mbind" not in denied
+    for name in UNIT_NAMES:
+        assert _unit(name).get("SystemCallErrorNumber") == ["EPERM"], name
+
+
 def test_unit_verification_catches_a_bad_line(unit_root: Path) -> None:
     unit = unit_root / "etc/systemd/system/chroma.service"
     unit.write_text(unit.read_text().replace("ProtectSystem=strict", "ProtectSystem=strickt"))

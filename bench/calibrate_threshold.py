@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.types import Principal
     from enclave import wiring
     from enclave.evaluate import EVAL_GROUP, evaluation_settings, load_question_set
+    from vectorstore.embedding import resolve_backend
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "set": qset.name,
-        "embedding": {"backend": settings.embedding.backend, "model": embedder.model_id},
+        "embedding": {"backend": resolve_backend(settings.embedding.backend), "model": embedder.model_id},
         "documents_indexed": len(by_doc),
         "questions_judged": len(qset.questions),
         "questions_used": len(usable),

@@ -11,6 +11,9 @@ Each side runs in a fresh subprocess on a fresh temp data folder, with the same 
 same local embedding model folder, so that its peak RSS (ru_maxrss) is its own, imports included:
 
 - Enclave: `enclave.wiring.build_pipeline(settings)` with the chosen backend and worker count.
+  Its embedding model loads as in `enclave ingest`: inside the run, in a thread of its own while
+  the first files parse, so Enclave's "model load" row is only building the embedder object and
+  its torch / ONNX Runtime import and model load fall in "ingest".
 - plain: per file `UnstructuredLoader(path).load()`, its elements joined into one Document per
   file (what the classic loader's mode="single" did; a Document per element would make chunks
   far smaller than Enclave's and metadata Chroma refuses), `RecursiveCharacterTextSplitter`,
@@ -217,10 +220,6 @@ def side_enclave(args: argparse.Namespace) -> dict[str, Any]:
     from enclave import wiring
 
     backend = args.backend[0]
-    if backend.startswith("torch"):
-        import sentence_transformers  # noqa: F401
-    else:
-        import onnxruntime  # noqa: F401
     t_imported = time.perf_counter()
 
     data = Path(args.data)
@@ -234,10 +233,8 @@ def side_enclave(args: argparse.Namespace) -> dict[str, Any]:
     # onnx-int8 exports once, on first use, into a folder named by the model and export recipe: the
     # main process exports before the sides run (untimed), so this says whether that worked.
     cache_warm = bool(getattr(embedder, "onnx_path", None) and embedder.onnx_path.is_file())
-    if hasattr(type(embedder), "model"):
-        _ = embedder.model  # the torch model loads lazily: load it here, not inside the ingest
-    else:
-        embedder.embed_query("load")  # other backends: their first call loads (and may export)
+    # The embedding model (and torch or ONNX Runtime with it) loads as in `enclave ingest`: inside
+    # the run, in a thread of its own while the first files parse (IngestPipeline._warm_up).
     store = wiring.build_store(settings)
     timed_embedder = TimedCalls(embedder, ["embed_documents", "embed_query"], record="embed_documents")
     timed_store = TimedCalls(store, ["upsert", "delete_document", "move_document"])
@@ -913,8 +910,9 @@ def _backends(text: str) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     from core.settings import EmbeddingSettings
+    from vectorstore.embedding import resolve_backend
 
-    default_backend = EmbeddingSettings.model_fields["backend"].default
+    default_backend = resolve_backend(EmbeddingSettings.model_fields["backend"].default)
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -41,13 +41,15 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(32, ge=1, description="Passages embedded per forward pass.")
     device: str = Field("cpu", description="torch device for the embedding model.")
     threads: int = Field(0, ge=0, description="Intra-op threads; 0 keeps the runtime's default.")
-    backend: Literal["torch-fp32", "torch-bf16", "onnx-int8"] = Field(
-        "onnx-int8",
-        description="onnx-int8 (default): ONNX Runtime with an int8 model exported and quantised "
-        "locally from the model folder on first use (no download; once, 5-15 s on 2 cores, kept in "
-        "cache_dir); torch-fp32: the model as shipped; torch-bf16: bfloat16 autocast on CPU. "
-        "Documents embedded by another backend are embedded again by the next ingest. See "
-        "docs/benchmarks.md for speed and quality of each.",
+    backend: Literal["auto", "onnx-int8", "torch-bf16", "torch-fp32"] = Field(
+        "auto",
+        description="auto (default): torch-bf16 where the CPU computes bfloat16 natively (AMX or "
+        "AVX512-BF16), else onnx-int8. onnx-int8: ONNX Runtime with an int8 model exported and "
+        "quantised locally from the model folder on first use (no download; once, 5-15 s, kept in "
+        "cache_dir); torch-bf16: bfloat16 autocast on CPU (slow without native bfloat16); "
+        "torch-fp32: the model as shipped. Documents embedded by another backend family (torch or "
+        "onnx-int8) are embedded again by the next ingest. See docs/benchmarks.md for speed and "
+        "quality of each.",
     )
     cache_dir: Path | None = Field(
         None,

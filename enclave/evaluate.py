@@ -32,6 +32,7 @@ from assistant.retrieval import MODES, Mode
 from core.errors import ConfigError
 from core.settings import Settings
 from core.types import Hit, Principal
+from vectorstore.embedding import resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,10 @@ def run_eval(
         "set": qset.name,
         "kind": qset.kind,
         "questions": len(questions),
-        "embedding": {"backend": settings.embedding.backend, "model": retriever.embedder.model_id},
+        "embedding": {
+            "backend": resolve_backend(settings.embedding.backend),
+            "model": retriever.embedder.model_id,
+        },
         "retrieval": {
             "candidates": retriever.candidates,
             "dense_weight": retriever.dense_weight,

@@ -71,6 +71,7 @@ def check_embedding_model(settings: Settings, *, hashes: bool = False) -> CheckR
     onnx-int8, whether its one-off export is made yet. Warns when the index holds documents
     embedded by another model or backend: the next ingest embeds them again."""
     from core.errors import ConfigError
+    from vectorstore.embedding import resolve_backend
 
     name = "embedding model"
     configured = settings.embedding.model_path
@@ -88,6 +89,7 @@ def check_embedding_model(settings: Settings, *, hashes: bool = False) -> CheckR
         "folder": str(folder),
         "model_id": model_id,
         "backend": settings.embedding.backend,
+        "backend_used": resolve_backend(settings.embedding.backend),
     }
     if not folder.is_dir():
         return CheckResult(
@@ -116,6 +118,8 @@ def check_embedding_model(settings: Settings, *, hashes: bool = False) -> CheckR
     except ConfigError as exc:
         return CheckResult(name, False, str(exc), figures)
     detail = f"{model_id} in {folder}, backend {settings.embedding.backend}"
+    if figures["backend_used"] != settings.embedding.backend:
+        detail += f" ({figures['backend_used']} on this CPU)"
     figures["embedder"] = embedder.model_id
     onnx_model: Path | None = getattr(embedder, "onnx_path", None)
     if onnx_model is not None:

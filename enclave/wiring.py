@@ -7,6 +7,7 @@ offline switches are set before any of them loads.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import TYPE_CHECKING
 
 from core.offline import host_of, install_guard
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from vectorstore.index import SearchIndex
     from vectorstore.rerank import CrossEncoderReranker
 
+log = logging.getLogger(__name__)
+
 
 def allowed_hosts(settings: Settings) -> list[str]:
     hosts = list(settings.network.allowed_hosts)
@@ -40,8 +43,13 @@ def guard(settings: Settings) -> None:
 
 
 def build_embedder(settings: Settings) -> Embedder:
+    from vectorstore.embedding import resolve_backend
+
     e = settings.embedding
-    match e.backend:
+    backend = resolve_backend(e.backend)
+    if backend != e.backend:
+        log.info("embedding backend %s: %s on this CPU", e.backend, backend)
+    match backend:
         case "onnx-int8":
             from vectorstore.onnx_embedding import OnnxEmbedder
 
@@ -50,7 +58,7 @@ def build_embedder(settings: Settings) -> Embedder:
             from vectorstore.embedding import SentenceTransformerEmbedder
 
             return SentenceTransformerEmbedder(
-                e.model_path, e.batch_size, e.device, e.threads, bf16=e.backend == "torch-bf16"
+                e.model_path, e.batch_size, e.device, e.threads, bf16=backend == "torch-bf16"
             )
 
 

@@ -58,6 +58,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -547,16 +548,35 @@ class IngestPipeline:
         yield from zip(todo, pool.parse_all([job.path for job in todo]), strict=True)
 
     def _ingest(self, todo: list[_Todo], force: bool, report: IngestReport) -> Iterator[FileOutcome]:
-        batch = _Batch()
-        for job, piece in self._parsed(todo):
-            failed = self._take(job, piece, batch, force)
-            if failed is not None:
-                yield failed
-                continue
-            if batch.chunks >= self.embed_batch:
-                yield from self._flush(batch, report)
-                batch = _Batch()
-        yield from self._flush(batch, report)
+        warming = self._warm_up() if todo else None
+        try:
+            batch = _Batch()
+            for job, piece in self._parsed(todo):
+                failed = self._take(job, piece, batch, force)
+                if failed is not None:
+                    yield failed
+                    continue
+                if batch.chunks >= self.embed_batch:
+                    yield from self._flush(batch, report)
+                    batch = _Batch()
+            yield from self._flush(batch, report)
+        finally:
+            if warming is not None:
+                warming.join()
+
+    def _warm_up(self) -> threading.Thread:
+        """Load the embedding model while the first files parse rather than after them: torch's
+        import alone takes ~5 s, which the first batch would otherwise wait for (bench/ingest.py)."""
+
+        def load() -> None:
+            try:
+                self.embedder.embed_query("warm-up")
+            except Exception:  # the first real embedding raises it again, where it is reported
+                log.debug("loading the embedding model ahead failed", exc_info=True)
+
+        thread = threading.Thread(target=load, name="embedder-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def _take(self, job: _Todo, piece: Piece, batch: _Batch, force: bool) -> FileOutcome | None:
         """Add a parsed file, and its attachments, to the batch; or say why the file failed."""

@@ -28,7 +28,8 @@ MODELS_CACHE_ENV = "ENCLAVE_EMBEDDING__CACHE_DIR"
 @pytest.fixture(scope="session")
 def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One embedding.cache_dir for the whole run, made by the first export (like <data_dir>/models
-    on a fresh data folder): the default backend, onnx-int8, exports the model there once (~20 s)
+    on a fresh data folder): the onnx-int8 backend (the default on CPUs without native bfloat16)
+    exports the model there once (5-15 s)
     and every later embedder of the run, in this process or in a CLI subprocess, reuses it."""
     return tmp_path_factory.mktemp("var") / "models"
 
@@ -45,12 +46,23 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, models_cache: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedder(models_cache: Path) -> Any:
-    """The default embedder (backend onnx-int8): all-MiniLM-L6-v2's int8 ONNX copy, exported once
-    per test run into `models_cache` on first use."""
+def onnx_embedder(models_cache: Path) -> Any:
+    """The onnx-int8 backend: all-MiniLM-L6-v2's int8 ONNX copy, exported once per test run into
+    `models_cache` on first use."""
     from vectorstore.onnx_embedding import OnnxEmbedder
 
     return OnnxEmbedder(cache_dir=models_cache)
+
+
+@pytest.fixture(scope="session")
+def embedder(request: pytest.FixtureRequest) -> Any:
+    """The default embedder (backend auto), as every Enclave of the run on this machine builds it:
+    torch-bf16 where the CPU computes bfloat16 natively, else `onnx_embedder`."""
+    from vectorstore.embedding import SentenceTransformerEmbedder, resolve_backend
+
+    if resolve_backend("auto") == "onnx-int8":
+        return request.getfixturevalue("onnx_embedder")
+    return SentenceTransformerEmbedder(bf16=True)
 
 
 @pytest.fixture(scope="session")

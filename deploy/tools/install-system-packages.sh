@@ -2,7 +2,9 @@
 # Debian packages the test suite drives for real: Chromium (browser tests, tests/e2e/test_browser.py),
 # strace (the egress proof, tests/e2e/test_egress.py, records every connect of every process with it)
 # and the PostgreSQL server binaries (the audit log's PostgreSQL backend; the tests start their own
-# throwaway server, so the cluster Debian's package creates is not used). Installs only what is
+# throwaway server, so the cluster Debian's package creates is not used) and tesseract (OCR of
+# scanned PDFs and images: tests/unit/test_parsing.py, tests/integration/test_external_corpus.py;
+# without it those files are reported "needs OCR", which the same tests check). Installs only what is
 # missing; needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes
 # with systemd, already on Debian.
 set -euo pipefail
@@ -10,8 +12,9 @@ need=()
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 [[ -x /usr/bin/strace ]] || need+=(strace)
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql)
+[[ -x /usr/bin/tesseract ]] || need+=(tesseract-ocr)
 if ((${#need[@]} == 0)); then
-    echo "system packages present: chromium, strace, postgresql"
+    echo "system packages present: chromium, strace, postgresql, tesseract"
     exit 0
 fi
 if [[ $(id -u) != 0 ]]; then

@@ -129,24 +129,24 @@ def _in_use(path: Path, owner: dict[str, Any]) -> StoreInUse:
     )
 
 
-def _read_by_others(path: Path) -> StoreInUse:
+def _read_by_others(path: Path, waited_s: float) -> StoreInUse:
     return StoreInUse(
         f"the embedded Chroma store {path} is being read by another Enclave command (such as "
-        f"`enclave ask`) and did not come free within {READERS_WAIT_S:.0f} s. Embedded Chroma is safe "
+        f"`enclave ask`) and did not come free within {waited_s:.0f} s. Embedded Chroma is safe "
         "for one process only while it is written: try again when it has finished, or run Chroma as "
         "a server (store.mode: http; docs/deploy.md)",
         {"role": "a reader"},
     )
 
 
-def _holder(path: Path, lock_path: Path) -> StoreInUse:
-    """Why an exclusive lock could not be had: a writer or owner (it named itself), or readers."""
+def _held_by_readers(lock_path: Path) -> bool:
+    """Whether an exclusive lock just refused was refused by readers only (no writer or owner)."""
     with lock_path.open("r", encoding="utf-8") as probe:
         try:
             fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _in_use(path, _owner(lock_path))
-    return _read_by_others(path)
+            return False
+    return True
 
 
 def _lock_exclusive(path: Path, lock_path: Path, role: str, readers_wait_s: float) -> Any:
@@ -161,11 +161,11 @@ def _lock_exclusive(path: Path, lock_path: Path, role: str, readers_wait_s: floa
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            refusal = _holder(path, lock_path)
-            readers = refusal.owner.get("role") == "a reader"
+            readers = _held_by_readers(lock_path)
             waited = time.monotonic() - started
             if waited >= (readers_wait_s if readers else 2.0):
                 handle.close()
+                refusal = _read_by_others(path, waited) if readers else _in_use(path, _owner(lock_path))
                 raise refusal from None
             if readers and not told:
                 log.warning(

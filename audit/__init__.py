@@ -1,26 +1,31 @@
-"""The append-only, hash-chained audit log of every answer and failed attempt (SQLite).
+"""The append-only, hash-chained audit log of every answer and failed attempt.
 
-`AuditLog` writes, searches, verifies and purges it; `audit.export` writes records as CSV or
-JSONL. The hashed form of a record is documented in `audit.log` so that an auditor can
-re-compute the chain with other tools.
+- `audit.records`: the record and its canonical hashed form (`canonical_json`, `record_hash`).
+- `audit.log`: the SQLite log (`AuditLog`): write, search, purge; `audit.postgres` is the
+  PostgreSQL one.
+- `audit.verification`: re-computing the chain (`VerifyResult`).
+- `audit.anchors`: chain heads written down outside the log, and checking the log against them.
+- `audit.export`: records as CSV or JSONL.
+
+docs/audit-format.md describes the format and the hashing, so that an auditor can re-verify an
+export with other tools.
 """
 
-from audit.log import (
+from audit.log import SCHEMA_VERSION, AuditLog, ConversationSummary, PurgeResult
+from audit.query import RecordFilter
+from audit.records import (
     GENESIS_HASH,
-    SCHEMA_VERSION,
-    AuditLog,
+    MAX_COMMENT_CHARS,
     AuditRecord,
-    ConversationSummary,
     Feedback,
-    PurgeResult,
-    VerifyResult,
     canonical_json,
     record_hash,
 )
-from audit.query import RecordFilter
+from audit.verification import VerifyResult
 
 __all__ = [
     "GENESIS_HASH",
+    "MAX_COMMENT_CHARS",
     "SCHEMA_VERSION",
     "AuditLog",
     "AuditRecord",

@@ -33,7 +33,7 @@ from dataclasses import fields
 from itertools import islice
 from typing import Any, Literal, TextIO, get_args
 
-from audit.log import AuditRecord, Feedback, canonical_json
+from audit.records import AuditRecord, Feedback, canonical_json
 
 ExportFormat = Literal["csv", "jsonl"]
 FORMATS: tuple[str, ...] = get_args(ExportFormat)

@@ -1,61 +1,25 @@
-"""The audit log: an append-only, hash-chained SQLite record of every answer and failed attempt.
+"""The audit log's storage: the append-only, hash-chained SQLite file (`AuditLog`), and the
+writing, reading and purging that the PostgreSQL log (`audit.postgres`) shares with it.
 
-Each record's `hash` is the SHA-256 (lowercase hex) of the UTF-8 bytes of this canonical JSON,
-Python's `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`:
-
-    {"data":<data>,"error":<error>,"event":<event>,"id":<id>,
-     "prev_hash":<prev_hash>,"question":<question>,"ts":<ts>,"user":<user>}
-
-(one line, no spaces). `id` is an integer, `error` a string or null, `data` the JSON object
-exactly as stored in the `data` column (which holds the same canonical form), every other value
-a string. The first record's `prev_hash` is 64 zeros (`GENESIS_HASH`); every later record's is
-the `hash` of the record before it. Because `data` is stored canonically, the hashed text can be
-rebuilt from a row by string concatenation alone, for example in Python:
-
-    q = lambda s: json.dumps(s, ensure_ascii=False)
-    pre = ('{"data":' + data + ',"error":' + q(error) + ',"event":' + q(event)
-           + ',"id":' + str(id) + ',"prev_hash":' + q(prev_hash) + ',"question":' + q(question)
-           + ',"ts":' + q(ts) + ',"user":' + q(user) + '}')
-    hashlib.sha256(pre.encode("utf-8")).hexdigest() == hash
-
-where `data` is the column's text as stored. `ts` is ISO-8601 UTC with microseconds
-(`2025-01-31T09:15:02.123456+00:00`).
-
-Tables (schema version in `PRAGMA user_version`, see `_MIGRATIONS`):
-- `records`: one row per record; triggers abort every UPDATE, every DELETE outside a purge (below),
+The record format, the hashing, the chain and the retention checkpoints are in
+docs/audit-format.md. Tables (schema version in `PRAGMA user_version`, see `_MIGRATIONS`):
+- `records`: one row per record; triggers abort every UPDATE, every DELETE outside a purge,
   and any INSERT that does not extend the chain head by exactly one record.
 - `chain_head`: one row (`count`, `last_hash`) moved forward in the same transaction as each
   insert, so that removing the newest records is detected, not only gaps and broken links.
 - `chain_anchor`: one row (`count`, `hash`): the last record removed by retention purges
   (0 and the genesis hash until the first purge). The chain is verified from there.
-- `purge_allowance`: empty except inside a purge's transaction (see below).
-
-Records are never updated; what is said about one later is a record of its own that refers to
-it. Feedback on an answer is an event `feedback` with data `{"record_id", "rating", "comment"}`;
-the newest one about an answer is its feedback.
-
-Retention (`purge`): records older than a cutoff can be removed, oldest first, without breaking
-verification, and every purge is itself on the record. In one transaction, a `checkpoint` record
-is appended first, with data `{"purged_through": K, "anchor_hash": <hash of record K>, ...}`;
-then a row naming K goes into `purge_allowance`, `chain_anchor` moves to (K, hash of K), records
-1..K are deleted and the allowance row is removed. Triggers allow each step only so: the
-allowance only when the newest record is a checkpoint naming K and the hash of record K, the
-anchor only to the allowance, a DELETE only of ids up to the allowance. `verify()` starts at the
-anchor (record K+1 must link to its hash) and requires the newest checkpoint in the log to name
-exactly that anchor, so deleting records by hand, or moving the anchor, is still found. A reader
-of an export re-verifies it the same way: the first record's `prev_hash` is the genesis hash or
-the `anchor_hash` of the newest checkpoint.
+- `purge_allowance`: empty except inside a purge's transaction, when it names the last record
+  the purge may delete; triggers allow it only when the newest record is a checkpoint naming it.
 
 An attacker who can write the file can drop the triggers and rebuild a consistent chain; what
-catches that is `head()` written somewhere else (a printout, another system's log) and compared
-later. The file must live on a local filesystem: WAL mode needs shared memory, so replicas
-that share one log must run on the same host.
+catches that is the chain head written down elsewhere (`audit.anchors`) and compared later. The
+file must live on a local filesystem: WAL mode needs shared memory, so replicas that share one
+log must run on the same host.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sqlite3
 import time
@@ -79,11 +43,21 @@ from audit.query import (
     format_ts,
     parse_moment,
 )
+from audit.records import (
+    GENESIS_HASH,
+    MAX_COMMENT_CHARS,
+    AuditRecord,
+    Feedback,
+    check_text,
+    prepare_entry,
+    record_from_row,
+    record_hash,
+)
+from audit.verification import VerifyResult, verify_chain
 from core.errors import AccessDenied, AuditIntegrityError
 
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
 
 _COLUMNS = 'id, ts, event, "user", question, error, data, prev_hash, hash'
 _PREFIXED_COLUMNS = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
@@ -196,8 +170,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-MAX_COMMENT_CHARS = 2000
-
 
 class SqlConnection(Protocol):
     """What the shared code needs of a connection: sqlite3's, or the PostgreSQL one in
@@ -207,65 +179,6 @@ class SqlConnection(Protocol):
     def in_transaction(self) -> bool: ...
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One entry of the log, as stored and hashed."""
-
-    id: int
-    ts: str
-    event: str
-    user: str
-    question: str
-    error: str | None
-    data: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of `AuditLog.verify()`.
-
-    `checked` counts the records found intact before the first bad one (all of them when `ok`);
-    `first_bad_id` is the lowest id at which the chain is wrong: a record whose contents or link
-    do not match, or the id of a record that is missing. `reason` says what is wrong, in words.
-    `purged_through` is the chain anchor: records up to it were removed by retention purges, and
-    the chain was verified from it (0: nothing purged).
-    """
-
-    ok: bool
-    checked: int
-    first_bad_id: int | None
-    reason: str
-    purged_through: int = 0
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """A thumbs up or down on an answer: the `feedback` record `id`, about answer `record_id`."""
-
-    id: int
-    ts: str
-    user: str
-    record_id: int
-    rating: str
-    comment: str | None
-
-    @classmethod
-    def of(cls, record: AuditRecord) -> Feedback | None:
-        """The feedback a `feedback` record holds, or None if it is not one."""
-        data = record.data
-        target, rating, comment = data.get("record_id"), data.get("rating"), data.get("comment")
-        if (
-            record.event != FEEDBACK_EVENT
-            or not isinstance(target, int)
-            or rating not in RATINGS
-            or not (comment is None or isinstance(comment, str))
-        ):
-            return None
-        return cls(record.id, record.ts, record.user, target, rating, comment)
 
 
 @dataclass(frozen=True)
@@ -295,116 +208,9 @@ class PurgeResult:
     checkpoint: AuditRecord | None
 
 
-def canonical_json(value: Any) -> str:
-    """The one serialisation that is stored and hashed. Raises TypeError if `value` is not JSON."""
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        text.encode("utf-8")
-    except TypeError as exc:
-        raise TypeError(f"audit data is not JSON-serialisable: {exc}") from exc
-    except ValueError as exc:
-        # NaN/Infinity are not JSON and lone surrogates are not UTF-8: either would give a
-        # record another tool cannot read or re-hash, so they are refused like any other
-        # value json cannot represent.
-        raise TypeError(f"audit data is not JSON-serialisable: {exc}") from exc
-    return text
-
-
-def record_hash(
-    id: int,
-    ts: str,
-    event: str,
-    user: str,
-    question: str,
-    error: str | None,
-    data: Mapping[str, Any],
-    prev_hash: str,
-) -> str:
-    """SHA-256 hex of a record's canonical form, as described in the module docstring."""
-    preimage = canonical_json(
-        {
-            "id": id,
-            "ts": ts,
-            "event": event,
-            "user": user,
-            "question": question,
-            "error": error,
-            "data": data,
-            "prev_hash": prev_hash,
-        }
-    )
-    return hashlib.sha256(preimage.encode("utf-8")).hexdigest()
-
-
-def _quoted(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def _stored_hash(
-    id: object,
-    ts: object,
-    event: object,
-    user: object,
-    question: object,
-    error: object,
-    data_text: str,
-    prev_hash: object,
-) -> str:
-    """`record_hash` of a row whose `data` column holds canonical JSON: the same bytes, built by
-    concatenation (the recipe in the module docstring). Raises TypeError/ValueError for values
-    JSON cannot hold."""
-    preimage = (
-        '{"data":' + data_text + ',"error":' + _quoted(error) + ',"event":' + _quoted(event)
-        + ',"id":' + _quoted(id) + ',"prev_hash":' + _quoted(prev_hash) + ',"question":'
-        + _quoted(question) + ',"ts":' + _quoted(ts) + ',"user":' + _quoted(user) + "}"
-    )  # fmt: skip
-    return hashlib.sha256(preimage.encode("utf-8")).hexdigest()
-
-
-def _check_text(name: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        raise TypeError(f"audit {name} must be a str, not {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"audit {name} is not valid Unicode text: {exc}") from exc
-
-
-def _entry(
-    event: str, user: str, question: str, error: str | None, data: Mapping[str, Any] | None
-) -> tuple[str, str, str, str | None, str, dict[str, Any]]:
-    """Checked arguments of a record, with its data as stored text and as read back."""
-    _check_text("event", event)
-    if not event:
-        raise ValueError("audit event must not be empty")
-    _check_text("user", user)
-    _check_text("question", question)
-    _check_text("error", error, optional=True)
-    if data is not None and not isinstance(data, Mapping):
-        raise TypeError(f"audit data must be a mapping, not {type(data).__name__}")
-    payload = canonical_json(dict(data or {}))
-    # What is hashed is what a later reader parses back, so the two always agree
-    # (tuples become lists, and so on).
-    stored_data: dict[str, Any] = json.loads(payload)
-    return event, user, question, error, payload, stored_data
-
-
 def _register_functions(conn: sqlite3.Connection) -> None:
     fn: Callable[[object, object], int] = contains
     conn.create_function(CONTAINS_FUNCTION, 2, fn, deterministic=True)
-
-
-def _record(row: tuple[Any, ...], path: Path | str) -> AuditRecord:
-    record_id, ts, event, user, question, error, data, prev_hash, digest = row
-    try:
-        payload = json.loads(data)
-    except (TypeError, ValueError) as exc:
-        raise AuditIntegrityError(
-            f"audit log {path}: record {record_id} has unreadable data ({exc}); run verify"
-        ) from exc
-    return AuditRecord(record_id, ts, event, user, question, error, payload, prev_hash, digest)
 
 
 class AuditLog:
@@ -450,7 +256,7 @@ class AuditLog:
         found before anything is written) and AuditIntegrityError if the record could not be
         written; a caller must then withhold the answer it meant to log.
         """
-        entry = _entry(event, user, question, error, data)
+        entry = prepare_entry(event, user, question, error, data)
         with self._write_transaction() as conn:
             return self._insert(conn, *entry)
 
@@ -479,13 +285,13 @@ class AuditLog:
         if isinstance(record_id, bool) or not isinstance(record_id, int):
             raise ValueError(f"feedback record_id must be an integer, not {record_id!r}")
         if comment is not None:
-            _check_text("comment", comment)
+            check_text("comment", comment)
             comment = comment.strip() or None
         if comment is not None and len(comment) > MAX_COMMENT_CHARS:
             raise ValueError(
                 f"feedback comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}"
             )
-        entry = _entry(
+        entry = prepare_entry(
             FEEDBACK_EVENT, user, "", None, {"record_id": record_id, "rating": rating, "comment": comment}
         )
         with self._write_transaction() as conn:
@@ -519,7 +325,7 @@ class AuditLog:
         purge a log that does not verify: that would destroy the evidence.
         """
         cutoff = format_ts(parse_moment(before, "before"))
-        _check_text("user", by)
+        check_text("user", by)
         if not by:
             raise ValueError("purge needs the name of who runs it (by)")
         with self._write_transaction() as conn:
@@ -546,7 +352,7 @@ class AuditLog:
                 "anchor_hash": anchor_hash,
                 "before": cutoff,
             }
-            checkpoint = self._insert(conn, *_entry(CHECKPOINT_EVENT, by, "", None, data))
+            checkpoint = self._insert(conn, *prepare_entry(CHECKPOINT_EVENT, by, "", None, data))
             conn.execute("INSERT INTO purge_allowance (singleton, through) VALUES (1, ?)", (through,))
             conn.execute("UPDATE chain_anchor SET count = ?, hash = ?", (through, anchor_hash))
             deleted = conn.execute("DELETE FROM records WHERE id <= ?", (through,)).rowcount
@@ -638,7 +444,7 @@ class AuditLog:
             if conn is None:
                 return None
             row = conn.execute(f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)).fetchone()
-            return None if row is None else _record(row, self._label)
+            return None if row is None else record_from_row(row, self._label)
 
     def last(self, n: int) -> list[AuditRecord]:
         """The `n` newest records, newest first."""
@@ -650,7 +456,7 @@ class AuditLog:
             if conn is None:
                 return []
             rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id DESC LIMIT ?", (n,)).fetchall()
-            return [_record(row, self._label) for row in rows]
+            return [record_from_row(row, self._label) for row in rows]
 
     def search(
         self,
@@ -714,7 +520,7 @@ class AuditLog:
             for row in conn.execute(
                 sql, [*params, self._dialect.no_limit if limit is None else limit, offset]
             ):
-                yield _record(row, self._label)
+                yield record_from_row(row, self._label)
 
     def count(self, query: RecordFilter) -> int:
         """How many records match `query`."""
@@ -769,7 +575,7 @@ class AuditLog:
             if conn is None:
                 return []
             rows = conn.execute(sql, (user, *ANSWER_EVENTS, conversation_id)).fetchall()
-            return [_record(row, self._label) for row in rows]
+            return [record_from_row(row, self._label) for row in rows]
 
     def feedback_for(self, record_id: int) -> list[Feedback]:
         """Every feedback on answer `record_id`, oldest first (the last one is in force)."""
@@ -799,7 +605,7 @@ class AuditLog:
                     batch,
                 )
                 for row in rows:
-                    item = Feedback.of(_record(row, self._label))
+                    item = Feedback.of(record_from_row(row, self._label))
                     if item is not None:
                         found.setdefault(item.record_id, []).append(item)
         return found
@@ -956,149 +762,4 @@ def _verify_in(conn: SqlConnection) -> VerifyResult:
     anchors = conn.execute("SELECT count, hash FROM chain_anchor").fetchall()
     allowances = conn.execute("SELECT through FROM purge_allowance").fetchall()
     rows = conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id")
-    return _verify(rows, heads, anchors, allowances)
-
-
-def _verify(
-    rows: Iterable[tuple[Any, ...]],
-    heads: list[tuple[Any, ...]],
-    anchors: list[tuple[Any, ...]],
-    allowances: list[tuple[Any, ...]],
-) -> VerifyResult:
-    if len(heads) != 1 or not isinstance(heads[0][0], int):
-        return VerifyResult(False, 0, None, "the chain head row is missing or damaged")
-    if len(anchors) != 1 or not isinstance(anchors[0][0], int) or not isinstance(anchors[0][1], str):
-        return VerifyResult(False, 0, None, "the chain anchor row is missing or damaged")
-    head_count, head_hash = heads[0]
-    anchor, anchor_hash = anchors[0]
-    expected_id, prev = anchor + 1, anchor_hash
-    checkpoint: tuple[int, Any] | None = None  # the newest: (id, data)
-
-    def result(ok: bool, last_good: int, first_bad: int | None, reason: str) -> VerifyResult:
-        return VerifyResult(ok, max(last_good - anchor, 0), first_bad, reason, anchor)
-
-    def place(record_id: int) -> str:
-        if record_id - 1 == anchor and anchor:
-            return f"right after the records purged up to record {anchor}"
-        return f"after record {record_id - 1}" if record_id > 1 else "at the start"
-
-    for row in rows:
-        record_id, ts, event, user, question, error, data_text, prev_hash, stored_hash = row
-        last_good = expected_id - 1
-        if record_id != expected_id:
-            if record_id < expected_id:
-                first_bad, what = record_id, f"record {record_id} is out of sequence"
-            else:
-                first_bad, what = expected_id, f"record {expected_id} is missing"
-            return result(
-                False,
-                last_good,
-                first_bad,
-                f"{what}: id {record_id} found where id {expected_id} belongs "
-                f"({place(expected_id)}); a record was deleted or renumbered",
-            )
-        if prev_hash != prev:
-            if record_id - 1 == anchor and anchor:
-                before = f"the anchor hash of the purge (record {anchor})"
-            elif record_id > 1:
-                before = f"the hash of record {record_id - 1}"
-            else:
-                before = "the genesis hash"
-            return result(
-                False,
-                last_good,
-                record_id,
-                f"record {record_id}: prev_hash does not match {before}; the chain is broken "
-                "here (this link, or the record before it, was altered)",
-            )
-        try:
-            data = json.loads(data_text)
-            canonical = canonical_json(data) == data_text
-        except (TypeError, ValueError):
-            canonical = False
-        if not canonical:
-            return result(
-                False,
-                last_good,
-                record_id,
-                f"record {record_id}: data is not the canonical JSON it was written as "
-                "(altered outside the audit log)",
-            )
-        try:
-            # data_text is canonical (checked above), so the hashed text is built by
-            # concatenation as the module docstring describes, without serialising data again.
-            intact = (
-                _stored_hash(record_id, ts, event, user, question, error, data_text, prev_hash) == stored_hash
-            )
-        except (TypeError, ValueError):  # a value SQLite holds but JSON cannot (a BLOB put in by hand)
-            intact = False
-        if not intact:
-            return result(
-                False,
-                last_good,
-                record_id,
-                f"record {record_id}: contents do not match its hash (a field was altered)",
-            )
-        if event == CHECKPOINT_EVENT:
-            checkpoint = (record_id, data)
-        prev = stored_hash
-        expected_id += 1
-    last = expected_id - 1
-    if head_count > last:
-        return result(
-            False,
-            last,
-            last + 1,
-            f"record {last + 1} is missing: the chain head counts {head_count} records but "
-            f"the log ends at record {last} (the newest records were deleted)",
-        )
-    if head_count < last:
-        return result(
-            False,
-            head_count,
-            head_count + 1,
-            f"record {head_count + 1} is not covered by the chain head, which counts "
-            f"{head_count} records (records were added outside the audit log)",
-        )
-    if head_hash != prev:
-        if not last:
-            return result(False, 0, None, "the chain head of the empty log was altered")
-        return result(
-            False,
-            last - 1,
-            last,
-            f"record {last}: its hash does not match the chain head's last hash "
-            "(the record was replaced, or the head altered)",
-        )
-    if checkpoint is not None:
-        data = checkpoint[1] if isinstance(checkpoint[1], dict) else {}
-        named = (data.get("purged_through"), data.get("anchor_hash"))
-        if named != (anchor, anchor_hash):
-            return result(
-                False,
-                last,
-                checkpoint[0],
-                f"record {checkpoint[0]}, the newest checkpoint, vouches for a purge through "
-                f"record {named[0]}, but the log is anchored at record {anchor}; the purge "
-                "anchor was moved, or records were deleted, outside `enclave audit purge`",
-            )
-    elif anchor or anchor_hash != GENESIS_HASH:
-        return result(
-            False,
-            last,
-            anchor + 1,
-            f"the log is anchored at record {anchor} (records up to it removed) but no "
-            "checkpoint record vouches for that purge; records were deleted outside "
-            "`enclave audit purge`",
-        )
-    if allowances:
-        return result(
-            False,
-            last,
-            None,
-            f"a purge allowance (through record {allowances[0][0]}) was left open outside a "
-            "purge; deletes are not blocked",
-        )
-    purged = f" after the purge of records 1–{anchor}" if anchor else ""
-    noun = "record" if last - anchor == 1 else "records"
-    return result(True, last, None, f"{last - anchor} {noun} verified{purged}; chain head matches")
+    return verify_chain(rows, heads, anchors, allowances)

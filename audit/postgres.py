@@ -1,7 +1,7 @@
 """The audit log on PostgreSQL: the same records, chain, triggers and interface as the SQLite log.
 
 `PostgresAuditLog` is `AuditLog` with PostgreSQL connections: every record is hashed exactly as
-`audit.log` documents (the `data` column is `text` holding the canonical JSON, not `jsonb`, so
+docs/audit-format.md documents (the `data` column is `text` holding the canonical JSON, not `jsonb`, so
 the hashed bytes are kept), so a log exported from one backend verifies as one from the other.
 Replicas of the app on different hosts share one log: appends take a row lock on the chain head
 (`SELECT ... FOR UPDATE`) before reading it, so each record links to the true newest one.
@@ -32,8 +32,9 @@ from typing import Any
 import psycopg
 from psycopg import conninfo, pq
 
-from audit.log import GENESIS_HASH, AuditLog, AuditRecord, SqlConnection
+from audit.log import AuditLog, SqlConnection
 from audit.query import POSTGRES, Dialect
+from audit.records import GENESIS_HASH, AuditRecord
 from core.errors import AuditIntegrityError
 
 _PLACEHOLDER = re.compile(r"\?")

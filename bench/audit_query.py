@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audit.log import AuditLog, _entry
+from audit.log import AuditLog
 from audit.query import RecordFilter
+from audit.records import prepare_entry
 
 WORDS = "leave budget harbour berth salary travel policy safety visitor invoice supplier dues".split()
 
@@ -36,7 +37,7 @@ def build(log: AuditLog, n: int, seed: int = 7) -> None:
                     "rating": rng.choice(["up", "down"]),
                     "comment": None,
                 }
-                log._insert(conn, *_entry("feedback", owner, "", None, data))
+                log._insert(conn, *prepare_entry("feedback", owner, "", None, data))
                 continue
             user = rng.choice(users)
             question = " ".join(rng.choices(WORDS, k=8)) + "?"
@@ -56,7 +57,7 @@ def build(log: AuditLog, n: int, seed: int = 7) -> None:
             }
             error = "LLM unavailable" if rng.random() < 0.02 else None
             record = log._insert(
-                conn, *_entry("answer_error" if error else "answer", user, question, error, data)
+                conn, *prepare_entry("answer_error" if error else "answer", user, question, error, data)
             )
             answers.append((record.id, user))
 

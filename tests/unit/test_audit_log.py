@@ -638,3 +638,16 @@ def test_check_writable_fails_on_a_read_only_log(path: Path, five: list[AuditRec
             AuditLog(path).check_writable()
     finally:
         path.chmod(0o600)
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    import audit
+
+    assert sorted(audit.__all__) == sorted(set(audit.__all__))
+    for name in audit.__all__:
+        value = getattr(audit, name)
+        module = getattr(value, "__module__", None)
+        assert module is None or module.startswith("audit."), name
+    public = {name for name in vars(audit) if not name.startswith("_")}
+    submodules = {"anchors", "export", "log", "postgres", "query", "records", "verification"}
+    assert public - submodules == set(audit.__all__)

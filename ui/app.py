@@ -27,8 +27,10 @@ from core.users import UserStore
 from ui.admin import AdminPage, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
+from ui.files import Attachments, Sources
 from ui.login import principal_of
-from ui.server import Attachments, QuestionLimit, Sources, create_server
+from ui.server import create_server
+from ui.sessions import QuestionLimit
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def build_app(
         )
         page.build()
         page.register_events(app)
-        app.load(_navbar_for(users), inputs=None, outputs=navbar, api_visibility="private", queue=False)
+        app.load(_navbar_for(users), inputs=None, outputs=navbar, api_name="navbar", api_visibility="private")
     with app.route("Audit log", AUDIT_PATH):
         gr.Navbar(visible=True, main_page_name="Chat")
         auditor = AuditorPage(audit_log, users, settings.ui)

@@ -24,7 +24,7 @@ from core.types import Answer, AnswerMode, Citation, SentenceSupport, StreamEven
 from core.users import UserStore
 from ui import markup
 from ui.login import principal_of
-from ui.server import QuestionLimit
+from ui.sessions import QuestionLimit
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class Conversation:
 
     id: str = field(default_factory=new_conversation_id)
     pairs: Pairs = field(default_factory=list)
+    # What the chat shows: kept here, on the server, and only ever sent to the browser. It is no
+    # event input, so no client can hand the server a history (with file references) to render.
+    shown: ChatMessages = field(default_factory=list)
     audit_ids: dict[int, int] = field(default_factory=dict)
     rated: tuple[int, str] | None = None
 
@@ -259,7 +262,7 @@ class ChatPage:
         chat = gr.on(
             triggers=[self.question.submit, self.send.click],
             fn=self.respond,
-            inputs=[self.question, self.chatbot, self.convo],
+            inputs=[self.question, self.convo],
             outputs=[self.question, self.chatbot, self.history, self.feedback_box, self.convo],
             api_name="chat",
             # Callable by clients under its name, kept out of the API page: its inputs are the
@@ -287,7 +290,11 @@ class ChatPage:
             api_visibility="undocumented",
         )
         self.chatbot.clear(
-            self.new_conversation, inputs=None, outputs=conversation_outputs, api_visibility="private"
+            self.new_conversation,
+            inputs=None,
+            outputs=conversation_outputs,
+            api_name="clear_conversation",
+            api_visibility="private",
         )
         self.chatbot.like(
             self.rate,
@@ -311,8 +318,20 @@ class ChatPage:
             concurrency_id=ANSWER_GROUP,
         )
         gr.api(self.feedback, api_name="feedback")
-        app.load(self.whoami_markdown, inputs=None, outputs=self.whoami, api_visibility="private")
-        app.load(self.history_list, inputs=None, outputs=self.history, api_visibility="private")
+        app.load(
+            self.whoami_markdown,
+            inputs=None,
+            outputs=self.whoami,
+            api_name="whoami",
+            api_visibility="private",
+        )
+        app.load(
+            self.history_list,
+            inputs=None,
+            outputs=self.history,
+            api_name="conversations",
+            api_visibility="private",
+        )
         app.load(None, inputs=None, outputs=None, js=CLOSE_SIDEBAR_ON_PHONES, api_visibility="private")
 
     # -- conversations ------------------------------------------------------------------------
@@ -362,6 +381,7 @@ class ChatPage:
             answer = turn.answer
             if record.event == "answer" and answer is not None and answer.mode != "error":
                 convo.remember(record.question, answer.text)
+        convo.shown = chat
         return unlocked, chat, gr.skip(), gr.update(visible=False), convo
 
     # -- feedback -------------------------------------------------------------------------------
@@ -442,12 +462,12 @@ class ChatPage:
         )
 
     def respond(
-        self, text: str, chat: ChatMessages | None, convo: Conversation | None, request: gr.Request
+        self, text: str, convo: Conversation | None, request: gr.Request
     ) -> Iterator[tuple[Any, ...]]:
         """Stream the answer to `text` into the chat; the conversation so far is its history."""
         typed = (text or "").strip()
-        chat = list(chat or [])
         convo = convo or Conversation()
+        chat = list(convo.shown)
         if not typed:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
@@ -495,6 +515,7 @@ class ChatPage:
             gr.Warning(markup.toast(turn.error))
         messages = turn.messages()
         convo.add_turn(len(chat), messages, turn.answer.audit_id if turn.answer else None)
+        convo.shown = chat + messages
         history = self.history_list(request, current=convo.id)
         yield gr.update(value="", interactive=True), chat + messages, history, hidden, convo
 

@@ -109,7 +109,7 @@ def ask_on_page(browser: Browser, question: str) -> Streamed:
     joined = browser.http.post(
         "/gradio_api/queue/join",
         json={
-            "data": [question, [], None],
+            "data": [question, None],
             "fn_index": browser.fn_ids["chat"],
             "session_hash": browser.session,
             "event_data": None,

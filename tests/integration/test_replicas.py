@@ -26,7 +26,7 @@ from core.settings import Settings, load_settings
 from core.users import UserStore
 from enclave import wiring
 from tests.support.chroma_server import free_port
-from ui.server import COOKIE
+from ui.sessions import COOKIE
 
 pytestmark = pytest.mark.slow  # real servers and processes
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
 from typer.testing import CliRunner
 
 from audit import AuditLog
@@ -189,20 +189,18 @@ def test_health_names_the_model_the_llm_serves(served: Served, llm: Any) -> None
 
 @pytest.mark.parametrize("name", ["alice", "olga"])
 def test_others_are_refused_and_get_no_data(served: Served, name: str) -> None:
-    page = served.page(name)
-    unescaped = page["status"].replace("\\", "")  # Markdown punctuation is backslash-escaped
-    assert unescaped == "**Not allowed: the admin page is open to administrators only.**"
-    assert page["whoami"] == "" and page["groups"]["data"] == [] and page["problems"]["data"] == []
-    assert page["health"]["data"] == [] and page["models"] == ""
-    assert page["ingest_summary"] == "" and not page["figures"]
-    with pytest.raises(
-        AppError, match="Not allowed: the admin page is open to administrators only"
-    ) as caught:
-        served.client(name).predict(api_name="/admin_refresh")
-    assert "broken.pdf" not in str(caught.value)
+    # Refused at the boundary (ui.boundary's EVENTS), before any handler runs.
+    for api_name in ("/admin_page", "/admin_refresh"):
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            served.client(name).predict(api_name=api_name)
+        refused = caught.value.response
+        assert refused.status_code == 403 and "for the admin role only" in refused.json()["detail"]
+        assert "broken.pdf" not in refused.text
     denied = served.log.search(event="access_denied", user=name, limit=None)
-    assert sorted(r.data["action"] for r in denied) == ["open the page", "refresh"]
-    assert all(r.data["page"] == "admin" for r in denied)
+    assert sorted(r.data["reason"] for r in denied) == [
+        "The event 'admin_page' is for the admin role only.",
+        "The event 'admin_refresh' is for the admin role only.",
+    ]
 
 
 def test_the_page_link_shows_for_admins_and_auditors_only(served: Served) -> None:

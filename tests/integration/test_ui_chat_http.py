@@ -25,6 +25,7 @@ from audit import AuditLog, AuditRecord, RecordFilter
 from core.settings import Settings, load_settings
 from enclave import wiring
 from tests.support.net import free_port
+from tests.support.shown import shown_text
 from ui import build_app, serve
 
 pytestmark = pytest.mark.slow  # real servers
@@ -133,8 +134,9 @@ class Browser:
 
     # The page's events; each returns the outcome, the chat where it changes.
 
-    def ask(self, question: str, chat: list[Any] | None = None) -> Outcome:
-        return self.call("chat", [question, chat or [], None])
+    def ask(self, question: str) -> Outcome:
+        # The shown chat is the server's (the conversation's state), never an input.
+        return self.call("chat", [question, None])
 
     def new_conversation(self) -> Outcome:
         return self.call("new_conversation", [])
@@ -216,7 +218,7 @@ def test_answers_have_copy_and_thumb_buttons_and_enter_sends(browsers: Any) -> N
 def test_thumbs_down_and_comment_land_on_that_answer(running: Running, browsers: Any) -> None:
     alice = browsers("alice")
     first = chat_of(alice.ask(PARKING_Q))
-    second = chat_of(alice.ask(UNRELATED_Q, first))  # nothing relevant: a "no answer" turn
+    second = chat_of(alice.ask(UNRELATED_Q))  # nothing relevant: a "no answer" turn
     rated = answer_index(first)
     record_id = audit_id_shown(first[rated])
     assert answers_of(running.audit, "alice")[-2].id == record_id
@@ -287,8 +289,8 @@ def test_nobody_can_rate_another_users_answer(running: Running, browsers: Any) -
 
 def test_history_lists_own_conversations_and_reopened_ones_continue(running: Running, browsers: Any) -> None:
     alice = browsers("alice")
-    first = chat_of(alice.ask(PARKING_Q))
-    after_follow_up = alice.ask(FOLLOW_UP, first)
+    alice.ask(PARKING_Q)
+    after_follow_up = alice.ask(FOLLOW_UP)
     conversation_a = answers_of(running.audit, "alice")[-1].data["conversation_id"]
     assert answers_of(running.audit, "alice")[-2].data["conversation_id"] == conversation_a
     assert history_of(after_follow_up)[0][1] == conversation_a
@@ -315,7 +317,7 @@ def test_history_lists_own_conversations_and_reopened_ones_continue(running: Run
     assert conversation_a not in [cid for _, cid in history_of(fiona.new_conversation())]
 
     reopened = chat_of(again.open(conversation_a))
-    users = [text_of(m) for m in reopened if m["role"] == "user"]
+    users = [shown_text(text_of(m)) for m in reopened if m["role"] == "user"]
     assert users == [PARKING_Q, FOLLOW_UP]
     answers = [text_of(m) for m in reopened if m["role"] == "assistant" and not m.get("metadata")]
     assert "12 euros" in answers[0] and "Audit record" in answers[0]
@@ -324,7 +326,7 @@ def test_history_lists_own_conversations_and_reopened_ones_continue(running: Run
 
     # Continued: the next answer joins conversation A and is asked with its earlier turns, so
     # the follow-up rule draws on them (it would search "where is it" alone without them).
-    continued = again.ask("What about its opening hours?", reopened)
+    continued = again.ask("What about its opening hours?")
     record = answers_of(running.audit, "alice")[-1]
     assert record.data["conversation_id"] == conversation_a
     assert record.data["query"]["method"] == "rule" and "park" in record.data["query"]["query"]

@@ -28,6 +28,7 @@ from core.settings import Settings
 from core.types import Answer, Citation, Principal, StreamEvent
 from core.users import UserStore
 from tests.support.net import free_port
+from tests.support.shown import shown_text
 from ui import build_app, serve
 
 pytestmark = pytest.mark.slow  # real servers
@@ -177,7 +178,7 @@ def text_of(message: dict[str, Any]) -> str:
 
 def chat(client: Client, question: str) -> tuple[list[Any], list[dict[str, Any]]]:
     """Ask through the chat endpoint; return every streamed output and the final chat."""
-    job = client.submit(question, [], api_name="/chat")
+    job = client.submit(question, api_name="/chat")
     final = job.result()
     return job.outputs(), final[1]
 
@@ -237,10 +238,12 @@ def test_account_removed_after_sign_in_is_refused(served: Served) -> None:
     del raw["users"]["carol"]
     served.users.path.write_text(json.dumps(raw), encoding="utf-8")
     calls_before = len(served.assistant.calls)
-    with pytest.raises(AppError, match="no longer exists"):
-        client.predict("how much leave?", api_name="/ask")
-    _, final = chat(client, "how much leave?")
-    assert "no longer exists" in text_of(final[-1])
+    # Refused at the boundary, before any handler runs: the account is checked on every request.
+    for call in (lambda: client.predict("how much leave?", api_name="/ask"), lambda: chat(client, "leave?")):
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            call()
+        assert refused.value.response.status_code == 401
+        assert "no longer exists" in refused.value.response.json()["detail"]
     assert len(served.assistant.calls) == calls_before
 
 
@@ -296,9 +299,9 @@ def test_chat_streams_answer_and_sources_with_document_html_escaped(served: Serv
     outputs, final = chat(served.client(), "How much leave do I get?")
 
     user, answer, sources = final
-    assert user["role"] == "user" and text_of(user) == "How much leave do I get?"
+    assert user["role"] == "user" and shown_text(text_of(user)) == "How much leave do I get?"
     assert answer["role"] == "assistant" and not answer.get("metadata")
-    assert text_of(answer).startswith(ANSWER_TEXT) and "Audit record 7" in text_of(answer)
+    assert shown_text(text_of(answer)).startswith(ANSWER_TEXT) and "Audit record 7" in text_of(answer)
     assert sources["metadata"]["title"] == "Sources (1)"
     listing = text_of(sources)
     assert "Leave &lt;b&gt;policy&lt;/b&gt;" in listing
@@ -311,7 +314,7 @@ def test_chat_streams_answer_and_sources_with_document_html_escaped(served: Serv
     assert "![" not in everything  # an image in Markdown would be fetched without a click
     # Streamed: partial answers were sent before the whole one.
     partial = [
-        text_of(m).strip()
+        shown_text(text_of(m)).strip()
         for out in outputs
         for m in out[1]
         if m["role"] == "assistant" and not m.get("metadata")
@@ -340,7 +343,7 @@ def test_reasoning_is_a_collapsed_message_apart_from_the_answer(
     _, reasoning, answer, sources = final
     assert reasoning["metadata"]["title"] == "Reasoning"
     assert reasoning["metadata"]["status"] == "done"  # Gradio shows "done" thoughts closed
-    assert text_of(reasoning) == "".join(REASONING)
+    assert shown_text(text_of(reasoning)) == "".join(REASONING)
     assert "leave policy" not in text_of(answer)
     assert sources["metadata"]["title"] == "Sources (1)"
 
@@ -354,12 +357,13 @@ def test_extractive_answers_are_labelled(served: Served) -> None:
     assert answer.startswith("**Extractive answer**") and "no language model" in answer
     assert "Staff get 25 days of leave" in answer
     # Quoted document text in the answer itself: no tag, no image survives.
-    assert "&lt;img src=x onerror=alert(1)>" in answer and "<img" not in answer and "![" not in answer
+    assert "<img src=x onerror=alert(1)>" in shown_text(answer) and "<img" not in answer
+    assert "![" not in answer and "tracker.example" not in answer  # the image shows its alt text only
 
 
 def test_errors_are_chat_messages_not_tracebacks(served: Served) -> None:
     client = served.client()
-    job = client.submit("outage question", [], api_name="/chat")
+    job = client.submit("outage question", api_name="/chat")
     box, final = job.result()[:2]
     last = text_of(final[-1])
     assert "did not answer within 120 s" in last and last.startswith("**Error:**")
@@ -368,7 +372,9 @@ def test_errors_are_chat_messages_not_tracebacks(served: Served) -> None:
 
     _, final = chat(client, "broken question")
     assert "The answer failed" in text_of(final[-1]) and "vLLM answered 500" in text_of(final[-1])
-    assert len(final) == 2  # no sources listed for a failed answer
+    # The chat shown is the whole conversation (kept on the server); this turn is the question
+    # and the error, with no sources listed for a failed answer.
+    assert final[-2]["role"] == "user" and "broken question" in text_of(final[-2])
 
     chat(client, "follow-up")
     assert served.assistant.calls[-1].history == ()  # failed turns are not history

@@ -33,7 +33,7 @@ from tests.support.net import (
     nothing_left_loopback,  # noqa: F401 (an autouse fixture)
 )
 from ui import build_app, serve
-from ui.server import COOKIE, Session, issue_token, read_token
+from ui.sessions import COOKIE, Session, issue_token, read_token
 
 pytestmark = pytest.mark.slow  # real servers
 
@@ -194,7 +194,7 @@ def test_the_logo_is_served_by_the_app_to_everyone_and_shown_on_the_pages(served
 
 def test_a_bad_logo_setting_is_an_error_naming_it(tmp_path: Path) -> None:
     from core.errors import ConfigError
-    from ui.server import MAX_LOGO_BYTES, load_logo
+    from ui.pages import MAX_LOGO_BYTES, load_logo
 
     with pytest.raises(ConfigError, match=r"ui\.logo_path .*logo\.exe: use a \.gif"):
         load_settings(None, data_dir=tmp_path, ui={"logo_path": str(tmp_path / "logo.exe")})

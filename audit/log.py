@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, Self, TextIO
 
+from audit.anchors import Anchor, AnchorCheck, ChainState, check_anchors
 from audit.query import (
     ANSWER_EVENTS,
     CHECKPOINT_EVENT,
@@ -225,11 +226,26 @@ class AuditLog:
     _dialect: Dialect = SQLITE
     _begin_write: tuple[str, ...] = ("BEGIN IMMEDIATE",)
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 30.0,
+        retention_days: int = 0,
+        anchor_file: Path | None = None,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        # The youngest records a purge may remove are this many days old (audit.retention_days).
+        self.retention_days = checked_retention(retention_days)
+        self.anchor_file = anchor_file  # where anchors of this log are written down, if anywhere
         self._closed = False
         self._label = str(self.path)  # how messages name the log
+
+    @property
+    def label(self) -> str:
+        """How messages name the log (the file, or the database without its password)."""
+        return self._label
 
     def __enter__(self) -> Self:
         return self
@@ -320,11 +336,20 @@ class AuditLog:
         What goes is the longest run of oldest records all older than the cutoff (a record with
         a later time stops it, should the clock ever have gone back). A `checkpoint` record by
         `by` is appended first, in the same transaction, naming the last record removed and its
-        hash: the new anchor the chain is verified from (see the module docstring). Nothing is
+        hash: the new anchor the chain is verified from (docs/audit-format.md). Nothing is
         written when nothing is old enough, or with `dry_run`. Refuses (AuditIntegrityError) to
-        purge a log that does not verify: that would destroy the evidence.
+        purge a log that does not verify: that would destroy the evidence; and (ValueError) a
+        cutoff that would remove records younger than `retention_days`.
         """
-        cutoff = format_ts(parse_moment(before, "before"))
+        moment = parse_moment(before, "before")
+        youngest = datetime.now(UTC) - timedelta(days=self.retention_days)
+        if self.retention_days and moment > youngest:
+            raise ValueError(
+                f"refusing to purge records written up to {format_ts(moment)}: audit.retention_days "
+                f"is {self.retention_days}, so records written after {format_ts(youngest)} must be "
+                "kept; give an earlier cutoff"
+            )
+        cutoff = format_ts(moment)
         check_text("user", by)
         if not by:
             raise ValueError("purge needs the name of who runs it (by)")
@@ -621,8 +646,42 @@ class AuditLog:
         with self._reader() as conn:
             if conn is None:
                 return 0, GENESIS_HASH
+            row = conn.execute("SELECT count, last_hash FROM chain_head").fetchone()
+            if row is None:
+                raise AuditIntegrityError(
+                    f"audit log {self._label}: the chain head row is missing; run verify"
+                )
+            return int(row[0]), str(row[1])
+
+    def migrate(self) -> int:
+        """Create the log's schema, or bring it up to date; return its schema version."""
+        with self._writer():
+            return SCHEMA_VERSION
+
+    def anchor(self) -> Anchor:
+        """The chain head now, to be written down outside the log (`audit.anchors`)."""
+        return Anchor.of_head(self.head(), self._label)
+
+    def check_anchors(self, anchors: Sequence[Anchor], source: str) -> AnchorCheck:
+        """Whether the log still holds every chain head in `anchors` (from `source`, e.g. the
+        anchor file): not cut back below one, nor rewritten or replaced at one."""
+        seqs = sorted({a.seq for a in anchors})
+        hashes: dict[int, str] = {}
+        with self._reader() as conn:
+            if conn is None:
+                state = ChainState((0, GENESIS_HASH), (0, GENESIS_HASH), hashes)
+                return check_anchors(anchors, state, source)
+            conn.execute(self._dialect.begin_read)
             count, last_hash = conn.execute("SELECT count, last_hash FROM chain_head").fetchone()
-            return int(count), str(last_hash)
+            purged, purged_hash = conn.execute("SELECT count, hash FROM chain_anchor").fetchone()
+            for start in range(0, len(seqs), _BATCH):
+                batch = seqs[start : start + _BATCH]
+                rows = conn.execute(
+                    f"SELECT id, hash FROM records WHERE id IN ({', '.join('?' * len(batch))})", batch
+                )
+                hashes.update((int(rid), str(digest)) for rid, digest in rows)
+        state = ChainState((int(count), str(last_hash)), (int(purged), str(purged_hash)), hashes)
+        return check_anchors(anchors, state, source)
 
     def verify(self) -> VerifyResult:
         """Re-compute the whole chain and compare it with the chain head.
@@ -754,6 +813,13 @@ class AuditLog:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def checked_retention(days: int) -> int:
+    """`days` if it is a valid minimum retention (a whole number >= 0), else ValueError."""
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        raise ValueError(f"retention_days must be a whole number of days >= 0, not {days!r}")
+    return days
 
 
 def _verify_in(conn: SqlConnection) -> VerifyResult:

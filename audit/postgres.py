@@ -27,12 +27,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 from psycopg import conninfo, pq
 
-from audit.log import AuditLog, SqlConnection
+from audit.log import AuditLog, SqlConnection, checked_retention
 from audit.query import POSTGRES, Dialect
 from audit.records import GENESIS_HASH, AuditRecord
 from core.errors import AuditIntegrityError
@@ -173,6 +175,22 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             for table in ("records", "chain_head", "chain_anchor", "purge_allowance")
         ),
     ),
+    (
+        # The trigger functions read the tables by unqualified name. Pinned to the log's own
+        # schema with pg_temp last, so that a role that may create temporary tables cannot
+        # shadow them (pg_temp is otherwise searched first) and slip an append past the checks.
+        r"""DO $$
+        DECLARE
+            fn regprocedure;
+        BEGIN
+            FOR fn IN SELECT p.oid::regprocedure FROM pg_proc p
+                      WHERE p.pronamespace = current_schema()::regnamespace
+                        AND p.proname LIKE 'enclave\_audit\_%'
+            LOOP
+                EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', fn, current_schema());
+            END LOOP;
+        END $$""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 # Processes creating the schema together take turns (pg_advisory_xact_lock key).
@@ -194,6 +212,13 @@ class _Connection:
             return self.conn.execute(sql)
         # The shared SQL holds no literal `?` or `%`; psycopg wants %s and %% .
         return self.conn.execute(_PLACEHOLDER.sub("%s", sql.replace("%", "%%")), list(parameters))
+
+
+def _one_row(conn: _Connection, sql: str) -> tuple[Any, ...]:
+    row = conn.execute(sql).fetchone()
+    if row is None:
+        raise AuditIntegrityError(f"PostgreSQL returned no row for {sql!r}")
+    return tuple(row)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -230,12 +255,16 @@ class PostgresAuditLog(AuditLog):
         busy_timeout_s: float = 30.0,
         connect_timeout_s: int = 10,
         setting: str = "audit.dsn",
+        retention_days: int = 0,
+        anchor_file: Path | None = None,
     ) -> None:
-        self.dsn = dsn
         self.busy_timeout_s = busy_timeout_s
+        self.retention_days = checked_retention(retention_days)
+        self.anchor_file = anchor_file
+        self._closed = False
+        self.dsn = dsn
         self.connect_timeout_s = connect_timeout_s
         self.setting = setting  # named in errors: where the DSN came from
-        self._closed = False
         self._label = describe_dsn(dsn)
 
     def __repr__(self) -> str:
@@ -320,8 +349,58 @@ class PostgresAuditLog(AuditLog):
             return True
         if version == 0 and not create:
             return False
+        if not self._owns(conn, version):
+            state = "holds no audit log yet" if version == 0 else f"has schema version {version}"
+            raise AuditIntegrityError(
+                f"the PostgreSQL audit log {self._label} {state}, and this Enclave needs version "
+                f"{SCHEMA_VERSION}; the role of {self.setting} may not change its schema: run "
+                "`enclave audit migrate` as the owner role (audit.owner_dsn_file)"
+            )
         self._migrate(conn)
         return True
+
+    def _owns(self, conn: _Connection, version: int) -> bool:
+        """Whether the connected role may create the schema (none yet) or change it (owns it)."""
+        if version == 0:
+            row = conn.execute("SELECT has_schema_privilege(current_schema(), 'CREATE')").fetchone()
+        else:
+            row = conn.execute(
+                "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c "
+                "WHERE c.relname = 'audit_schema' AND c.relnamespace = current_schema()::regnamespace"
+            ).fetchone()
+        return bool(row and row[0])
+
+    def migrate(self, app_role: str | None = None) -> int:
+        """Create the schema or bring it up to date, as the role that owns it, and let `app_role`
+        (the role the app connects as) read and append, and nothing more; return the version."""
+        with self._writer() as conn:
+            if app_role is not None:
+                self._grant(conn, app_role)
+        return SCHEMA_VERSION
+
+    def _grant(self, conn: SqlConnection, role: str) -> None:
+        assert isinstance(conn, _Connection)
+        me, current = _one_row(conn, "SELECT current_user, current_schema()")
+        if role == me:
+            return  # the owner has every right already
+        who = psycopg.sql.Identifier(role)
+        schema = psycopg.sql.Identifier(str(current))
+        grants = (
+            "GRANT USAGE ON SCHEMA {schema} TO {who}",
+            # SELECT ... FOR UPDATE (the append's row lock) needs UPDATE on a column.
+            "GRANT SELECT, INSERT ON records TO {who}",
+            "GRANT SELECT, UPDATE (count, last_hash) ON chain_head TO {who}",
+            "GRANT SELECT ON chain_anchor, purge_allowance, audit_schema TO {who}",
+        )
+        conn.conn.execute("BEGIN")
+        try:
+            for grant in grants:
+                conn.conn.execute(psycopg.sql.SQL(grant).format(schema=schema, who=who))
+            conn.conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.conn.execute("ROLLBACK")
+            raise
 
     def _migrate(self, conn: SqlConnection) -> None:
         assert isinstance(conn, _Connection)

@@ -199,12 +199,36 @@ class AuditSettings(_Section):
         description="File holding the PostgreSQL DSN, password included (backend postgres); "
         "instead of dsn, so that the secret stays out of enclave.yaml. Keep it mode 0600.",
     )
+    owner_dsn: str | None = Field(
+        None,
+        description="PostgreSQL connection of the role that owns the audit tables (backend postgres), "
+        "used only by `enclave audit migrate` and `enclave audit purge`; audit.dsn is the app's role, "
+        "which may only read and append. Leave the password out: use owner_dsn_file.",
+    )
+    owner_dsn_file: Path | None = Field(
+        None,
+        description="File holding the owner role's DSN (see owner_dsn), password included. Give it to "
+        "the admin commands only, never to the web server. Keep it mode 0600.",
+    )
     retention_days: int = Field(
-        0,
+        365,
         ge=0,
-        description="Age in days past which `enclave audit purge` removes records (it leaves a "
-        "checkpoint record that keeps the chain verifiable). 0: keep every record forever. "
-        "Nothing is ever purged without that command.",
+        description="Minimum age in days of any record `enclave audit purge` may remove (and its "
+        "default age when no --older-than or --before is given); the purge leaves a checkpoint "
+        "record that keeps the chain verifiable. Nothing is purged without that command. 0 is "
+        "refused once the log holds records (the server does not start, purge refuses).",
+    )
+    anchor_file: Path | None = Field(
+        None,
+        description="Anchor file (JSON lines, appended to): where `enclave audit anchor` and the web "
+        "server write the chain head, to check later with `enclave audit verify --anchor`. Put it "
+        "outside the database's reach (another disk, WORM storage). Empty: the server writes "
+        "anchors to its log only, and `enclave audit anchor` prints them.",
+    )
+    anchor_interval_minutes: float = Field(
+        60,
+        gt=0,
+        description="How often the web server writes the chain head to its log (and to anchor_file).",
     )
 
 

@@ -497,17 +497,111 @@ def _record_filter(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor",
+            help="Also check the chain heads in this anchor file (default: audit.anchor_file, if it "
+            "exists): exit 1 if the log was cut back below one, or rewritten or replaced at one.",
+        ),
+    ] = None,
+) -> None:
     """Check the hash chain; exit 1 and name the first bad record if it is broken."""
-    log = wiring.build_audit(state.settings)
+    from audit.anchors import read_anchors
+
+    settings = state.settings
+    if anchor is None and settings.audit.anchor_file is not None and settings.audit.anchor_file.exists():
+        anchor = settings.audit.anchor_file
+    try:
+        anchors = read_anchors(anchor) if anchor is not None else []
+    except ValueError as exc:
+        fail(str(exc))
+    log = wiring.build_audit(settings)
     result = log.verify()
-    if result.ok:
-        purged = f" (records 1–{result.purged_through} purged by retention)" if result.purged_through else ""
-        typer.echo(f"audit log intact: {result.checked} records verified{purged}")
-        count, last_hash = log.head()
-        typer.echo(f"head: {count} {last_hash}  (write it down elsewhere to detect a rewound log)")
+    if not result.ok:
+        fail(f"audit log BROKEN at record {result.first_bad_id}: {result.reason}")
+    purged = f" (records 1–{result.purged_through} purged by retention)" if result.purged_through else ""
+    typer.echo(f"audit log intact: {result.checked} records verified{purged}")
+    if anchor is not None:
+        checked = log.check_anchors(anchors, f"anchor file {anchor}")
+        if not checked.ok:
+            fail(f"audit log does NOT match {checked.reason}")
+        typer.echo(f"anchors: {checked.reason}")
+    count, last_hash = log.head()
+    typer.echo(f"head: {count} {last_hash}  (`enclave audit anchor` writes it down to detect a rewound log)")
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Append the anchor to this file (JSON lines; default: audit.anchor_file). Keep it "
+            "outside the database's reach: another disk, WORM storage, the auditors.",
+        ),
+    ] = None,
+) -> None:
+    """Write down the chain head (record number, hash, time) outside the log, once it verifies.
+
+    `enclave audit verify --anchor FILE` later fails if the log no longer holds that head.
+    """
+    from audit.anchors import append_anchor
+
+    settings = state.settings
+    target = out if out is not None else settings.audit.anchor_file
+    log = wiring.build_audit(settings)
+    result = log.verify()
+    if not result.ok:
+        fail(
+            f"not anchoring: audit log BROKEN at record {result.first_bad_id}: {result.reason}; "
+            "secure it as evidence first"
+        )
+    anchor = log.anchor()
+    typer.echo(anchor.line())
+    if target is not None:
+        try:
+            append_anchor(target, anchor)
+        except OSError as exc:
+            fail(f"anchor file {target} cannot be written: {exc.strerror or exc}")
+        typer.echo(f"anchor of record {anchor.seq} appended to {target}", err=True)
+
+
+@audit_app.command("migrate")
+def audit_migrate(
+    app_role: Annotated[
+        str | None,
+        typer.Option(
+            "--app-role",
+            help="PostgreSQL role the app connects as, granted read and append only (default: the "
+            "user of audit.dsn / audit.dsn_file).",
+        ),
+    ] = None,
+) -> None:
+    """Create the audit log's schema or bring it up to date, as the owner of its tables.
+
+    On PostgreSQL this connects with audit.owner_dsn_file (or audit.owner_dsn) and lets the app's
+    role read and append, nothing more: it cannot update, delete, truncate or alter.
+    """
+    settings = state.settings
+    log = wiring.build_audit_owner(settings)
+    if settings.audit.backend == "postgres":
+        from audit.postgres import PostgresAuditLog
+
+        assert isinstance(log, PostgresAuditLog)
+        role = app_role if app_role is not None else wiring.audit_app_role(settings)
+        version = log.migrate(role)
+        if settings.audit.owner_dsn is None and settings.audit.owner_dsn_file is None:
+            typer.echo(
+                "warning: audit.owner_dsn_file is not set, so the app's own role owns the audit "
+                "tables and could drop their triggers; see docs/deploy.md (the audit roles)",
+                err=True,
+            )
+        granted = f"; {role} may read and append only" if role else ""
+        typer.echo(f"audit log {log.label} is at schema version {version}{granted}")
         return
-    fail(f"audit log BROKEN at record {result.first_bad_id}: {result.reason}")
+    typer.echo(f"audit log {log.label} is at schema version {log.migrate()}")
 
 
 @audit_app.command("show")
@@ -631,7 +725,7 @@ def audit_purge(
             "--older-than",
             min=1,
             metavar="DAYS",
-            help="Remove records older than this many days (default: audit.retention_days).",
+            help="Remove records older than this many days (default and minimum: audit.retention_days).",
         ),
     ] = None,
     before: Annotated[
@@ -645,24 +739,21 @@ def audit_purge(
     """Remove old records for good, keeping the log verifiable.
 
     A checkpoint record naming the last record removed and its hash is written first; the
-    chain is verified from there on. Refuses a log that does not verify.
+    chain is verified from there on. Refuses a log that does not verify, and records younger
+    than audit.retention_days. On PostgreSQL it connects as the owner (audit.owner_dsn_file).
     """
     from datetime import UTC, datetime, timedelta
 
     settings = state.settings
     if older_than is not None and before is not None:
         fail("give --older-than or --before, not both")
+    log = wiring.build_audit_owner(settings)
+    wiring.check_retention(settings, log)
     if before is None:
         days = older_than if older_than is not None else settings.audit.retention_days
-        if not days:
-            fail(
-                "no age given: pass --older-than DAYS or --before DATE, or set audit.retention_days "
-                "(0, the default, keeps records forever)"
-            )
         cutoff: Any = datetime.now(UTC) - timedelta(days=days)
     else:
         cutoff = before
-    log = wiring.build_audit(settings)
     try:
         plan = log.purge(cutoff, _operator(), dry_run=True)
     except ValueError as exc:
@@ -893,6 +984,19 @@ def _claim_store(settings: Settings, role: str) -> None:
     claim_embedded(settings.chroma_path, role)
 
 
+def _start_audit_anchors(settings: Settings) -> None:
+    """Before serving: the audit log must be writable at the current schema (the app's role does
+    not create it when it is not the owner: `enclave audit migrate`), and its minimum retention
+    set; then its head goes to the server log, and to audit.anchor_file, at the set interval."""
+    from audit.anchors import PeriodicAnchor
+
+    audit = wiring.build_audit(settings)
+    audit.check_writable()
+    wiring.check_retention(settings, audit)
+    logging.getLogger("audit.anchors").setLevel(logging.INFO)
+    PeriodicAnchor(audit, settings.audit.anchor_interval_minutes * 60, settings.audit.anchor_file).start()
+
+
 def _web_app(settings: Settings) -> Any:
     """The web UI, its admin page looking at the same store as the assistant."""
     from enclave.health import AdminOverview
@@ -927,6 +1031,7 @@ def serve(
     from ui.app import serve as serve_app
 
     _claim_store(settings, "enclave serve")
+    _start_audit_anchors(settings)
     gr_app = _web_app(settings)
     originals = wiring.build_originals(settings)
     serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)

@@ -86,7 +86,70 @@ def build_reranker(settings: Settings) -> CrossEncoderReranker | None:
 
 
 def build_audit(settings: Settings) -> AuditLog:
-    """The audit log of `audit.backend`: the SQLite file, or the PostgreSQL database."""
+    """The audit log of `audit.backend`: the SQLite file, or the PostgreSQL database as the app's
+    role (`audit.dsn`/`audit.dsn_file`)."""
+    return _audit_log(settings, owner=False)
+
+
+def build_audit_owner(settings: Settings) -> AuditLog:
+    """The audit log as the role that owns its tables, for `enclave audit migrate` and purge: on
+    PostgreSQL `audit.owner_dsn`/`audit.owner_dsn_file` (else the app's DSN, which then owns the
+    tables itself); the SQLite file is owned by whoever can write it."""
+    audit = settings.audit
+    owner = audit.backend == "postgres" and (audit.owner_dsn is not None or audit.owner_dsn_file is not None)
+    return _audit_log(settings, owner=owner)
+
+
+def audit_app_role(settings: Settings) -> str | None:
+    """The PostgreSQL role the app connects as (the user of its DSN); None for SQLite, or when
+    the DSN names no user (libpq then uses the login name)."""
+    if settings.audit.backend != "postgres":
+        return None
+    from psycopg import conninfo
+
+    dsn, _ = _dsn(settings, owner=False)
+    user = conninfo.conninfo_to_dict(dsn).get("user")
+    return str(user) if user else None
+
+
+def check_retention(settings: Settings, audit: AuditLog) -> None:
+    """ConfigError when `audit.retention_days` is 0 while the log holds records: the minimum
+    retention protects them from a purge, and may not be switched off on a log in use."""
+    from core.errors import ConfigError
+
+    if settings.audit.retention_days == 0 and audit.head()[0] > 0:
+        raise ConfigError(
+            f"audit.retention_days is 0, but the audit log {audit.label} holds records: set it to "
+            "the minimum number of days records must be kept (at least 1) before purging or serving"
+        )
+
+
+def _dsn(settings: Settings, owner: bool) -> tuple[str, str]:
+    """The PostgreSQL DSN, and the setting it came from (named in messages)."""
+    from core.errors import ConfigError
+
+    audit = settings.audit
+    prefix = "audit.owner_dsn" if owner else "audit.dsn"
+    text, file = (audit.owner_dsn, audit.owner_dsn_file) if owner else (audit.dsn, audit.dsn_file)
+    if (text is None) == (file is None):
+        raise ConfigError(
+            f"audit.backend is postgres: set exactly one of {prefix} and {prefix}_file "
+            "(the PostgreSQL connection)"
+        )
+    setting = prefix if text is not None else f"{prefix}_file ({file})"
+    if file is not None:
+        try:
+            dsn = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{prefix}_file {file} cannot be read: {exc.strerror or exc}") from exc
+    else:
+        dsn = str(text).strip()
+    if not dsn:
+        raise ConfigError(f"{setting} is empty: it must hold the PostgreSQL connection")
+    return dsn, setting
+
+
+def _audit_log(settings: Settings, owner: bool) -> AuditLog:
     from core.errors import ConfigError
 
     audit = settings.audit
@@ -94,25 +157,11 @@ def build_audit(settings: Settings) -> AuditLog:
         case "sqlite":
             from audit.log import AuditLog
 
-            return AuditLog(settings.audit_path)
+            return AuditLog(
+                settings.audit_path, retention_days=audit.retention_days, anchor_file=audit.anchor_file
+            )
         case "postgres":
-            if (audit.dsn is None) == (audit.dsn_file is None):
-                raise ConfigError(
-                    "audit.backend is postgres: set exactly one of audit.dsn and audit.dsn_file "
-                    "(the PostgreSQL connection)"
-                )
-            setting = "audit.dsn" if audit.dsn is not None else f"audit.dsn_file ({audit.dsn_file})"
-            if audit.dsn_file is not None:
-                try:
-                    dsn = audit.dsn_file.read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"audit.dsn_file {audit.dsn_file} cannot be read: {exc.strerror or exc}"
-                    ) from exc
-            else:
-                dsn = str(audit.dsn).strip()
-            if not dsn:
-                raise ConfigError(f"{setting} is empty: it must hold the PostgreSQL connection")
+            dsn, setting = _dsn(settings, owner)
             try:
                 from audit.postgres import PostgresAuditLog
             except ImportError as exc:
@@ -121,7 +170,9 @@ def build_audit(settings: Settings) -> AuditLog:
                     "install the pinned psycopg[binary] from requirements.lock, or set audit.backend "
                     "to sqlite"
                 ) from exc
-            return PostgresAuditLog(dsn, setting=setting)
+            return PostgresAuditLog(
+                dsn, setting=setting, retention_days=audit.retention_days, anchor_file=audit.anchor_file
+            )
 
 
 def build_users(settings: Settings) -> UserStore:

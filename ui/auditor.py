@@ -23,6 +23,7 @@ from typing import Any
 import gradio as gr
 
 from audit import AuditLog, AuditRecord, Feedback, RecordFilter
+from audit.anchors import Anchor, last_anchor, read_anchors
 from core.errors import EnclaveError
 from core.settings import UISettings
 from core.types import Principal
@@ -258,6 +259,18 @@ def verify_markdown(
     return f"**Chain BROKEN** at record {first_bad}: {literal(reason)}"
 
 
+def anchor_markdown(anchor: Anchor | None, where: Path | None) -> str:
+    """The last chain head written down outside the log, in words."""
+    if where is None:
+        return "Last anchor: none kept in a file (set audit.anchor_file); the server log has them."
+    if anchor is None:
+        return f"Last anchor: none yet in {literal(str(where))}."
+    return (
+        f"Last anchor: written {literal(anchor.at or 'at an unknown time')}, record {anchor.seq}, "
+        f"hash `{anchor.hash}` ({literal(str(where))})."
+    )
+
+
 # -- the page ------------------------------------------------------------------------------------
 
 
@@ -397,7 +410,8 @@ class AuditorPage:
             log.exception("the audit log could not be read for %s", principal.name)
             return who, f"**{literal(str(exc))}**", gr.update(visible=True), gr.skip(), _table([]), ""
         choices = [ANY, *events]
-        return who, "", gr.update(visible=True), gr.update(choices=choices, value=ANY), table, summary
+        anchor = self._last_anchor()
+        return who, anchor, gr.update(visible=True), gr.update(choices=choices, value=ANY), table, summary
 
     def search_records(
         self,
@@ -447,9 +461,25 @@ class AuditorPage:
         self._guarded(request, "verify the chain")
         result = self.audit.verify()
         head = self.audit.head()
-        return verify_markdown(
+        verified = verify_markdown(
             result.ok, result.checked, result.purged_through, result.first_bad_id, result.reason, head
         )
+        return f"{verified}  \n{self._last_anchor()}"
+
+    def _last_anchor(self) -> str:
+        """The last anchor, and whether the log still holds the heads in the anchor file."""
+        where = self.audit.anchor_file
+        try:
+            anchor = None if where is None else last_anchor(where)
+            note = anchor_markdown(anchor, where)
+            if where is not None and anchor is not None:
+                checked = self.audit.check_anchors(read_anchors(where), str(where))
+                mark = "" if checked.ok else "**The log does NOT match its anchors**: "
+                note += f"  \n{mark}{literal(checked.reason)}"
+            return note
+        except (ValueError, EnclaveError) as exc:
+            log.warning("the audit anchors could not be checked: %s", exc)
+            return f"**{literal(str(exc))}**"
 
     def export_as_csv(
         self,

@@ -20,6 +20,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from audit import AuditLog
+from audit.anchors import append_anchor, read_anchors
 from core.settings import Settings
 from core.users import UserStore
 from tests.support.net import (
@@ -74,7 +75,7 @@ class Served:
         return Client(self.url, auth=(name, PASSWORD), verbose=False, analytics_enabled=False)
 
 
-def launch(folder: Path) -> Iterator[Served]:
+def launch(folder: Path, anchor_file: Path | None = None) -> Iterator[Served]:
     settings = Settings(data_dir=folder)
     settings.ui.host = "127.0.0.1"
     settings.ui.port = free_port()
@@ -84,7 +85,7 @@ def launch(folder: Path) -> Iterator[Served]:
     users.add("bob", PASSWORD, "staff", ("public",))
     users.add("olga", PASSWORD, "auditor", ())
     users.add("adam", PASSWORD, "admin", ())
-    log = AuditLog(settings.audit_path)
+    log = AuditLog(settings.audit_path, anchor_file=anchor_file)
     log.append("answer", "alice", "How much leave do I get?", data=answer_data("You get 25 days [1]."))  # 1
     log.append(
         "answer", "bob", f"Budget? {HOSTILE}", data=answer_data(f"It is 4M. {HOSTILE}", future_key={"x": 1})
@@ -93,7 +94,9 @@ def launch(folder: Path) -> Iterator[Served]:
                data=answer_data("Sixteen"))  # 3  # fmt: skip
     log.feedback("alice", 1, "down", "It is 27 days now")  # 4
     log.append("answer", "alice", "Office hours?", data=answer_data("9 to 5."))  # 5
-    app = build_app(object(), users, settings)
+    if anchor_file is not None:
+        append_anchor(anchor_file, log.anchor())
+    app = build_app(object(), users, settings, audit=log)
     url = serve(app, settings, block=False)
     try:
         yield Served(url, log, users)
@@ -120,7 +123,8 @@ def ids(table: dict[str, Any]) -> list[int]:
 
 def test_the_page_opens_with_the_newest_records(served: Served) -> None:
     whoami, status, events, table, summary = served.client("olga").predict(api_name="/audit_page")
-    assert whoami == "Signed in as **olga** · auditor" and status == ""
+    assert whoami == "Signed in as **olga** · auditor"
+    assert status == "Last anchor: none kept in a file (set audit.anchor_file); the server log has them."
     # Record 6 is olga's own sign-in, audited by ui.server.
     assert [c[1] for c in events["choices"]] == ["all", "answer", "answer_error", "feedback", "sign_in"]
     assert table["headers"] == ["id", "time (UTC)", "user", "event", "question", "error", "feedback"]
@@ -195,6 +199,31 @@ def test_verify_chain_reports_an_intact_log(served: Served) -> None:
     count, head = served.log.head()
     assert result.startswith(f"**Chain intact**: {count} records verified.")
     assert f"Head: record {count}, hash `{head}`" in result
+
+
+def test_the_page_shows_the_last_anchor_and_whether_the_log_holds_it(tmp_path: Path) -> None:
+    anchors = tmp_path / "anchors.jsonl"
+    for served in launch(tmp_path / "data", anchor_file=anchors):
+        client = served.client("olga")
+        anchor = read_anchors(anchors)[-1]
+        _, status, _, _, _ = client.predict(api_name="/audit_page")
+        status = status.replace("\\", "")  # Markdown escapes
+        assert f"Last anchor: written {anchor.at}, record 5, hash `{anchor.hash}`" in status
+        assert "the log holds the 1 anchor in" in status
+
+        conn = sqlite3.connect(served.log.path, isolation_level=None)
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                conn.execute(f"DROP TRIGGER {name}")
+            fourth = conn.execute("SELECT hash FROM records WHERE id = 4").fetchone()[0]
+            conn.execute("DELETE FROM records WHERE id > 4")
+            conn.execute("UPDATE chain_head SET count = 4, last_hash = ?", (fourth,))
+        finally:
+            conn.close()
+        result = client.predict(api_name="/audit_verify").replace("\\", "")
+        assert result.startswith("**Chain intact**")  # consistent in itself: the anchor shows the cut
+        assert "**The log does NOT match its anchors**: the anchor of record 5" in result
+        assert "ends at record 4, below the anchor" in result
 
 
 def test_verify_chain_finds_tampering(fresh: Served) -> None:

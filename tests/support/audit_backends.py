@@ -121,3 +121,32 @@ class PostgresBackend(AuditBackend):
             return list(conn.execute(sql, params).fetchall())
         finally:
             conn.conn.close()
+
+
+def append_backdated(backend: AuditBackend, days_ago: list[float], user: str = "alice") -> None:
+    """Append answers written `days_ago` days ago (oldest first), as a log kept that long would
+    hold them: each one extends the chain through the log's own triggers, with its true hash. A
+    purge's minimum retention (audit.retention_days) can then be tested without waiting."""
+    from datetime import UTC, datetime, timedelta
+
+    from audit.query import format_ts
+    from audit.records import canonical_json, record_hash
+
+    backend.open().migrate()
+    count, last = backend.rows("SELECT count, last_hash FROM chain_head")[0]
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    for age in days_ago:
+        count += 1
+        ts = format_ts(datetime.now(UTC) - timedelta(days=age))
+        data = {"answer": f"answer {count}", "conversation_id": f"c{count}"}
+        digest = record_hash(count, ts, "answer", user, f"question {count}", None, data, last)
+        statements.append(
+            (
+                'INSERT INTO records (id, ts, event, "user", question, error, data, prev_hash, hash) '
+                "VALUES (?, ?, 'answer', ?, ?, NULL, ?, ?, ?)",
+                (count, ts, user, f"question {count}", canonical_json(data), last, digest),
+            )
+        )
+        statements.append(("UPDATE chain_head SET count = ?, last_hash = ?", (count, digest)))
+        last = digest
+    backend.sql(*statements)

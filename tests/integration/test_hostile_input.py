@@ -86,7 +86,7 @@ HOSTILE_TEXT = (
     "[details](javascript:window.__enclave_pwned='link') "
     "<iframe srcdoc=\"<script>parent.__enclave_pwned='iframe'</script>\"></iframe> "
     "<svg onload=\"window.__enclave_pwned='svg'\"></svg> "
-    "A night ferry ticket costs 7 euros \u202eoruo 7\u202c at the kiosk.\n"
+    "A night ferry ticket costs 7 euros \u202eoruo 7\u202c at the kiosk or at www.evil.example/ferry.\n"
 )
 HOSTILE_NAME = "night ferry <img src=x onerror=alert(1)>.txt"
 FERRY_Q = "When does the night ferry to the outer harbour leave, and what does a ticket cost?"
@@ -509,7 +509,10 @@ def test_html_and_script_in_a_document_stay_inert_in_a_real_browser(
     box.fill(FERRY_Q)
     box.press("Enter")
     chat = page.locator("#enclave-chat")
-    expect(chat.locator("[data-testid=bot]").filter(has_text="Audit record")).to_contain_text("23:40")
+    answer = chat.locator("[data-testid=bot]").filter(has_text="Audit record")
+    expect(answer).to_contain_text("23:40")
+    expect(answer).to_contain_text("www.evil.example/ferry")  # shown as text ...
+    assert answer.locator("a, img").count() == 0  # ... and no link or image of the document's
     sources = chat.locator(".thought-group").filter(has_text="Sources (")
     expect(sources).to_contain_text("<script>window.__enclave_pwned")  # shown, as text
     assert page.evaluate(

@@ -27,6 +27,8 @@ LIBRARY_OWNERS = {
     "gradio": {"ui"},
     "langchain_openai": {"assistant"},
     "openai": {"assistant"},
+    "markdown_it": {"ui"},
+    "nh3": {"ui"},
 }
 
 

@@ -20,11 +20,11 @@ def graded() -> list[SentenceSupport]:
 def test_weak_and_uncited_sentences_are_wrapped_in_titled_marks() -> None:
     shown = marked_prose(TEXT, graded())
     assert shown == (
-        "Staff get 25 days [1]. "
+        '<div class="enclave-prose"><p>Staff get 25 days [1]. '
         '<mark class="enclave-weak" title="Weakly supported: the cited source shares little with this '
-        'sentence. Check it against the source.">Parking is free &lt;b>always&lt;/b> [1].</mark> '
+        'sentence. Check it against the source.">Parking is free &lt;b&gt;always&lt;/b&gt; [1].</mark> '
         '<mark class="enclave-uncited" title="No citation: this sentence cites no source. Check it against '
-        'the sources.">Most firms give more.</mark>'
+        'the sources.">Most firms give more.</mark></p></div>'
     )
 
 
@@ -33,12 +33,26 @@ def test_the_answer_carries_a_note_only_when_something_is_marked() -> None:
     assert MARKED_NOTE in marked and "*Audit record 3*" in marked
     clean = answer_markdown(Answer("q", TEXT, "llm", support=graded()[:1]))
     assert "<mark" not in clean and MARKED_NOTE not in clean
-    assert clean == "Staff get 25 days [1]. Parking is free &lt;b>always&lt;/b> [1]. Most firms give more."
+    assert clean == (
+        '<div class="enclave-prose"><p>Staff get 25 days [1]. Parking is free &lt;b&gt;always&lt;/b&gt; [1]. '
+        "Most firms give more.</p></div>"
+    )
+
+
+def test_a_mark_wraps_text_only_and_keeps_the_blocks_and_emphasis_it_spans() -> None:
+    weak = 'class="enclave-weak" title="Weakly supported: the cited source shares little with this sentence. Check it against the source."'
+    text = "Intro.\n\n- **Bold** claim\n- next item. Fine."
+    span = SentenceSupport(text.index("- **"), text.index(" Fine"), "", (1,), "weak")
+    assert marked_prose(text, [span]) == (
+        '<div class="enclave-prose"><p>Intro.</p>\n<ul>\n'
+        f"<li><strong><mark {weak}>Bold</mark></strong><mark {weak}> claim</mark></li>\n"
+        f"<li><mark {weak}>next item.</mark> Fine.</li>\n</ul></div>"
+    )  # the list stays a list: the mark opens after its bullet, and ends before each tag
 
 
 def test_spans_that_do_not_fit_the_text_are_ignored() -> None:
     stale = [SentenceSupport(5, 500, "x", (), "weak")]
-    assert marked_prose("short text", stale) == "short text"
+    assert marked_prose("short text", stale) == '<div class="enclave-prose"><p>short text</p></div>'
 
 
 def test_an_extractive_answer_is_labelled_once() -> None:

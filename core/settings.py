@@ -32,6 +32,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# What `enclave config show` prints for a secret that is set.
+SECRET_SHOWN = "********"
+
+
+def secret(default: Any, *, description: str) -> Any:
+    """A setting that holds a credential: `enclave config show` prints SECRET_SHOWN for it (see
+    shown_settings) and the settings' repr leaves it out. Uses read the real value, as any field."""
+    return Field(default, description=description, repr=False, json_schema_extra={"secret": True})
+
+
 class EmbeddingSettings(_Section):
     model_path: Path | None = Field(
         None,
@@ -144,7 +154,7 @@ class LLMSettings(_Section):
         "Empty: answers are extractive.",
     )
     model: str | None = Field(None, description="Served model name, as vLLM lists it in /v1/models.")
-    api_key: str = Field("EMPTY", description="Bearer token for the endpoint, if it wants one.")
+    api_key: str = secret("EMPTY", description="Bearer token for the endpoint, if it wants one.")
     timeout_s: float = Field(120.0, gt=0, description="Seconds before a request is abandoned.")
     max_tokens: int = Field(1024, ge=1, description="Most tokens the model may generate.")
     temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature.")
@@ -188,18 +198,18 @@ class AuditSettings(_Section):
         "(audit.dsn or audit.dsn_file) that app replicas on several hosts share.",
     )
     path: Path | None = Field(None, description="SQLite audit log. Empty: <data_dir>/audit.sqlite3.")
-    dsn: str | None = Field(
+    dsn: str | None = secret(
         None,
         description="PostgreSQL connection (backend postgres), libpq form: 'host=db port=5432 "
-        "dbname=enclave user=enclave' or a postgresql:// URI. Leave the password out (it would "
-        "show in `enclave config show`): use dsn_file, or libpq's PGPASSFILE.",
+        "dbname=enclave user=enclave' or a postgresql:// URI. Better without the password (it "
+        "would sit in enclave.yaml): use dsn_file, or libpq's PGPASSFILE.",
     )
     dsn_file: Path | None = Field(
         None,
         description="File holding the PostgreSQL DSN, password included (backend postgres); "
         "instead of dsn, so that the secret stays out of enclave.yaml. Keep it mode 0600.",
     )
-    owner_dsn: str | None = Field(
+    owner_dsn: str | None = secret(
         None,
         description="PostgreSQL connection of the role that owns the audit tables (backend postgres), "
         "used only by `enclave audit migrate` and `enclave audit purge`; audit.dsn is the app's role, "
@@ -512,6 +522,29 @@ def setting_sources(settings: Settings, config: Path | str | None = None) -> dic
         else:
             sources[key] = "default"
     return sources
+
+
+def secret_keys(model: type[BaseModel] = Settings, prefix: str = "") -> set[str]:
+    """Dotted keys of the settings marked secret (`secret(...)`), in every section."""
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("secret") is True:
+            keys.add(prefix + name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            keys |= secret_keys(info.annotation, f"{prefix}{name}.")
+    return keys
+
+
+def shown_settings(settings: Settings) -> dict[str, Any]:
+    """Every effective setting by dotted key, as `enclave config show` prints it: a secret that is
+    set (and not its code default) as SECRET_SHOWN; where it came from still says which source set it."""
+    values = flatten(settings.model_dump(mode="json"))
+    defaults = flatten(Settings.model_construct().model_dump(mode="json"))
+    for key in secret_keys():
+        if values.get(key) is not None and values.get(key) != defaults.get(key):
+            values[key] = SECRET_SHOWN
+    return values
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

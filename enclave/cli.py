@@ -24,7 +24,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from core.errors import EnclaveError  # noqa: E402
-from core.settings import Settings, flatten, load_settings, setting_sources  # noqa: E402
+from core.settings import Settings, load_settings, setting_sources, shown_settings  # noqa: E402
 from core.users import parse_groups  # noqa: E402
 from enclave import wiring  # noqa: E402
 
@@ -949,9 +949,10 @@ def bundle_install(
 
 @config_app.command("show")
 def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Print every effective setting and where its value came from."""
+    """Print every effective setting and where its value came from; a secret (llm.api_key,
+    audit.dsn, ...) that is set shows as ******** with its source."""
     settings = state.settings
-    values = flatten(settings.model_dump(mode="json"))
+    values = shown_settings(settings)
     sources = setting_sources(settings, state.config)
     if state.data_dir:
         sources["data_dir"] = "cli"

@@ -124,3 +124,22 @@ def test_config_typo_is_an_error_naming_the_key(run, tmp_path: Path) -> None:  #
     result = run("config", "show")
     assert result.exit_code == 1
     assert "llm.base_ulr" in result.output
+
+
+def test_config_show_masks_secrets_and_names_their_source(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "enclave.yaml").write_text(
+        "audit:\n  backend: postgres\n  dsn: host=db user=enclave password=s3cret-dsn\n"
+    )
+    monkeypatch.setenv("ENCLAVE_LLM__API_KEY", "sk-live-s3cret")
+    shown = run("config", "show", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert "s3cret" not in shown.output
+    values = json.loads(shown.stdout)
+    assert values["audit.dsn"] == {"value": "********", "source": "file"}
+    assert values["llm.api_key"] == {"value": "********", "source": "env"}
+    assert values["audit.owner_dsn"] == {"value": None, "source": "default"}
+    text = run("config", "show")
+    assert text.exit_code == 0 and "s3cret" not in text.output
+    assert 'llm.api_key = "********"  (env)' in text.output

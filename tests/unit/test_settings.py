@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from core.errors import ConfigError
-from core.settings import load_settings, setting_sources
+from core.settings import (
+    SECRET_SHOWN,
+    Settings,
+    flatten,
+    load_settings,
+    secret_keys,
+    setting_sources,
+    shown_settings,
+)
 
 
 def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,3 +83,28 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
     bad.write_text("a: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad)
+
+
+# A setting's last name part that says it holds a credential itself (not a file or path to one).
+CREDENTIAL_NAME = re.compile(r"(^|_)(key|dsn|password|passwd|token|secret|credentials?)$")
+
+
+def test_every_setting_that_holds_a_credential_is_marked_secret() -> None:
+    names = flatten(Settings().model_dump())
+    credentials = {key for key in names if CREDENTIAL_NAME.search(key.rsplit(".", 1)[-1])}
+    assert credentials >= {"llm.api_key", "audit.dsn", "audit.owner_dsn"}  # the check sees them
+    assert credentials - secret_keys() == set(), "mark these with core.settings.secret(...)"
+
+
+def test_a_secret_is_masked_when_shown_and_real_where_it_is_used(tmp_path: Path) -> None:
+    config = tmp_path / "enclave.yaml"
+    config.write_text("audit:\n  dsn: host=db user=enclave password=s3cret\nllm:\n  api_key: sk-live-42\n")
+    settings = load_settings(config)
+    assert (
+        settings.audit.dsn == "host=db user=enclave password=s3cret" and settings.llm.api_key == "sk-live-42"
+    )
+    shown = shown_settings(settings)
+    assert shown["audit.dsn"] == shown["llm.api_key"] == SECRET_SHOWN
+    assert shown["audit.owner_dsn"] is None  # unset stays visibly unset
+    assert shown_settings(Settings())["llm.api_key"] == "EMPTY"  # the code default
+    assert "s3cret" not in repr(settings) and "sk-live-42" not in repr(settings)

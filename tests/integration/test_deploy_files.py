@@ -151,8 +151,9 @@ def test_image_installs_the_official_spacy_model_checked_against_unstructureds_p
 def test_compose_only_the_proxy_has_a_route_out(compose: dict[str, Any]) -> None:
     networks = compose["networks"]
     for name, service in compose["services"].items():
-        assert service["restart"] == "unless-stopped", name
-        assert service["healthcheck"]["test"], name
+        if name not in ONE_SHOT:
+            assert service["restart"] == "unless-stopped", name
+            assert service["healthcheck"]["test"], name
         routed = [n for n in service["networks"] if not networks[n].get("internal")]
         assert routed == (["edge"] if name == "nginx" else []), name
     assert "ports" not in compose["services"]["enclave"]
@@ -172,6 +173,40 @@ def test_compose_secrets_are_files(compose: dict[str, Any]) -> None:
         assert secret["file"].startswith(str(DEPLOY / "compose" / "secrets")), name
     environment = json.dumps([s.get("environment", {}) for s in compose["services"].values()]).lower()
     assert "password=" not in environment and "postgresql://" not in environment
+
+
+ONE_SHOT = {"audit-admin"}  # runs `enclave audit migrate` (or purge) and exits
+
+
+def test_compose_app_role_cannot_rewrite_the_audit_log(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web server connects as enclave_app and never sees the owner's DSN; the owner's is given
+    to the one-shot audit-admin only, which migrates before the app starts; the roles come from
+    the script tests/integration/test_audit_roles.py runs on a real server."""
+    services = compose["services"]
+    app_secrets = {s["source"] for s in services["enclave"]["secrets"]}
+    assert "audit_owner_dsn" not in app_secrets and "OWNER" not in json.dumps(
+        services["enclave"]["environment"]
+    )
+    admin = services["audit-admin"]
+    assert admin["command"] == ["enclave", "audit", "migrate"] and admin["restart"] == "no"
+    assert {s["source"] for s in admin["secrets"]} == {"audit_dsn", "audit_owner_dsn"}
+    assert services["enclave"]["depends_on"]["audit-admin"]["condition"] == "service_completed_successfully"
+    settings = _settings_from(admin["environment"], monkeypatch)
+    assert str(settings.audit.owner_dsn_file) == "/run/secrets/audit_owner_dsn"
+    assert str(settings.audit.dsn_file) == "/run/secrets/audit_dsn"
+
+    postgres = services["postgres"]
+    assert postgres["environment"]["POSTGRES_USER"] == "postgres"  # the superuser is not a role of the app
+    mounts = {v["target"]: v["source"] for v in postgres["volumes"] if v["type"] == "bind"}
+    script = Path(mounts["/docker-entrypoint-initdb.d/10-audit-roles.sh"])
+    assert os.access(script, os.X_OK)  # executed by the image, not sourced
+    assert Path(mounts["/etc/enclave/audit-roles.sql"]) == DEPLOY / "postgres" / "audit-roles.sql"
+    text = script.read_text()
+    assert "-f /etc/enclave/audit-roles.sql" in text and "ON_ERROR_STOP=1" in text
+    for secret in ("audit_owner_password", "audit_app_password"):
+        assert f"/run/secrets/{secret}" in text and secret in {s["source"] for s in postgres["secrets"]}
 
 
 def test_compose_app_settings_are_enclave_settings(
@@ -333,6 +368,26 @@ def test_web_unit_reads_the_dsn_from_its_credential() -> None:
     assert "ENCLAVE_AUDIT__DSN" not in _sh_env(UNITS / "enclave.env")
 
 
+def test_only_admin_audit_commands_get_the_owner_dsn(tmp_path: Path) -> None:
+    """enclave-admin.sh run with a stand-in systemd-run that prints what it was asked to start."""
+    (tmp_path / "systemd-run").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (tmp_path / "systemd-run").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    owner = "--property=LoadCredential=audit-owner-dsn:/etc/enclave/credentials/audit-owner-dsn"
+    for args, gets_owner in [
+        (["audit", "migrate"], True),
+        (["audit", "purge", "--yes"], True),
+        (["audit", "verify"], False),
+        (["ingest", "/srv/documents"], False),
+    ]:
+        result = _run("sh", UNITS / "enclave-admin.sh", *args, env=env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert (owner in lines) is gets_owner, args
+        assert lines[-len(args) :] == args
+    assert "audit-owner-dsn" not in (UNITS / "enclave-web.service").read_text().split("[Service]")[1]
+
+
 # ------------------------------------------------------------------------------------------ nginx
 
 
@@ -473,6 +528,28 @@ def test_helm_settings_are_enclave_settings(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.ingest.chunk_chars == 800
     if _HAS_AUDIT_BACKEND:
         assert str(settings.audit.dsn_file) == "/run/secrets/enclave-audit/dsn"
+
+
+def test_helm_migrates_the_audit_log_as_its_owner_in_a_job_of_its_own() -> None:
+    docs = _helm_template()
+    job = _find(docs, "Job", "rel-enclave-audit-migrate")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["enclave", "audit", "migrate"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["ENCLAVE_AUDIT__OWNER_DSN_FILE"] == "/run/secrets/enclave-audit-owner/dsn"
+    owner = next(v for v in pod["volumes"] if v["name"] == "audit-owner-dsn")["secret"]
+    assert owner["secretName"] == "enclave-audit-owner-dsn"
+    # The web pods never get the owner's DSN, nor can settings pass it to them.
+    web = _find(docs, "Deployment", "rel-enclave-web")
+    assert "owner" not in json.dumps(web).lower()
+    assert "OWNER" not in json.dumps(_find(docs, "ConfigMap", "rel-enclave-settings")["data"])
+    reserved = _run(_tool("helm"), "template", "rel", CHART, "--set", "app.settings.audit.owner_dsn_file=/x")
+    assert (
+        reserved.returncode != 0
+        and "app.settings.audit.owner_dsn_file is set by the chart" in reserved.stderr
+    )
 
 
 def test_helm_refuses_what_cannot_work() -> None:

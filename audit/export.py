@@ -4,23 +4,9 @@ CSV has one flat row per record (`CSV_COLUMNS`); answer, cited sources and feedb
 from the record's data. A cell that a spreadsheet would run as a formula (starting with = + - @,
 a tab or a carriage return) gets a leading apostrophe; JSONL keeps every value exact.
 
-JSONL has one record per line, the canonical JSON (`audit.canonical_json`) of
-`{"data", "error", "event", "hash", "id", "prev_hash", "question", "ts", "user"}`. The line less
-its `hash` key, serialised canonically, is exactly the text that was hashed, so an export of the
-whole log, oldest first, is re-verified without Enclave:
-
-    prev = None
-    for line in open("audit.jsonl", encoding="utf-8"):
-        record = json.loads(line)
-        digest = record.pop("hash")
-        text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        assert hashlib.sha256(text.encode("utf-8")).hexdigest() == digest
-        assert prev is None or record["prev_hash"] == prev
-        prev = digest
-
-The first line's `prev_hash` is 64 zeros, or, after retention purges, the `anchor_hash` of the
-newest `checkpoint` record in the file; the last hash is the log's head (`enclave audit verify`).
-A filtered export holds a selection, so its records do not link to each other; each one's own
+JSONL has one record per line, the canonical JSON (`audit.canonical_json`) of all its fields: an
+export of the whole log re-verifies without Enclave, as docs/audit-format.md describes. A
+filtered export holds a selection, so its records do not link to each other; each one's own
 hash still checks.
 """
 

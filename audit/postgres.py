@@ -7,13 +7,15 @@ Replicas of the app on different hosts share one log: appends take a row lock on
 (`SELECT ... FOR UPDATE`) before reading it, so each record links to the true newest one.
 
 The tables are those of the SQLite log (`records`, `chain_head`, `chain_anchor`,
-`purge_allowance`) plus `audit_schema` (the schema version), created on the first append in the
-first schema of the connection's `search_path` (choose one with
-`options=-csearch_path=enclave_audit` in the DSN). PL/pgSQL triggers refuse what the SQLite
-triggers refuse, and TRUNCATE as well. As with the SQLite file, whoever owns the tables can drop
-the triggers; run the app as a role that does not own them (grant it SELECT and INSERT on
-`records`, SELECT and UPDATE on `chain_head`, and for `enclave audit purge` the rest) and write
-`head()` down elsewhere.
+`purge_allowance`) plus `audit_schema` (the schema version), in the first schema of the
+connection's `search_path`. PL/pgSQL triggers refuse what the SQLite triggers refuse, and
+TRUNCATE as well; their functions pin `search_path` to that schema with pg_temp last, so that
+temporary tables cannot stand in for the ones they read. Whoever owns the tables can drop the
+triggers, so the app connects as a role that does not (deploy/postgres/audit-roles.sql):
+`migrate()`, run as the owner by `enclave audit migrate`, creates or updates the schema and
+grants the app's role reading and appending only; the app's role never creates or changes the
+schema (it is told to run migrate instead). Purge runs as the owner. Anchors (`audit.anchors`)
+catch a log that the owner rewrote.
 
 Differences from SQLite: text search lowers case with the database's `lower()` (ß and final
 sigma folded as casefold does) rather than Python's casefold, which differs only for rare letters

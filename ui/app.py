@@ -41,7 +41,8 @@ _SIGN_IN = "_enclave_sign_in"
 
 AUDIT_PATH = "audit"
 ADMIN_PATH = "admin"
-# Exports handed to auditors are copied into Gradio's cache; removed hourly once an hour old.
+# Nothing of ours goes through Gradio's cache (exports stream from ui.server); should anything
+# land there, it is removed hourly once an hour old.
 _CACHE_CLEANUP = (3600, 3600)
 
 
@@ -80,7 +81,7 @@ def build_app(
         admin = AdminPage(admin_status, audit_log, users, settings.ui)
         admin.build()
         admin.register_events(app)
-    setattr(app, _SIGN_IN, (users, audit_log))
+    setattr(app, _SIGN_IN, (users, audit_log, auditor.export))
     configure_queue(app, settings.ui)
     return app
 
@@ -129,7 +130,7 @@ def serve(
     wiring = getattr(app, _SIGN_IN, None)
     if wiring is None:
         raise ValueError("serve() runs apps made by ui.build_app(); this one has no users file")
-    users, audit_log = wiring
+    users, audit_log, exports = wiring
     server_app = create_server(
         app,
         settings,
@@ -137,6 +138,7 @@ def serve(
         audit_log,
         sources,
         attachments,
+        exports,
         theme=gr.themes.Default(),
         ssr_mode=False,  # SSR needs a Node 24+ proxy process; the client-rendered page is enough
         pwa=False,

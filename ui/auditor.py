@@ -10,21 +10,21 @@ handlers' annotations at run time.
 """
 
 import html
+import io
 import json
 import logging
-import shutil
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlencode
 
 import gradio as gr
 
 from audit import AuditLog, AuditRecord, Feedback, RecordFilter
 from audit.anchors import Anchor, last_anchor, read_anchors
-from core.errors import EnclaveError
+from core.errors import AccessDenied, EnclaveError
 from core.settings import UISettings
 from core.types import Principal
 from core.users import UserStore
@@ -48,7 +48,9 @@ FEEDBACK_CHOICES = [
     ("no feedback", "none"),
 ]
 OUTCOME_CHOICES = [("all", ANY), ("errors only", "error"), ("no errors", "ok")]
-EXPORT_MAX_AGE_S = 3600  # staged export files older than this are removed at the next export
+EXPORT_ROUTE = "/audit/export"  # .csv or .jsonl; ui.server serves it (auditors only)
+# The filters an export link carries, in the order the page's filter inputs come.
+EXPORT_FILTERS = ("user", "since", "until", "text", "event", "feedback", "outcome")
 INTERNAL_ERROR = "The audit log could not be read; the details are in the server log."
 
 
@@ -281,7 +283,6 @@ class AuditorPage:
         self.audit = audit
         self.users = users
         self.settings = settings
-        self._exports: Path | None = None
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class AuditorPage:
                 self.export_csv = gr.Button("Export CSV", elem_id="enclave-audit-export-csv")
                 self.export_jsonl = gr.Button("Export JSONL", elem_id="enclave-audit-export-jsonl")
             self.verified = gr.Markdown(elem_id="enclave-audit-verified")
-            self.download = gr.File(label="Export", interactive=False, elem_id="enclave-audit-download")
+            self.download = gr.HTML(elem_id="enclave-audit-download")
             self.detail = gr.HTML(js_on_load=None, css_template=RECORD_CSS, elem_id="enclave-audit-record")
             with gr.Accordion("Raw record (JSON, as stored)", open=False):
                 self.raw = gr.JSON(elem_id="enclave-audit-raw")
@@ -367,6 +368,7 @@ class AuditorPage:
             self.select_row,
             inputs=None,
             outputs=[self.record_id, self.detail, self.raw],
+            api_name="audit_select_row",
             api_visibility="private",
         )
         self.verify.click(
@@ -555,41 +557,47 @@ class AuditorPage:
         return _table(table_rows(records, latest)), summary
 
     def _export(self, fmt: str, request: gr.Request, *filters: str | None) -> str:
-        principal = self._guarded(request, f"export {fmt}")
+        """A link to the export of what the filters find (the route streams it; see `export`)."""
+        self._guarded(request, f"export {fmt}")
         query = self._filter(*filters)
-        folder = Path(tempfile.mkdtemp(prefix="export-", dir=self._export_root()))
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = folder / f"enclave-audit-{stamp}.{fmt}"
         try:
-            with path.open("w", encoding="utf-8", newline="") as out:
-                count = self.audit.export(self.audit.iter_select(query, oldest_first=True), fmt, out)
+            count = self.audit.count(query)
+        except EnclaveError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        params = {k: v for k, v in zip(EXPORT_FILTERS, filters, strict=True) if v not in (None, "", ANY)}
+        href = f"{EXPORT_ROUTE}.{fmt}?{urlencode(params)}"
+        what = "1 record" if count == 1 else f"{count} records"
+        return (
+            f"<a class='enclave-export' href='{html.escape(href, quote=True)}' download>"
+            f"Download {what} as {fmt.upper()}</a>"
+        )
+
+    def export(self, principal: Principal, fmt: str, params: Mapping[str, str]) -> tuple[IO[bytes], str]:
+        """The export in `fmt` of the records `params` (EXPORT_FILTERS) find, for `principal`, as
+        (an anonymous temporary file at its start, the file name to offer): nothing is left in a
+        shared folder, and the export is on the record with who asked for what."""
+        if not is_auditor(principal) or fmt not in ("csv", "jsonl"):
+            raise AccessDenied("Not allowed: the audit log is open to auditors only.")
+        try:
+            query = self._filter(*(params.get(name) for name in EXPORT_FILTERS))
+        except gr.Error as exc:
+            raise ValueError(exc.message) from exc
+        body = tempfile.TemporaryFile()  # unlinked at once: gone when closed, or if the process dies
+        try:
+            text = io.TextIOWrapper(body, encoding="utf-8", newline="", write_through=True)
+            count = self.audit.export(self.audit.iter_select(query, oldest_first=True), fmt, text)
+            text.detach()
             self.audit.append(
                 EXPORT_EVENT,
                 principal.name,
                 data={"format": fmt, "filters": query.as_dict(), "records": count},
             )
-        except EnclaveError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise gr.Error(str(exc), print_exception=False) from exc
-        except Exception as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            log.exception("export by %s failed", principal.name)
-            raise gr.Error(INTERNAL_ERROR, print_exception=False) from exc
-        return str(path)
-
-    def _export_root(self) -> Path:
-        # Gradio copies a returned file into its own cache (cleaned by the app's delete_cache);
-        # the staged copy here is removed at a later export once it is old enough.
-        if self._exports is None or not self._exports.is_dir():
-            self._exports = Path(tempfile.mkdtemp(prefix="enclave-audit-exports-"))
-        cutoff = time.time() - EXPORT_MAX_AGE_S
-        for old in self._exports.iterdir():
-            try:
-                if old.stat().st_mtime < cutoff:
-                    shutil.rmtree(old, ignore_errors=True)
-            except OSError:
-                continue
-        return self._exports
+        except BaseException:
+            body.close()
+            raise
+        body.seek(0)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return body, f"enclave-audit-{stamp}.{fmt}"
 
 
 def _raw(record: AuditRecord) -> dict[str, Any]:

@@ -156,6 +156,7 @@ def route_for(method: str, path: str) -> tuple[Route, re.Match[str]] | None:
 
 SlotKind = Literal["text", "number", "datetime", "integer", "state"]
 MAX_TEXT_CHARS = 100_000
+MAX_DATETIME_CHARS = 64
 
 
 def slot_kind(component: Any) -> SlotKind | None:
@@ -187,7 +188,9 @@ def _slot_ok(kind: SlotKind, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, str | int | float) and not isinstance(value, bool)  # datetime
+    if isinstance(value, str):  # datetime: a date or time as text
+        return len(value) <= MAX_DATETIME_CHARS
+    return isinstance(value, int | float) and not isinstance(value, bool)  # or as a timestamp
 
 
 _FILE_KEYS = frozenset({"path", "url", "meta", "orig_name", "is_stream", "mime_type"})

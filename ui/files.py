@@ -94,7 +94,8 @@ def copy_matching(paths: tuple[str, ...], sha256: str | None) -> Copy | None:
     return None
 
 
-def _blocks(body: IO[bytes]) -> Iterator[bytes]:
+def stream_blocks(body: IO[bytes]) -> Iterator[bytes]:
+    """The bytes of `body` in blocks, closing it at the end (or when the client goes)."""
     try:
         while block := body.read(BLOCK_BYTES):
             yield block
@@ -160,7 +161,7 @@ class SourceFiles:
             headers["Content-Security-Policy"] = _FILE_CSP
         data = {"doc_id": doc_id, "title": found.title}
         await anyio.to_thread.run_sync(self.audit_event, "file_opened", principal.name, data)
-        return StreamingResponse(_blocks(copy.body), media_type=media_type, headers=headers)
+        return StreamingResponse(stream_blocks(copy.body), media_type=media_type, headers=headers)
 
     def _copy(self, found: OriginalFile) -> Copy | None:
         copy = copy_matching(found.paths, found.sha256)

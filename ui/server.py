@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from audit import AuditLog
+from core.errors import AccessDenied, EnclaveError
 from core.settings import Settings
+from core.types import Principal
 from core.users import UserStore
 from ui import markup
 from ui.boundary import USER_KEY, Boundary, Events
-from ui.files import Attachments, SourceFiles, Sources
+from ui.files import Attachments, SourceFiles, Sources, stream_blocks
 from ui.pages import NOTICES, load_logo, login_page, safe_next, wants_html
 from ui.sessions import COOKIE, Session
 from ui.signin import Gate, Refusal
@@ -44,6 +47,12 @@ def blocked_paths(settings: Settings) -> list[str]:
     return sorted(str(Path(p).resolve()) for p in paths)
 
 
+# (principal, "csv" or "jsonl", the filters) -> (the export at its start, its file name):
+# ui.auditor.AuditorPage.export. AccessDenied for a non-auditor, ValueError for a bad filter.
+Exports = Callable[[Principal, str, Mapping[str, str]], tuple[IO[bytes], str]]
+_EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
 def create_server(
     blocks: Any,
     settings: Settings,
@@ -51,6 +60,7 @@ def create_server(
     audit: AuditLog,
     sources: Sources | None,
     attachments: Attachments | None = None,
+    exports: Exports | None = None,
     **mount: Any,
 ) -> FastAPI:
     """The FastAPI app: our sign-in routes and /files, and `blocks` mounted at `/` behind them,
@@ -144,6 +154,28 @@ def create_server(
         user = request.scope.get(USER_KEY)
         principal = await anyio.to_thread.run_sync(gate.principal, user) if user else None
         return await files.open(request, doc_id, principal)
+
+    @app.get("/audit/export.{fmt}")
+    async def export_audit(request: Request, fmt: str) -> Response:
+        """The audit records the query's filters find, as CSV or JSONL (auditors only)."""
+        user = request.scope.get(USER_KEY)
+        principal = await anyio.to_thread.run_sync(gate.principal, user) if user else None
+        if principal is None or exports is None or fmt not in _EXPORT_TYPES:
+            return JSONResponse({"detail": "Not found."}, status_code=404)
+        try:
+            body, name = await anyio.to_thread.run_sync(exports, principal, fmt, dict(request.query_params))
+        except AccessDenied as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=403)
+        except ValueError as exc:
+            return JSONResponse({"detail": f"The export's filters are not valid: {exc}"}, status_code=400)
+        except EnclaveError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        headers = {
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+        }
+        return StreamingResponse(stream_blocks(body), media_type=_EXPORT_TYPES[fmt], headers=headers)
 
     def auth_dependency(request: Request) -> str | None:
         user = request.scope.get(USER_KEY)

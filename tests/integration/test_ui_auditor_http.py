@@ -7,7 +7,10 @@ The chat side needs an assistant, and none is asked anything here: `object()` st
 from __future__ import annotations
 
 import csv
+import html
+import io
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -240,18 +243,31 @@ def test_verify_chain_finds_tampering(fresh: Served) -> None:
 
 def test_exports_download_the_filtered_records(served: Served) -> None:
     client = served.client("olga")
-    csv_path = client.predict("alice", None, None, "", "answer", "all", "all", api_name="/audit_export_csv")
-    with open(csv_path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["id"] for r in rows] == ["1", "5"]  # oldest first
-    assert rows[0]["feedback"] == "down: It is 27 days now"
-    assert rows[0]["cited sources"] == "[1] hr/leave-policy.pdf p. 3"
+    link = client.predict("alice", None, None, "", "answer", "all", "all", api_name="/audit_export_csv")
+    # The event gives a link to our own export route; the file streams from it, to auditors only,
+    # and never passes through Gradio's cache or a shared folder.
+    href = html.unescape(re.search(r"href='([^']+)'", link)[1])  # type: ignore[index]
+    assert href == "/audit/export.csv?user=alice&event=answer" and "2 records" in link
+    with httpx.Client(base_url=served.url) as http:
+        assert http.post("/login", data={"username": "olga", "password": PASSWORD}).is_success
+        got = http.get(href)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+        assert got.headers["content-disposition"].startswith('attachment; filename="enclave-audit-')
+        rows = list(csv.DictReader(io.StringIO(got.text, newline="")))
+        assert [r["id"] for r in rows] == ["1", "5"]  # oldest first
+        assert rows[0]["feedback"] == "down: It is 27 days now"
+        assert rows[0]["cited sources"] == "[1] hr/leave-policy.pdf p. 3"
 
-    before = served.log.head()
-    jsonl_path = client.predict(*ALL, api_name="/audit_export_jsonl")
-    text = Path(jsonl_path).read_text(encoding="utf-8")
-    count, first_prev, last = reverify_jsonl(text)  # the whole log, re-verified without Enclave
-    assert first_prev == "0" * 64 and (count, last) == before
+        before = served.log.head()
+        link = client.predict(*ALL, api_name="/audit_export_jsonl")
+        jsonl = http.get(html.unescape(re.search(r"href='([^']+)'", link)[1]))  # type: ignore[index]
+        count, first_prev, last = reverify_jsonl(jsonl.text)  # the whole log, re-verified without Enclave
+        assert first_prev == "0" * 64 and (count, last) == before
+        assert http.get("/audit/export.csv?since=yesterday").status_code == 400
+    with httpx.Client(base_url=served.url) as http:
+        assert http.post("/login", data={"username": "alice", "password": PASSWORD}).is_success
+        refused = http.get(href)
+        assert refused.status_code == 403 and "2 records" not in refused.text and "leave" not in refused.text
 
     # Each export is itself on the record, with who asked for what.
     exports = served.log.search(event="audit_export", limit=None)
@@ -268,27 +284,25 @@ def test_exports_download_the_filtered_records(served: Served) -> None:
 @pytest.mark.parametrize("name", ["alice", "adam"])
 def test_others_are_refused_everywhere_and_get_no_data(served: Served, name: str) -> None:
     client = served.client(name)
-    whoami, status, events, table, summary = client.predict(api_name="/audit_page")
-    assert "Not allowed" in status and table["data"] == [] and summary == "" and whoami == ""
-    assert [c[1] for c in events["choices"]] == ["all"]
-
     calls: list[tuple[str, tuple[Any, ...]]] = [
+        ("/audit_page", ()),
         ("/audit_search", ALL),
         ("/audit_record", (1,)),
         ("/audit_verify", ()),
         ("/audit_export_csv", ALL),
         ("/audit_export_jsonl", ALL),
     ]
+    # Refused at the boundary (ui.boundary's EVENTS), before any handler runs.
     for api_name, args in calls:
-        with pytest.raises(AppError, match="Not allowed: the audit log is open to auditors only") as caught:
+        with pytest.raises(httpx.HTTPStatusError) as caught:
             client.predict(*args, api_name=api_name)
-        assert "How much leave" not in str(caught.value)
+        refused = caught.value.response
+        assert refused.status_code == 403 and "for the auditor role only" in refused.json()["detail"]
+        assert "How much leave" not in refused.text
 
-    denied = [r for r in served.log.search(event="access_denied", user=name, limit=None)]
-    assert sorted(r.data["action"] for r in denied) == sorted(
-        ["open the page", "search", "open a record", "verify the chain", "export csv", "export jsonl"]
-    )
-    assert all(r.data["page"] == "audit" for r in denied)
+    denied = served.log.search(event="access_denied", user=name, limit=None)
+    reasons = sorted(r.data["reason"] for r in denied if r.data["path"] == "/gradio_api/queue/join")
+    assert reasons == sorted(f"The event {api[1:]!r} is for the auditor role only." for api, _ in calls)
 
 
 def test_the_audit_page_exists_and_only_the_ask_api_is_documented(served: Served) -> None:

@@ -1,7 +1,10 @@
 """The offline bundle: everything an air-gapped host needs to install Enclave, with sha256 sums.
 
 `create_bundle()` runs on a connected staging machine, `verify_bundle()` and `install_bundle()`
-on the air-gapped side. A bundle folder holds:
+on the air-gapped side. Create prints the manifest's sha256 and writes it beside the bundle
+(DIR.manifest.sha256): carried apart from the media, it is what install checks the bundle against
+(required), since whoever can change the files can change the manifest and SHA256SUMS with them.
+A bundle folder holds:
 
     manifest.json       what is in it, and the sha256 and size of every other file
     SHA256SUMS          the same sums in `sha256sum -c` form, for checking with coreutils alone
@@ -54,6 +57,7 @@ SPACY_DIR = "spacy"
 MODELS = "models"
 MODEL_KINDS = ("llm", "embedding", "reranker")
 PROJECT = "enclave"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Files of the bundle that the manifest cannot list with a sum: itself, and what is made from it.
 _UNSUMMED = {MANIFEST, SUMS}
 # `pip check` findings that are expected, as in the Makefile: unstructured-inference's model
@@ -302,11 +306,18 @@ def default_source() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def manifest_sum_file(bundle: Path) -> Path:
+    """Where create writes the manifest's sha256, beside the bundle folder: DIR.manifest.sha256,
+    in `sha256sum` form (`cd DIR && sha256sum -c ../DIR.manifest.sha256` checks it)."""
+    return bundle.with_name(f"{bundle.name}.manifest.sha256")
+
+
 @dataclass
 class CreateResult:
     path: Path
     manifest: dict[str, Any]
     manifest_sha256: str
+    manifest_sum_file: Path
 
 
 def create_bundle(
@@ -405,13 +416,18 @@ def create_bundle(
         }
         (work / SUMS).write_text(_sums_text(manifest["files"]), encoding="utf-8")
         (work / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        manifest_sha256 = sha256_file(work / MANIFEST)
         if dest.exists():
             dest.rmdir()
         os.replace(work, dest)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return CreateResult(dest, manifest, sha256_file(dest / MANIFEST))
+    sum_file = manifest_sum_file(dest)
+    partial_sum = sum_file.with_name(f".{sum_file.name}.partial")
+    partial_sum.write_text(f"{manifest_sha256}  {MANIFEST}\n", encoding="utf-8")
+    os.replace(partial_sum, sum_file)
+    return CreateResult(dest, manifest, manifest_sha256, sum_file)
 
 
 def _plan_models(
@@ -523,12 +539,12 @@ def _readme(manifest: dict[str, Any]) -> str:
         f"for Python {manifest['python']} on {manifest['platform']}.",
         "",
         "1. Check the sums with coreutils alone (run in this folder), and compare the sha256 of",
-        "   manifest.json with the one written down when the bundle was made:",
+        "   manifest.json with the one written down when the bundle was made (SUM below):",
         "     sha256sum --quiet -c SHA256SUMS && sha256sum manifest.json",
         "2. Verify and install with Enclave's own code, run from its wheel in this bundle:",
-        f"     PYTHONPATH=$PWD/{wheel} python{manifest['python']} -m enclave.bundle verify .",
-        f"     PYTHONPATH=$PWD/{wheel} python{manifest['python']} -m enclave.bundle install . --venv /opt/enclave/venv"
-        + (" --models-dir /srv/models" if models else ""),
+        f"     PYTHONPATH=$PWD/{wheel} python{manifest['python']} -m enclave.bundle verify . --manifest-sha256 SUM",
+        f"     PYTHONPATH=$PWD/{wheel} python{manifest['python']} -m enclave.bundle install . --manifest-sha256 SUM"
+        " --venv /opt/enclave/venv" + (" --models-dir /srv/models" if models else ""),
         "   (afterwards the same as `enclave bundle verify|install`).",
         "",
         "spaCy model: "
@@ -555,6 +571,9 @@ class VerifyResult:
     extra: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # The manifest as read (once) and hashed for this check: what install then goes by.
+    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest_sha256: str = ""
 
     @property
     def ok(self) -> bool:
@@ -569,29 +588,51 @@ class VerifyResult:
         )
 
 
-def load_manifest(bundle: Path) -> dict[str, Any]:
+def _read_manifest(bundle: Path) -> tuple[bytes, dict[str, Any]]:
     path = bundle / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{bundle} is not a bundle: {MANIFEST} is missing") from None
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path} cannot be read: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
         raise BundleError(f"{path} is not a format-{FORMAT} bundle manifest")
-    return data
+    return raw, data
+
+
+def load_manifest(bundle: Path) -> dict[str, Any]:
+    return _read_manifest(bundle)[1]
+
+
+def expected_manifest_sha256(value: str | None) -> str:
+    """The manifest's sha256 as given to install, checked for form; None is refused: install goes
+    only by a sum that came apart from the media."""
+    if value is None:
+        raise BundleError(
+            "give --manifest-sha256 HEX: the manifest's sha256 that `enclave bundle create` printed "
+            "and wrote beside the bundle (DIR.manifest.sha256), carried apart from the media; "
+            "a bundle is installed only when its manifest is the one that was made"
+        )
+    given = value.strip().lower()
+    if not _SHA256_HEX.fullmatch(given):
+        raise BundleError(f"--manifest-sha256 {value!r} is not a sha256 (64 hex digits)")
+    return given
 
 
 def verify_bundle(bundle: Path, manifest_sha256: str | None = None) -> VerifyResult:
-    """Hash every file again and compare with the manifest: missing, changed and extra files."""
+    """Hash every file again and compare with the manifest: missing, changed and extra files; and,
+    when it is given, the manifest's own sha256."""
     result = VerifyResult(bundle)
     if not bundle.is_dir():
         raise BundleError(f"{bundle} is not a folder")
-    if manifest_sha256 is not None:
-        got = sha256_file(bundle / MANIFEST) if (bundle / MANIFEST).is_file() else "none"
-        if got != manifest_sha256.strip().lower():
-            result.errors.append(f"{MANIFEST} has sha256 {got}, not the {manifest_sha256} given")
-    manifest = load_manifest(bundle)
+    raw, manifest = _read_manifest(bundle)
+    result.manifest, result.manifest_sha256 = manifest, hashlib.sha256(raw).hexdigest()
+    if manifest_sha256 is not None and result.manifest_sha256 != expected_manifest_sha256(manifest_sha256):
+        result.errors.append(
+            f"{MANIFEST} has sha256 {result.manifest_sha256}, not the {manifest_sha256.strip().lower()} given"
+        )
     expected: dict[str, dict[str, Any]] = manifest["files"]
     present, odd = _walk(bundle)
     result.errors += [f"a link or special file: {p}" for p in odd]
@@ -656,6 +697,7 @@ def install_bundle(
     bundle: Path,
     venv: Path,
     *,
+    manifest_sha256: str | None,
     models_dir: Path | None = None,
     python: str | None = None,
     compile_bytecode: bool = True,
@@ -663,16 +705,26 @@ def install_bundle(
 ) -> InstallResult:
     """Verify the bundle, then install it into venv (created when missing) with pip, offline.
 
-    Every wheel of the lock, Enclave's wheel and the spaCy model are installed with --no-index
+    The manifest must have the sha256 given (required: see the module docstring), or nothing is
+    done. Every wheel of the lock, Enclave's wheel and the spaCy model are installed with --no-index
     and --no-deps, as `make` installs the lock. Model folders are copied to models_dir/<name>; one
     already there with the same files is left as it is, one with other files is an error.
     """
     bundle, venv = bundle.absolute(), venv.absolute()
     models_dir = models_dir.absolute() if models_dir else None
-    result = verify_bundle(bundle)
+    expected = expected_manifest_sha256(manifest_sha256)
+    if not bundle.is_dir():
+        raise BundleError(f"{bundle} is not a folder")
+    got = sha256_file(bundle / MANIFEST) if (bundle / MANIFEST).is_file() else None
+    if got != expected:
+        raise BundleError(
+            f"{bundle / MANIFEST} has sha256 {got or '(no such file)'}, but the sha256 given is {expected}: "
+            "this is not the bundle that was made (or the sum was mistyped); nothing was installed"
+        )
+    result = verify_bundle(bundle, expected)
     if not result.ok:
         raise BundleError(f"bundle {bundle} does not verify: " + "; ".join(result.problems()))
-    manifest = load_manifest(bundle)
+    manifest = result.manifest  # the bytes that were hashed, not a second read
     if manifest["models"] and models_dir is None:
         raise BundleError("the bundle holds model folders: say where they go with --models-dir")
     venv_python = venv / "bin" / "python"
@@ -764,6 +816,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_install = sub.add_parser("install", help="Verify, then install into a venv with pip --no-index.")
     p_install.add_argument("bundle", type=Path)
     p_install.add_argument("--venv", type=Path, required=True)
+    p_install.add_argument(
+        "--manifest-sha256",
+        help="Required: the manifest's sha256, as create printed it (DIR.manifest.sha256).",
+    )
     p_install.add_argument("--models-dir", type=Path)
     p_install.add_argument("--python")
     p_install.add_argument("--no-compile", action="store_true")
@@ -780,6 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = install_bundle(
             args.bundle,
             args.venv,
+            manifest_sha256=args.manifest_sha256,
             models_dir=args.models_dir,
             python=args.python,
             compile_bytecode=not args.no_compile,

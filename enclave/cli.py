@@ -898,6 +898,7 @@ def bundle_create(
     size = sum(entry["size"] for entry in files.values())
     typer.echo(f"bundle {result.path}: {len(files)} files, {size / 2**20:.0f} MiB")
     typer.echo(f"manifest sha256: {result.manifest_sha256}  (write it down apart from the media)")
+    typer.echo(f"written to {result.manifest_sum_file}; install requires it (--manifest-sha256)")
 
 
 @bundle_app.command("verify")
@@ -922,6 +923,14 @@ def bundle_verify(
 def bundle_install(
     bundle: Annotated[Path, typer.Argument(help="The bundle folder.")],
     venv: Annotated[Path, typer.Option("--venv", help="The venv to install into; created if missing.")],
+    manifest_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest-sha256",
+            help="Required: the manifest's sha256 as `bundle create` printed it (and wrote to "
+            "DIR.manifest.sha256), carried apart from the media. Nothing is installed unless it matches.",
+        ),
+    ] = None,
     models_dir: Annotated[
         Path | None,
         typer.Option("--models-dir", help="Where the bundle's model folders go, e.g. /srv/models."),
@@ -934,11 +943,18 @@ def bundle_install(
         typer.Option("--no-compile", help="Do not byte-compile at install (faster; first start is slower)."),
     ] = False,
 ) -> None:
-    """Verify the bundle, then install it with `pip --no-index` and place its model folders."""
+    """Check the manifest against its sha256 and verify the bundle, then install it with
+    `pip --no-index` and place its model folders."""
     from enclave.bundle import install_bundle, install_lines
 
     result = install_bundle(
-        bundle, venv, models_dir=models_dir, python=python, compile_bytecode=not no_compile, say=_progress
+        bundle,
+        venv,
+        manifest_sha256=manifest_sha256,
+        models_dir=models_dir,
+        python=python,
+        compile_bytecode=not no_compile,
+        say=_progress,
     )
     for line in install_lines(result):
         typer.echo(line)

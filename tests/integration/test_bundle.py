@@ -8,6 +8,7 @@ but loopback (`unshare -n`), where `enclave ingest` and `enclave ask` must answe
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -111,10 +112,24 @@ def test_verify_names_missing_and_extra_files(bundle_copy: Path) -> None:
     assert "not in the manifest: wheels/evil-1.0-py3-none-any.whl" in result.output
 
 
-def test_verify_checks_the_manifest_against_the_sum_written_down(small_bundle: Path) -> None:
-    import hashlib
+def manifest_sha256(bundle: Path) -> str:
+    return hashlib.sha256((bundle / MANIFEST).read_bytes()).hexdigest()
 
-    good = hashlib.sha256((small_bundle / MANIFEST).read_bytes()).hexdigest()
+
+def test_create_prints_the_manifest_sum_and_writes_it_beside_the_bundle(small_bundle: Path) -> None:
+    good = manifest_sha256(small_bundle)
+    sum_file = small_bundle.with_name("bundle.manifest.sha256")
+    assert sum_file.read_text() == f"{good}  {MANIFEST}\n"
+    check = subprocess.run(
+        ["sha256sum", "-c", str(sum_file)], cwd=small_bundle, capture_output=True, text=True
+    )
+    assert check.returncode == 0 and f"{MANIFEST}: OK" in check.stdout  # coreutils alone can check it
+    readme = (small_bundle / "README.txt").read_text()
+    assert "install . --manifest-sha256 SUM" in readme
+
+
+def test_verify_checks_the_manifest_against_the_sum_written_down(small_bundle: Path) -> None:
+    good = manifest_sha256(small_bundle)
     assert run_cli("bundle", "verify", str(small_bundle), "--manifest-sha256", good).exit_code == 0
     result = run_cli("bundle", "verify", str(small_bundle), "--manifest-sha256", "0" * 64)
     assert result.exit_code == 1
@@ -122,11 +137,61 @@ def test_verify_checks_the_manifest_against_the_sum_written_down(small_bundle: P
 
 
 def test_install_refuses_a_bundle_that_does_not_verify(bundle_copy: Path, tmp_path: Path) -> None:
+    good = manifest_sha256(bundle_copy)
     (bundle_copy / "requirements.lock").write_text("six==0.0.1\n")
-    result = run_cli("bundle", "install", str(bundle_copy), "--venv", str(tmp_path / "venv"))
+    result = run_cli(
+        "bundle", "install", str(bundle_copy), "--venv", str(tmp_path / "venv"), "--manifest-sha256", good
+    )  # fmt: skip
     assert result.exit_code == 1
     assert "does not verify" in result.output and "changed: requirements.lock" in result.output
     assert not (tmp_path / "venv").exists()
+
+
+def test_install_requires_the_manifest_sum(bundle_copy: Path, tmp_path: Path) -> None:
+    venv, models = tmp_path / "venv", tmp_path / "models"
+    base = ["bundle", "install", str(bundle_copy), "--venv", str(venv), "--models-dir", str(models)]
+    missing = run_cli(*base)
+    assert missing.exit_code == 1
+    assert "give --manifest-sha256" in missing.output and "DIR.manifest.sha256" in missing.output
+    malformed = run_cli(*base, "--manifest-sha256", "3f1c...")
+    assert malformed.exit_code == 1 and "'3f1c...' is not a sha256 (64 hex digits)" in malformed.output
+    assert not venv.exists() and not models.exists()
+
+
+def test_install_refuses_a_bundle_rewritten_with_its_manifest(bundle_copy: Path, tmp_path: Path) -> None:
+    """Whoever can change the media can change a wheel and make manifest.json and SHA256SUMS agree
+    with it: the files then verify, and only the sum written down at creation tells."""
+    good = manifest_sha256(bundle_copy)
+    wheel = next((bundle_copy / "wheels").glob("six-*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"\0")  # another wheel under the same name
+    manifest = json.loads((bundle_copy / MANIFEST).read_text())
+    rel = f"wheels/{wheel.name}"
+    manifest["files"][rel] = {
+        "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        "size": wheel.stat().st_size,
+    }
+    (bundle_copy / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    sums = (bundle_copy / SUMS).read_text().splitlines()
+    (bundle_copy / SUMS).write_text(
+        "".join(
+            f"{manifest['files'][rel]['sha256']}  {rel}\n" if line.endswith(rel) else line + "\n"
+            for line in sums
+        )
+    )
+    assert run_cli("bundle", "verify", str(bundle_copy)).exit_code == 0  # consistent, so it verifies
+    forged = manifest_sha256(bundle_copy)
+
+    venv, models = tmp_path / "venv", tmp_path / "models"
+    result = run_cli(
+        "bundle", "install", str(bundle_copy), "--venv", str(venv), "--models-dir", str(models),
+        "--manifest-sha256", good.upper(),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"has sha256 {forged}, but the sha256 given is {good}" in result.output
+    assert "nothing was installed" in result.output
+    assert not venv.exists() and not models.exists()
+    verify = run_cli("bundle", "verify", str(bundle_copy), "--manifest-sha256", good)
+    assert verify.exit_code == 1 and f"{MANIFEST} has sha256 {forged}, not the {good} given" in verify.output
 
 
 def test_spacy_pin_is_the_one_unstructured_uses() -> None:
@@ -208,8 +273,9 @@ if "$BASE_PYTHON" -c "import socket; socket.create_connection(('192.0.2.1', 443)
 fi
 export PYTHONPATH="$BUNDLE/$PROJECT_WHEEL"         # Enclave's code from the bundle, not installed yet
 t0=$(date +%s)
-"$BASE_PYTHON" -m enclave.bundle verify "$BUNDLE"
-"$BASE_PYTHON" -m enclave.bundle install "$BUNDLE" --venv "$VENV" --models-dir "$MODELS" --no-compile
+"$BASE_PYTHON" -m enclave.bundle verify "$BUNDLE" --manifest-sha256 "$MANIFEST_SHA256"
+"$BASE_PYTHON" -m enclave.bundle install "$BUNDLE" --manifest-sha256 "$MANIFEST_SHA256" \
+    --venv "$VENV" --models-dir "$MODELS" --no-compile
 unset PYTHONPATH
 t1=$(date +%s)
 "$VENV/bin/enclave" --data-dir var ingest docs --groups staff
@@ -255,6 +321,7 @@ def test_bundle_installs_and_answers_without_network(tmp_path: Path) -> None:
         BUNDLE=str(bundle),
         PROJECT_WHEEL=manifest["project_wheel"],
         VENV=str(tmp_path / "fresh-venv"),
+        MANIFEST_SHA256=bundle.with_name("bundle.manifest.sha256").read_text().split()[0],
         MODELS=str(tmp_path / "models"),
         # onnx-int8 whatever `auto` would pick on this CPU: its export is the one model a fresh
         # install computes itself on first use, so it is proven offline on every machine.

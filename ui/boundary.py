@@ -12,6 +12,9 @@ app alike, and only what the allow-lists below name gets through:
   takes a string, a number slot a number, a state slot nothing (its value lives on the server).
   No slot, nor the event data, may hold a file reference: Gradio would copy a server file named
   in one into its cache and serve it.
+- A request that a browser sends from a page of another site (its Origin is not this server,
+  or is opaque) is refused: no other site can drive the app with a user's cookie, and no
+  response carries CORS headers for one.
 - Gradio keys its per-session state by a client-chosen `session_hash`, and its queued events by
   event ids: both are bound here to the signed-in session that first used them, and a request
   that names another session's hash or event is refused.
@@ -352,6 +355,13 @@ class Boundary:
             await _json(404, "Not found.")(scope, receive, send)
             return
         route, match = found
+        origin = _header(scope, b"origin")
+        if origin is not None and origin.split("://", 1)[-1] != _header(scope, b"host"):
+            # A browser page of another site (or an opaque one: "null"): no CORS, no CSRF.
+            await _json(403, f"Requests from another site ({origin[:100]}) are refused.")(
+                scope, receive, send
+            )
+            return
         refused = self._refused_size(scope)
         if refused is not None:
             await refused(scope, receive, send)
@@ -599,6 +609,13 @@ def _roles_text(access: Access) -> str:
     if isinstance(access, frozenset):
         return " and ".join(sorted(access)) + " role" + ("s" if len(access) > 1 else "")
     return "signed-in users"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _json(status: int, message: str) -> JSONResponse:

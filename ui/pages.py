@@ -47,7 +47,9 @@ def _page_headers() -> dict[str, str]:
         "Content-Security-Policy": _PAGE_CSP,
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
+        # same-origin, not no-referrer: a form posted from our page then names its real Origin,
+        # which ui.boundary checks (under no-referrer browsers send "Origin: null").
+        "Referrer-Policy": "same-origin",
     }
 
 

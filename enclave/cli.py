@@ -1058,10 +1058,14 @@ def serve(
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Ingest and create users, then stop.")] = False,
 ) -> None:
-    """Ingest the bundled sample corpus, create the demo users, and start the web UI."""
-    from enclave.demo import prepare_demo
+    """Ingest the bundled sample corpus, create the demo users, and start the web UI.
+
+    Only in an empty data folder, or one an earlier demo made and that holds only demo data: the
+    demo users' passwords are published."""
+    from enclave.demo import claim_demo_folder, prepare_demo
 
     settings = state.settings
+    claim_demo_folder(settings)  # before anything is written there
     if not no_serve:
         _claim_store(settings, "enclave demo")
     logins = prepare_demo(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -143,3 +144,76 @@ def test_config_show_masks_secrets_and_names_their_source(  # type: ignore[no-un
     text = run("config", "show")
     assert text.exit_code == 0 and "s3cret" not in text.output
     assert 'llm.api_key = "********"  (env)' in text.output
+
+
+# -- enclave demo: only in a folder of its own -------------------------------------------------------
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_demo_refuses_a_data_folder_in_real_use(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    var = tmp_path / "var"
+    added = run("users", "add", "bea", "--role", "admin", "--groups", "staff", "--password-stdin",
+                input="a long enough password\n")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    before = listing(var)
+    result = run("demo", "--no-serve")
+    assert result.exit_code == 1
+    assert f"the data folder {var} is not empty and was not made by `enclave demo`" in result.output
+    assert f"--data-dir {var}-demo" in result.output
+    assert listing(var) == before  # no demo user, no marker, no store: nothing was added
+
+
+def test_demo_refuses_settings_that_put_its_data_in_shared_stores(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENCLAVE_AUDIT__BACKEND", "postgres")
+    monkeypatch.setenv("ENCLAVE_AUDIT__DSN", "host=db.example user=enclave")
+    monkeypatch.setenv("ENCLAVE_STORE__MODE", "http")
+    result = run("demo", "--no-serve")
+    assert result.exit_code == 1
+    assert "store.mode is http" in result.output and "audit.backend is postgres" in result.output
+    assert not (tmp_path / "var").exists()
+
+
+def test_demo_runs_again_in_its_own_folder_and_only_while_it_holds_demo_data(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enclave import wiring
+    from enclave.demo import DEMO_MARKER, DEMO_USERS
+    from tests.support.cli import shared_embedder
+
+    monkeypatch.setattr(wiring, "build_embedder", shared_embedder(embedder))
+    monkeypatch.setenv("ENCLAVE_INGEST__PARSE_TIMEOUT_S", "0")
+    var = tmp_path / "var"
+    first = run("demo", "--no-serve")
+    assert first.exit_code == 0, first.output
+    assert (var / DEMO_MARKER).is_file()
+    again = run("demo", "--no-serve")  # its own folder: incremental, nothing new
+    assert again.exit_code == 0, again.output
+    (var / DEMO_MARKER).unlink()  # as a demo folder made before the marker was
+    earlier = run("demo", "--no-serve")
+    assert earlier.exit_code == 0, earlier.output
+    assert (var / DEMO_MARKER).is_file()  # recognised by its demo users and documents alone
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "pay.md").write_text("# Pay\n\nSalaries are paid on the 25th.\n")
+    assert run("ingest", str(docs), "--groups", "staff").exit_code == 0
+    refused = run("demo", "--no-serve")
+    assert refused.exit_code == 1
+    assert f"{var} was made by `enclave demo` but now holds other data" in refused.output
+    assert "documents not from the demo corpus" in refused.output and "pay.md" in refused.output
+
+    added = run(
+        "users", "add", "bea", "--groups", "staff", "--password-stdin", input="a long enough password\n"
+    )
+    assert added.exit_code == 0
+    refused = run("demo", "--no-serve")
+    assert refused.exit_code == 1 and "users not as the demo made them: bea" in refused.output
+    names = {u["name"] for u in json.loads(run("users", "list", "--json").stdout)}
+    assert names == {name for name, *_ in DEMO_USERS} | {"bea"}  # no demo user was added or changed
+    (var / DEMO_MARKER).unlink()
+    assert run("demo", "--no-serve").exit_code == 1  # nor is it taken for an earlier demo's folder

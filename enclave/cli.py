@@ -747,6 +747,12 @@ def audit_purge(
     settings = state.settings
     if older_than is not None and before is not None:
         fail("give --older-than or --before, not both")
+    audit = settings.audit
+    if audit.backend == "postgres" and audit.owner_dsn is None and audit.owner_dsn_file is None:
+        fail(
+            "purge runs as the role that owns the audit tables: set audit.owner_dsn_file (the app's "
+            "role, audit.dsn_file, may only read and append)"
+        )
     log = wiring.build_audit_owner(settings)
     wiring.check_retention(settings, log)
     if before is None:

@@ -213,3 +213,12 @@ def test_only_the_owner_purges(own_schema: dict[str, str], cli_env: Path) -> Non
     assert "purged records 1–2" in result.output
     assert app_log.verify().ok
     assert enclave(cli_env, "audit", "verify").exit_code == 0
+
+
+def test_purge_without_the_owner_dsn_says_what_to_set(
+    migrated: dict[str, str], cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENCLAVE_AUDIT__OWNER_DSN")
+    result = enclave(cli_env, "audit", "purge", "--yes")
+    assert result.exit_code == 1
+    assert "purge runs as the role that owns the audit tables: set audit.owner_dsn_file" in result.output

@@ -305,14 +305,50 @@ class UISettings(_Section):
         description="Addresses or networks (e.g. 10.0.0.5, 10.0.0.0/24) of the reverse proxies "
         "whose sso_header and X-Forwarded-For are believed. Empty: none.",
     )
+    sso_secret_file: Path | None = Field(
+        None,
+        description="File holding the secret (at least 16 characters; mode 0640, readable by the app "
+        "and the proxy only) that the SSO proxy sends in sso_secret_header with every request: "
+        "sso_header is believed only with it, so a local process on a trusted address cannot sign "
+        "in as anyone. Required when sso_header is set.",
+    )
+    sso_secret_header: str = Field(
+        "X-Enclave-Proxy-Secret",
+        description="Request header in which the SSO proxy sends the secret of sso_secret_file.",
+    )
     login_max_failures: int = Field(
         5,
         ge=1,
-        description="Failed sign-ins, per user name and per client address, after which sign-in "
-        "is refused (HTTP 429) until the oldest failure leaves the window.",
+        description="Failed sign-ins per user name and client address (and per client address, "
+        "whatever the name) within login_window_minutes that cost nothing; each one after must "
+        "wait, twice as long as the one before (login_delay_seconds up to login_max_delay_minutes). "
+        "Another address is not slowed, so no one can lock a user out.",
     )
     login_window_minutes: float = Field(
         15, gt=0, description="The window over which failed sign-ins are counted."
+    )
+    login_delay_seconds: float = Field(
+        30, gt=0, description="The wait after the first failed sign-in beyond login_max_failures."
+    )
+    login_max_delay_minutes: float = Field(
+        15, gt=0, description="The longest wait between failed sign-ins, however many there were."
+    )
+    audit_repeat_window_minutes: float = Field(
+        10,
+        gt=0,
+        description="Repeats of sign_in_failed, access_denied and file_opened by one user (for the "
+        "same reason, address, path or document) within this window are counted, not written one "
+        "by one: the first is written, the rest as one record with their count when the window "
+        "has closed (at the next such event).",
+    )
+    feedback_limit: int = Field(
+        100,
+        ge=0,
+        description="Feedback records (thumbs and comments) one user may write within "
+        "feedback_window_minutes; more are refused. 0: no limit.",
+    )
+    feedback_window_minutes: float = Field(
+        60, gt=0, description="The window over which a user's feedback records are counted."
     )
     max_question_chars: int = Field(
         4000,

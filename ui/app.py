@@ -21,7 +21,7 @@ from gradio.http_server import Server
 from gradio.routes import App as GradioApp
 
 from audit import AuditLog
-from core.errors import EnclaveError
+from core.errors import ConfigError, EnclaveError
 from core.settings import Settings, UISettings
 from core.users import UserStore
 from ui.admin import AdminPage, StatusSource, is_admin
@@ -54,10 +54,22 @@ def build_app(
     admin_status: StatusSource | None = None,
 ) -> gr.Blocks:
     """The chat UI for `assistant` (anything with the Assistant's `stream` method), the
-    auditor page over `audit` (default: the log at settings.audit_path), and the admin page
-    showing what `admin_status` gathers (enclave.health.AdminOverview)."""
+    auditor page over `audit`, and the admin page showing what `admin_status` gathers
+    (enclave.health.AdminOverview).
+
+    Sign-ins, feedback and answers go to one log: `audit`, else the assistant's own
+    (`assistant.audit`); only where audit.backend is sqlite may both be missing (the file at
+    settings.audit_path then). On another backend that is a ConfigError, never a second trail."""
     org = settings.ui.org_name
-    audit_log = audit if audit is not None else AuditLog(settings.audit_path)
+    audit_log = audit if audit is not None else getattr(assistant, "audit", None)
+    if audit_log is None:
+        if settings.audit.backend != "sqlite":
+            raise ConfigError(
+                f"audit.backend is {settings.audit.backend}, but the web UI was given no audit log: "
+                "pass build_app the log of that backend (enclave.wiring.build_audit(settings)), so "
+                "sign-ins and feedback do not go to a separate SQLite file"
+            )
+        audit_log = AuditLog(settings.audit_path)
     app = gr.Blocks(
         title=f"{org} · Enclave", analytics_enabled=False, fill_height=True, delete_cache=_CACHE_CLEANUP
     )

@@ -443,6 +443,8 @@ class ChatPage:
         self, request: gr.Request, record_id: int, rating: str, comment: str | None
     ) -> AuditRecord:
         principal = principal_of(request, self.users)
+        if self.limit is not None:  # a script cannot grow the audit log with feedback
+            self.limit.take_feedback(principal.name, time.time())
         try:
             # AuditLog.feedback refuses another user's record (AccessDenied), under its write lock.
             return self.audit.feedback(principal.name, record_id, rating, comment)

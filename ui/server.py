@@ -34,7 +34,7 @@ from ui import markup
 from ui.boundary import USER_KEY, Boundary, Events
 from ui.files import Attachments, SourceFiles, Sources, stream_blocks
 from ui.pages import NOTICES, load_logo, login_page, safe_next, wants_html
-from ui.sessions import COOKIE, Session
+from ui.sessions import Session
 from ui.signin import Gate, Refusal
 
 
@@ -91,7 +91,7 @@ def create_server(
 
     @app.get("/login")
     def login_form(request: Request, next: str = "/", m: str = "") -> Response:
-        token = request.cookies.get(COOKIE)
+        token = request.cookies.get(gate.cookie)
         if token and isinstance(gate.check(token, time.time()), Session):
             return RedirectResponse(safe_next(next), status_code=303)
         return login_page(org, logo=logo is not None, next_path=safe_next(next), notice=NOTICES.get(m, ""))
@@ -110,14 +110,14 @@ def create_server(
         if not name or not password:
             result: str | Refusal = Refusal(400, "Enter your user name and password.")
         else:
+            # The users file, scrypt and the sign-in store: all blocking, so off the event loop.
             result = await anyio.to_thread.run_sync(
                 gate.sign_in, name, password, address(request), time.time()
             )
         if isinstance(result, Refusal):
             headers = {}
-            if result.status == 429:
-                wait = gate.retry_after(name, address(request), time.time()) or gate.window_s
-                headers["Retry-After"] = str(int(wait) + 1)
+            if result.retry_after is not None:
+                headers["Retry-After"] = str(int(result.retry_after) + 1)
             if wants_html(request):
                 page = login_page(
                     org,
@@ -140,7 +140,7 @@ def create_server(
 
     @app.api_route("/logout", methods=["GET", "POST"])
     def logout(request: Request) -> Response:
-        gate.sign_out(request.cookies.get(COOKIE), address(request), time.time())
+        gate.sign_out(request.cookies.get(gate.cookie), address(request), time.time())
         if wants_html(request):
             response: Response = RedirectResponse("/login?m=signed_out", status_code=303)
         else:

@@ -2,21 +2,30 @@
 the limits on failed sign-ins. `Gate` is shared by the boundary middleware and the routes.
 
 SSO: when `ui.sso_header` is set and a request comes straight from an address in
-`ui.trusted_proxies`, the header names the user; the user must exist in the users file (role
+`ui.trusted_proxies` carrying the proxy's secret (`ui.sso_secret_header`, the contents of
+`ui.sso_secret_file`), the header names the user; the user must exist in the users file (role
 and groups come from there). A session cookie is issued for them (one `sign_in` event per
-session, not one per request). The header from any other peer is ignored and logged.
+session, not one per request). The header without that proof is refused and audited.
+
+Failed sign-ins are throttled per (name, address) and per address with doubling delays, never
+locked out by name, so no one can shut a user out from elsewhere (AuthStore.begin_attempt).
 
 Audit events (AuditLog.append, never a password): `sign_in`, `sign_in_failed`, `sign_out`,
-`access_denied`.
+`access_denied`, `file_opened`. Repeats of the last three are counted per window, not written one
+by one (`Gate.audit_event`).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import secrets
+import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from audit import AuditLog
@@ -25,11 +34,30 @@ from core.settings import Settings
 from core.types import Principal
 from core.users import UserStore
 from ui.login import ACCESS_DENIED_EVENT
-from ui.sessions import COOKIE, REFRESH_AFTER_S, AuthStore, Session, issue_token, load_secret, read_token
+from ui.sessions import (
+    REFRESH_AFTER_S,
+    AuthStore,
+    Session,
+    Throttle,
+    cookie_name,
+    duration_text,
+    issue_token,
+    load_secret,
+    password_mark,
+    read_token,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_NAME_CHARS = 64  # a longer "user name" is logged cut, so an attacker cannot bloat the log
+UNKNOWN_USER = "<unknown user>"  # a failed sign-in's name when it names no user: maybe a password
+MIN_PROXY_SECRET_CHARS = 16
+# Which fields of an audit event tell its repeats apart; repeats within ui.audit_repeat_window_minutes
+# are counted, not written one by one. Other events are always written.
+REPEATS_GROUPED_BY: dict[str, tuple[str, ...]] = {
+    "sign_in_failed": ("reason", "address"),
+    ACCESS_DENIED_EVENT: ("reason", "path", "doc_id", "method"),
+    "file_opened": ("doc_id",),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +74,7 @@ class Refusal:
     status: int
     message: str
     signed_out: bool = False  # the cookie is no good any more: drop it
+    retry_after: float | None = None  # seconds, for a 429
 
 
 class Gate:
@@ -56,14 +85,22 @@ class Gate:
         self.users = users
         self.audit = audit
         self.secret = load_secret(settings.session_secret_path)
-        self.store = AuthStore(settings.auth_store_path)
+        self.store = AuthStore(settings.auth_store_path)  # its schema is made here, once
         self.idle_s = ui.session_idle_minutes * 60
         self.max_s = ui.session_max_hours * 3600
         self.secure = ui.cookie_secure
+        self.cookie = cookie_name(ui.cookie_secure)
         self.sso_header = ui.sso_header.lower() if ui.sso_header else None
+        self.proxy_secret_header = ui.sso_secret_header.lower()
+        self.proxy_secret = load_proxy_secret(ui.sso_secret_file) if self.sso_header else None
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in ui.trusted_proxies]
-        self.max_failures = ui.login_max_failures
-        self.window_s = ui.login_window_minutes * 60
+        self.throttle = Throttle(
+            free=ui.login_max_failures,
+            window_s=ui.login_window_minutes * 60,
+            delay_s=ui.login_delay_seconds,
+            max_delay_s=ui.login_max_delay_minutes * 60,
+        )
+        self.repeat_window_s = ui.audit_repeat_window_minutes * 60
         self.org_name = ui.org_name
         self.max_request_bytes = ui.max_request_kb * 1024
 
@@ -91,12 +128,14 @@ class Gate:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def new_session(self, user: str, method: str, now: float) -> Session:
-        return Session(user, secrets.token_urlsafe(16), now, now, method)
+    def new_session(self, user: str, password_hash: str, method: str, now: float) -> Session:
+        return Session(
+            user, secrets.token_urlsafe(16), now, now, method, password_mark(self.secret, password_hash)
+        )
 
     def cookie_header(self, token: str | None) -> str:
         """A Set-Cookie value: the session, or (None) its removal."""
-        parts = [f"{COOKIE}={token or ''}", "Path=/", "HttpOnly", "SameSite=Strict"]
+        parts = [f"{self.cookie}={token or ''}", "Path=/", "HttpOnly", "SameSite=Strict"]
         if token is None:
             parts.append("Max-Age=0")
         if self.secure:
@@ -117,27 +156,53 @@ class Gate:
             return Refusal(401, "Your session expired after a time without use. Sign in again.", True)
         if self.store.is_revoked(session.sid):
             return Refusal(401, "You have signed out. Sign in again.", True)
+        record = self.users.get(session.user)
+        if record is None:
+            return Refusal(401, "Your account no longer exists. Sign in again.", True)
+        if not hmac.compare_digest(session.mark, password_mark(self.secret, record.password_hash)):
+            return Refusal(401, "Your password was changed since you signed in. Sign in again.", True)
         return session
 
     def identify(
         self, headers: dict[str, str], peer: str | None, path: str, now: float
     ) -> Identity | Refusal | None:
         """Who sent a request: a trusted SSO header, else the session cookie; None for nobody."""
-        token = cookie_value(headers.get("cookie", ""), COOKIE)
+        token = cookie_value(headers.get("cookie", ""), self.cookie)
         current = self.check(token, now) if token else None
         if self.sso_header and self.sso_header in headers:
             named = headers[self.sso_header].strip()
-            if self.trusted(peer):
+            why = self._unproven_proxy(headers, peer)
+            if why is None:
                 return self._sso(named, current, peer, path, now)
-            log.warning("ignored %s header from %s: not a trusted proxy", self.sso_header, peer)
+            log.warning("refused the %s header from %s: %s", self.sso_header, peer, why)
+            self.audit_event(
+                ACCESS_DENIED_EVENT,
+                self._logged_name(named),
+                {"reason": why, "method": "sso", "path": path, "address": peer},
+            )
+            return Refusal(
+                403,
+                f"The {self.sso_header} header is accepted only from the sign-in proxy; sign in "
+                "through it, or with your password without that header.",
+            )
         if current is None or isinstance(current, Refusal):
             return current
         refreshed = None
         if now - current.seen >= REFRESH_AFTER_S:
             refreshed = issue_token(
-                self.secret, Session(current.user, current.sid, current.issued, now, current.method)
+                self.secret,
+                Session(current.user, current.sid, current.issued, now, current.method, current.mark),
             )
         return Identity(current.user, current.sid, refreshed)
+
+    def _unproven_proxy(self, headers: dict[str, str], peer: str | None) -> str | None:
+        """Why a request's SSO header is not believed; None: it comes from the proxy."""
+        if not self.trusted(peer):
+            return "SSO header from an address not in ui.trusted_proxies"
+        sent = headers.get(self.proxy_secret_header, "").encode("utf-8")
+        if self.proxy_secret is None or not hmac.compare_digest(sent, self.proxy_secret):
+            return "SSO header without the proxy's secret"
+        return None
 
     def _sso(
         self, named: str, current: Session | Refusal | None, peer: str | None, path: str, now: float
@@ -166,57 +231,65 @@ class Gate:
                 f"Your single sign-on account {named!r} has no Enclave account. "
                 "Ask an administrator to add it (enclave users add).",
             )
-        session = self.new_session(named, "sso", now)
+        session = self.new_session(named, record.password_hash, "sso", now)
         if not self.audit_event("sign_in", named, {"method": "sso", "session": session.sid, "address": peer}):
             return Refusal(503, "Sign-in could not be recorded in the audit log; try again later.")
         return Identity(named, session.sid, issue_token(self.secret, session))
 
     # -- password sign-in ------------------------------------------------------------------------
 
-    def retry_after(self, name: str, address: str, now: float) -> float | None:
-        """Seconds until sign-in may be tried again for this name or address; None: now."""
-        since = now - self.window_s
-        waits = []
-        for kind, key in (("user", name.lower()), ("address", address)):
-            times = self.store.failures(kind, key, since)
-            if len(times) >= self.max_failures:
-                waits.append(times[-self.max_failures] + self.window_s - now)
-        return max(waits) if waits else None
-
     def sign_in(self, name: str, password: str, address: str, now: float) -> str | Refusal:
-        """A session token for these credentials, or why not (the refusal is audited)."""
-        logged_name = name[:MAX_NAME_CHARS]
-        wait = self.retry_after(name, address, now)
-        if wait is not None:
+        """A session token for these credentials, or why not (the refusal is audited).
+
+        The attempt is counted as failed before the password is checked, in one transaction, and
+        taken back when it was right, so parallel guesses cannot slip past the throttle."""
+        try:
+            logged_name = self._logged_name(name)
+        except ConfigError:
+            log.exception("sign-in refused: the users file could not be read")
+            return Refusal(
+                503, "Sign-in is unavailable: the users file could not be read. Tell the administrator."
+            )
+        pair = {"name_address": f"{name.lower()}\0{address}"}
+        attempt = self.store.begin_attempt({**pair, "address": address}, now, self.throttle)
+        if isinstance(attempt, float):
             self.audit_event("sign_in_failed", logged_name, {"reason": "rate limited", "address": address})
-            at = datetime.fromtimestamp(now + wait, UTC).strftime("%H:%M UTC")
-            minutes = max(1, int(wait // 60 + (1 if wait % 60 else 0)))
+            at = datetime.fromtimestamp(now + attempt, UTC).strftime("%H:%M:%S UTC")
             return Refusal(
                 429,
-                f"Too many failed sign-ins for this account or from this address. "
-                f"Try again after {at} (in about {minutes} minute{'s' if minutes != 1 else ''}).",
+                f"Too many failed sign-ins for this account from this address (ui.login_max_failures). "
+                f"Try again after {at} (in {duration_text(max(1.0, attempt))}).",
+                retry_after=attempt,
             )
         try:
             principal = self.users.authenticate(name, password)
         except ConfigError:
+            self.store.succeeded(attempt, {})  # not the user's failure
             log.exception("sign-in refused for %r: the users file could not be read", logged_name)
             return Refusal(
                 503, "Sign-in is unavailable: the users file could not be read. Tell the administrator."
             )
         if principal is None:
-            self.store.add_failure({"user": name.lower(), "address": address}, now, self.window_s)
             self.audit_event(
                 "sign_in_failed", logged_name, {"reason": "wrong user name or password", "address": address}
             )
             log.info("sign-in refused for %r from %s", logged_name, address)
             return Refusal(401, "Wrong user name or password.")
-        self.store.clear_failures("user", name.lower())
-        session = self.new_session(principal.name, "password", now)
+        self.store.succeeded(attempt, pair)
+        record = self.users.get(principal.name)
+        if record is None:  # removed in the instant since
+            return Refusal(401, "Wrong user name or password.")
+        session = self.new_session(principal.name, record.password_hash, "password", now)
         if not self.audit_event(
             "sign_in", principal.name, {"method": "password", "session": session.sid, "address": address}
         ):
             return Refusal(503, "Sign-in could not be recorded in the audit log; try again later.")
         return issue_token(self.secret, session)
+
+    def _logged_name(self, name: str) -> str:
+        """A typed user name as the audit log keeps it: only when it names a user (otherwise it
+        may be a password typed into the wrong field)."""
+        return name if self.users.get(name) is not None else UNKNOWN_USER
 
     def sign_out(self, token: str | None, address: str, now: float) -> str | None:
         """End the token's session everywhere; the user it belonged to, if it was good."""
@@ -231,13 +304,65 @@ class Gate:
         record = self.users.get(name)
         return record.principal if record is not None else None
 
-    def audit_event(self, event: str, user: str, data: dict[str, Any]) -> bool:
+    def audit_event(self, event: str, user: str, data: dict[str, Any], now: float | None = None) -> bool:
+        """Write an audit event; False (logged) when it could not be written. Repeats of the
+        events of REPEATS_GROUPED_BY within ui.audit_repeat_window_minutes are counted instead:
+        the first is written, then, once the window has closed (at the next such event of
+        anyone), one record with the window's `count`, so a loop cannot grow the log without
+        bound."""
+        fields = REPEATS_GROUPED_BY.get(event)
+        if fields is None:
+            return self._append(event, user, data)
+        now = time.time() if now is None else now
+        detail = {f: data[f] for f in fields if data.get(f) is not None}
+        try:
+            first, closed = self.store.tally(event, user, detail, now, self.repeat_window_s)
+        except sqlite3.Error:
+            log.exception("could not count the %s event for %r; writing it", event, user)
+            first, closed = True, []
+        written = True
+        for window in closed:
+            summary = {
+                **window.data,
+                "count": window.count,
+                "since": _iso(window.opened),
+                "until": _iso(window.opened + self.repeat_window_s),
+            }
+            written = self._append(window.event, window.user, summary) and written
+        if first:
+            written = self._append(event, user, data) and written
+        return written
+
+    def _append(self, event: str, user: str, data: dict[str, Any]) -> bool:
         try:
             self.audit.append(event, user, data=data)
         except Exception:
             log.exception("could not write the %s event for %r to the audit log", event, user)
             return False
         return True
+
+
+def load_proxy_secret(path: Path | None) -> bytes:
+    """The SSO proxy's secret from ui.sso_secret_file; ConfigError naming the setting if unusable."""
+    if path is None:
+        raise ConfigError(
+            "ui.sso_header is set but ui.sso_secret_file is not: give the file holding the secret the "
+            "sign-in proxy sends in ui.sso_secret_header (docs/deploy.md, Single sign-on)"
+        )
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"ui.sso_secret_file {path} cannot be read: {exc}") from exc
+    if len(secret) < MIN_PROXY_SECRET_CHARS:
+        raise ConfigError(
+            f"ui.sso_secret_file {path} holds {len(secret)} characters, fewer than "
+            f"{MIN_PROXY_SECRET_CHARS}: put a long random secret there (e.g. openssl rand -hex 32)"
+        )
+    return secret.encode("utf-8")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def cookie_value(header: str, name: str) -> str | None:

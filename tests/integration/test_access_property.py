@@ -46,6 +46,13 @@ NO_DOCUMENT_HAS = "contractors"
 CODES = ("heron", "osprey", "gannet", "puffin", "kestrel", "plover", "curlew", "dunlin", "tern", "avocet")
 SHARED_WORDS = ("harbour", "budget", "ferry", "schedule", "team", "members", "euros", "spring")
 PROXY = "127.0.0.2"  # the SSO proxy the server trusts: each request names its user in a header
+PROXY_SECRET = "the-proxy-proves-itself-with-this"
+
+
+def sso_headers(name: str) -> dict[str, str]:
+    return {"X-Remote-User": name, "X-Enclave-Proxy-Secret": PROXY_SECRET}
+
+
 PASSWORD = "a long enough password"
 
 
@@ -78,6 +85,8 @@ def pool(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Po
     settings.ui.port = _free_port()
     settings.ui.sso_header = "X-Remote-User"
     settings.ui.trusted_proxies = [PROXY]
+    (root / "proxy.secret").write_text(PROXY_SECRET)  # the proxy proves itself with it
+    settings.ui.sso_secret_file = root / "proxy.secret"
     markers = [f"Q{i}Z{draw.randint(1000, 9999)}" for i in range(len(CODES))]
     copies = [*enumerate(CODES), (0, CODES[0])]  # the first document twice, in another folder
     docs, acl, folder_groups = root / "docs", [], {}
@@ -156,7 +165,7 @@ def test_no_retrieval_citation_source_file_or_export_reveals_another_groups_chun
         # Source files: every document's link, opened as this user through the SSO proxy.
         pool.users.add(name, PASSWORD, "staff", principal.groups)
         transport = httpx.HTTPTransport(local_address=PROXY)
-        with httpx.Client(base_url=pool.url, transport=transport, headers={"X-Remote-User": name}) as http:
+        with httpx.Client(base_url=pool.url, transport=transport, headers=sso_headers(name)) as http:
             for doc in pool.groups_of:
                 opened = http.get(f"/files/{doc}")
                 assert opened.status_code == (200 if doc in allowed else 403), (doc, groups, opened.text)

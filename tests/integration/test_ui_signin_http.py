@@ -33,12 +33,13 @@ from tests.support.net import (
     nothing_left_loopback,  # noqa: F401 (an autouse fixture)
 )
 from ui import build_app, serve
-from ui.sessions import COOKIE, Session, issue_token, read_token
+from ui.sessions import COOKIE, Session, issue_token, password_mark, read_token
 
 pytestmark = pytest.mark.slow  # real servers
 
 PASSWORD = "correct horse battery"
 PROXY = "127.0.0.2"
+PROXY_SECRET = "the-proxy-and-the-app-share-this"
 # A 1x1 PNG: the organisation's logo.
 LOGO_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -150,6 +151,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     settings.ui.org_name = "Harbourview <Port>"
     settings.ui.sso_header = "X-Remote-User"
     settings.ui.trusted_proxies = [PROXY]
+    (root / "proxy.secret").write_text(PROXY_SECRET)
+    settings.ui.sso_secret_file = root / "proxy.secret"
     settings.ui.login_max_failures = 3
     (root / "logo.png").write_bytes(LOGO_PNG)
     settings.ui.logo_path = root / "logo.png"
@@ -248,8 +251,12 @@ def test_gradio_sees_the_signed_in_user(served: Served) -> None:
 
 def forged(served: Served, *, issued_ago: float, seen_ago: float, user: str = "alice") -> str:
     now = time.time()
+    record = served.users.get(user)
+    assert record is not None
+    mark = password_mark(served.secret(), record.password_hash)
     return issue_token(
-        served.secret(), Session(user, secrets.token_urlsafe(8), now - issued_ago, now - seen_ago, "password")
+        served.secret(),
+        Session(user, secrets.token_urlsafe(8), now - issued_ago, now - seen_ago, "password", mark),
     )
 
 
@@ -261,7 +268,7 @@ def test_sessions_expire_after_max_age_and_idle_time(served: Served) -> None:
         "idle": (forged(served, issued_ago=3600, seen_ago=31 * 60), 401, "without use"),
         "tampered": (forged(served, issued_ago=60, seen_ago=10)[:-4] + "AAAA", 401, "not valid"),
         "other key": (
-            issue_token(b"k" * 32, Session("alice", "x", time.time(), time.time(), "password")),
+            issue_token(b"k" * 32, Session("alice", "x", time.time(), time.time(), "password", "m")),
             401,
             "not valid",
         ),
@@ -311,7 +318,9 @@ def test_logout_ends_the_session_on_the_server(served: Served) -> None:
 
 
 def test_sso_header_is_honoured_from_the_trusted_proxy_only(served: Served) -> None:
-    with served.http(PROXY, headers={"X-Remote-User": "fiona"}) as proxy:
+    with served.http(
+        PROXY, headers={"X-Remote-User": "fiona", "X-Enclave-Proxy-Secret": PROXY_SECRET}
+    ) as proxy:
         config = proxy.get("/config")
         assert config.status_code == 200 and config.json()["username"] == "fiona"
         assert COOKIE in config.cookies  # one session, so one sign_in event, not one per request
@@ -320,11 +329,12 @@ def test_sso_header_is_honoured_from_the_trusted_proxy_only(served: Served) -> N
     assert len(signed) == 1 and signed[0].data["address"] == PROXY
 
     with served.http("127.0.0.1", headers={"X-Remote-User": "fiona"}) as direct:
-        assert direct.get("/config").status_code == 401  # anyone could send the header
+        assert direct.get("/config").status_code == 403  # anyone could send the header: refused
 
 
 def test_sso_user_without_an_account_is_refused_with_a_clear_message(served: Served) -> None:
-    with served.http(PROXY, headers={"X-Remote-User": "ghost", "accept": "text/html"}) as proxy:
+    proven = {"X-Remote-User": "ghost", "X-Enclave-Proxy-Secret": PROXY_SECRET, "accept": "text/html"}
+    with served.http(PROXY, headers=proven) as proxy:
         page = proxy.get("/")
     assert page.status_code == 403 and "&#x27;ghost&#x27; has no Enclave account" in page.text
     assert served.events("access_denied", "ghost")[-1].data["method"] == "sso"
@@ -333,18 +343,20 @@ def test_sso_user_without_an_account_is_refused_with_a_clear_message(served: Ser
 # -- the rate limit ------------------------------------------------------------------------------------
 
 
-def test_failed_sign_ins_are_limited_per_user_name(served: Served) -> None:
-    for source in ("127.0.0.3", "127.0.0.4", "127.0.0.5"):
-        with served.http(source) as http:
+def test_failed_sign_ins_are_slowed_per_user_name_and_address(served: Served) -> None:
+    for _ in range(3):
+        with served.http("127.0.0.3") as http:
             assert (
                 http.post("/login", data={"username": "dave", "password": "wrong wrong"}).status_code == 401
             )
-    with served.http("127.0.0.6") as http:  # the right password, from a new address: still refused
+    with served.http("127.0.0.3") as http:  # the right password, from there: wait first
         refused = http.post("/login", data={"username": "dave", "password": PASSWORD})
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
     assert "Try again after" in refused.json()["detail"] and "UTC" in refused.json()["detail"]
     assert COOKIE not in refused.cookies
     assert served.events("sign_in_failed", "dave")[-1].data["reason"] == "rate limited"
+    with served.http("127.0.0.6") as http:  # dave from his own address is not locked out
+        assert http.post("/login", data={"username": "dave", "password": PASSWORD}).status_code == 200
 
 
 def test_failed_sign_ins_are_limited_per_client_address(served: Served) -> None:

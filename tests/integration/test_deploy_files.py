@@ -355,6 +355,8 @@ def test_systemd_app_settings_are_enclave_settings(monkeypatch: pytest.MonkeyPat
     settings = _settings_from(_sh_env(UNITS / "enclave.env"), monkeypatch)
     assert settings.ui.trusted_proxies == ["127.0.0.1"]
     assert settings.ui.sso_header == "X-Remote-User"
+    assert settings.ui.sso_secret_file == Path("/etc/enclave/sso-proxy.secret")
+    assert settings.ui.sso_secret_header == "X-Enclave-Proxy-Secret"
     assert settings.llm.base_url == "http://127.0.0.1:8001/v1"
     assert settings.llm.model == _sh_env(UNITS / "vllm.env")["VLLM_SERVED_MODEL_NAME"]
 
@@ -404,6 +406,12 @@ def test_proxy_never_passes_a_client_identity_header(conf: Path) -> None:
     assert app_locations
     for block in app_locations:
         assert re.search(r'proxy_set_header X-Remote-User (\$sso_user|"");', block), block
+        # With SSO, nginx proves itself with the secret header (from a root-only file); without,
+        # a client's copy of that header is dropped too.
+        if "$sso_user" in block:
+            assert "include /etc/nginx/enclave-proxy-secret.conf;" in block, block
+        else:
+            assert 'proxy_set_header X-Enclave-Proxy-Secret "";' in block, block
         assert "proxy_set_header X-Forwarded-For $remote_addr;" in block
         assert "$proxy_add_x_forwarded_for" not in block
 

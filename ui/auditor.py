@@ -568,7 +568,7 @@ class AuditorPage:
         href = f"{EXPORT_ROUTE}.{fmt}?{urlencode(params)}"
         what = "1 record" if count == 1 else f"{count} records"
         return (
-            f"<a class='enclave-export' href='{html.escape(href, quote=True)}' download>"
+            f"<a class='enclave-export' href='{html.escape(href, quote=True)}' download='enclave-audit.{fmt}'>"
             f"Download {what} as {fmt.upper()}</a>"
         )
 

@@ -565,11 +565,13 @@ class Boundary:
         roles: str,
     ) -> None:
         await self._audit_denied(caller, path, "role")
-        message = f"This is for the {roles} only; you are signed in as {caller.user}."
         if "text/html" in headers.get("accept", ""):
+            message = f"This page is for the {roles} only; you are signed in as {caller.user}."
             await message_page(self.gate.org_name, "Not allowed", message, 403)(scope, receive, send)
         else:
-            await _json(403, message)(scope, receive, send)
+            await _json(403, f"This is for the {roles} only; you are signed in as {caller.user}.")(
+                scope, receive, send
+            )
 
     async def _refuse_sign_in(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], why: Refusal | None

@@ -25,6 +25,7 @@ Corpus roots default to /work/shared/corpus/<name> for the shared corpora (or
 $SHARED_CORPUS/<name>) and to enclave/demo_corpus in this repository.
 Exit status 0 when every check passes, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,12 +71,21 @@ def default_roots() -> dict[str, Path]:
 
 # ---------------------------------------------------------------- normalisation
 
-_QUOTES = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2032": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"',
-    "\u00a0": " ", "\u2009": " ", "\u202f": " ",
-    "|": " ",
-})
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+        "|": " ",
+    }
+)
 
 
 def norm(text: str) -> str:
@@ -86,11 +96,13 @@ def norm(text: str) -> str:
 
 # ---------------------------------------------------------------- text extraction
 
+
 def pdf_pages(path: Path) -> list[str]:
     """Text of each page, 1-based order (index 0 is page 1)."""
     if shutil.which("pdftotext"):
-        out = subprocess.run(["pdftotext", "-layout", str(path), "-"],
-                             capture_output=True, check=True).stdout.decode("utf-8", "replace")
+        out = subprocess.run(
+            ["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True
+        ).stdout.decode("utf-8", "replace")
         pages = out.split("\f")
         if pages and not pages[-1].strip():
             pages = pages[:-1]
@@ -98,7 +110,7 @@ def pdf_pages(path: Path) -> list[str]:
     try:
         from pypdf import PdfReader  # type: ignore
     except ImportError:  # pragma: no cover
-        raise SystemExit("need pdftotext (poppler-utils) or pypdf to read PDFs")
+        raise SystemExit("need pdftotext (poppler-utils) or pypdf to read PDFs") from None
     return [(p.extract_text() or "") for p in PdfReader(str(path)).pages]
 
 
@@ -164,8 +176,11 @@ def eml_text(path: Path) -> str:
     for part in msg.walk():
         if part.get_content_maintype() == "text":
             content = part.get_content()
-            parts.append(html.unescape(re.sub(r"<[^>]+>", " ", content))
-                         if part.get_content_subtype() == "html" else content)
+            parts.append(
+                html.unescape(re.sub(r"<[^>]+>", " ", content))
+                if part.get_content_subtype() == "html"
+                else content
+            )
     return "\n".join(parts)
 
 
@@ -195,6 +210,7 @@ def document_pages(path: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- checks
+
 
 def check_line(rec: dict, corpus: str, prefix: str, root: Path | None, errors: list[str], where: str):
     def err(msg):
@@ -246,7 +262,7 @@ def check_line(rec: dict, corpus: str, prefix: str, root: Path | None, errors: l
         if answer != []:
             err("unanswerable line must have answer []")
         if evidence != "":
-            err("unanswerable line must have evidence \"\"")
+            err('unanswerable line must have evidence ""')
         if page is not None and not (isinstance(page, int) and page >= 1):
             err("page must be null or a 1-based integer")
 
@@ -275,10 +291,16 @@ def check_line(rec: dict, corpus: str, prefix: str, root: Path | None, errors: l
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", action="append", default=[], metavar="NAME=PATH",
-                    help="corpus root override, e.g. ntsb-reports=/data/ntsb-reports")
-    ap.add_argument("--skip-missing", action="store_true",
-                    help="skip document checks for corpora whose folder is absent")
+    ap.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="corpus root override, e.g. ntsb-reports=/data/ntsb-reports",
+    )
+    ap.add_argument(
+        "--skip-missing", action="store_true", help="skip document checks for corpora whose folder is absent"
+    )
     args = ap.parse_args(argv)
     roots = default_roots()
     for item in args.root:
@@ -342,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(
             f"{fname:22s} answerable {got_ans:3d} (tune {counts[('answerable', 'tune')]:2d}, "
             f"heldout {counts[('answerable', 'heldout')]:2d})  unanswerable {got_un:3d} "
-            f"(tune {counts[('unanswerable', 'tune')]:2d}, heldout {counts[('unanswerable', 'heldout')]:2d})")
+            f"(tune {counts[('unanswerable', 'tune')]:2d}, heldout {counts[('unanswerable', 'heldout')]:2d})"
+        )
 
     for line in summary:
         print(line)

@@ -270,14 +270,14 @@ def benign(kind: str | None) -> Any:
     return {"text": "", "number": None, "integer": 1, "datetime": None, "state": None}.get(kind or "", None)
 
 
-@pytest.mark.parametrize("name", ROLES)
-def test_hostile_payloads_in_every_slot_are_refused(served: Served, name: str) -> None:
-    role = ROLES[name]
+@pytest.mark.parametrize("name", [None, *ROLES])
+def test_hostile_payloads_in_every_slot_are_refused(served: Served, name: str | None) -> None:
     hostile = hostile_values(served)
     session = uuid.uuid4().hex
     ran_before = len(served.ran)
     with served.client(name) as http:
-        config = http.get("/config").json()
+        # The app's own config (a signed-out client may not read it, so it is taken from the app).
+        config = served.app.get_config_file()
         for dep in config["dependencies"]:
             fn = served.app.fns[dep["id"]]
             kinds = [slot_kind(c) for c in fn.inputs]
@@ -302,15 +302,14 @@ def test_hostile_payloads_in_every_slot_are_refused(served: Served, name: str) -
                 }
                 response = http.post("/gradio_api/queue/join", json=body)
                 what = f"{name}: {dep['api_name']} {json.dumps(body)[:200]}"
-                assert response.status_code in (400, 403, 413), what
+                assert response.status_code in ((401,) if name is None else (400, 403, 413)), what
                 assert_reveals_nothing(served, http, response, what)
                 if dep.get("api_name") and event_data is None:  # call/{api_name} takes no event data
                     response = http.post(f"/gradio_api/call/{dep['api_name']}", json={"data": data})
-                    assert response.status_code in (400, 403, 404, 413), what
+                    assert response.status_code in ((401,) if name is None else (400, 403, 404, 413)), what
                     assert_reveals_nothing(served, http, response, what)
     # Nothing hostile reached a handler, and no handler of a higher role ran at all.
     assert served.ran[ran_before:] == []
-    assert role in ("staff", "auditor", "admin")
 
 
 @pytest.mark.parametrize("name", ROLES)

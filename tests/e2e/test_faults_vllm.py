@@ -148,8 +148,17 @@ def answers(audit: AuditLog) -> list[str]:
 
 
 def answer_texts(chat: list[dict[str, Any]]) -> str:
-    """The text of the answer messages (not the question, not reasoning or sources panels)."""
-    return "\n".join(text_of(m) for m in chat if m["role"] == "assistant" and not m.get("metadata"))
+    """The text of the answer messages of the chat's last turn (not the question, not reasoning
+    or sources panels): the page shows the whole conversation, earlier turns too."""
+    return "\n".join(
+        text_of(m) for m in last_turn(chat) if m["role"] == "assistant" and not m.get("metadata")
+    )
+
+
+def last_turn(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages from the last question on."""
+    users = [i for i, m in enumerate(chat) if m["role"] == "user"]
+    return chat[users[-1] :] if users else chat
 
 
 @pytest.fixture
@@ -192,7 +201,9 @@ def test_an_answer_that_cannot_be_audited_is_withheld_and_the_user_told_why(
     full = ask_on_page(browser, QUESTION)
     assert any("lifted off in July" in answer_texts(state) for state in full.states[:-1])  # it streamed
     assert answer_texts(full.final) == markup.error_markdown(WITHHELD)
-    assert not any((m.get("metadata") or {}).get("title", "").startswith("Sources") for m in full.final)
+    assert not any(
+        (m.get("metadata") or {}).get("title", "").startswith("Sources") for m in last_turn(full.final)
+    )
     assert any("withheld" in toast for toast in full.toasts)
     assert reader.execute("SELECT count(*) FROM records").fetchone() == logged  # nothing written
     filler.unlink()

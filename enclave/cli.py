@@ -384,31 +384,62 @@ def ask(
 @app.command("eval")
 def eval_(
     dataset: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="A BEIR folder, a folder with docs/ + queries.jsonl + qrels/, or a question JSONL file."
         ),
-    ],
-    split: Annotated[str, typer.Option("--split", help="Which qrels/<split>.tsv to score.")] = "test",
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Which qrels/<split>.tsv to score (default test); with --grounding: tune, heldout or all.",
+        ),
+    ] = None,
     retrievers: Annotated[
         str, typer.Option("--retrievers", help="Comma-separated: dense, lexical, hybrid, hybrid-rrf.")
     ] = "dense,lexical,hybrid,hybrid-rrf",
     groups: Annotated[
         str | None, typer.Option("--groups", help="Groups to search as (question files; default: all).")
     ] = None,
+    grounding: Annotated[
+        Path | None,
+        typer.Option(
+            "--grounding",
+            help="A grounding question file (bench/grounding/README.md): measure the answers instead "
+            "(evidence in context, answer contains the facts, refusals, empty answers). Needs --corpus.",
+        ),
+    ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option("--corpus", help="With --grounding: the folder its `source` paths are relative to."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode", help="With --grounding: the answer mode, extractive, llm (needs llm.*) or both."
+        ),
+    ] = "extractive",
     limit: Annotated[int, typer.Option("--limit", help="Only the first N questions (0: all).")] = 0,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the full result, per question, as JSON.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Measure retrieval: Recall@5/10, nDCG@10 and MRR@10 of each retriever on a question set.
+    """Measure retrieval (Recall@5/10, nDCG@10, MRR@10 of each retriever on a question set), or
+    with --grounding the answers themselves.
 
-    Datasets with their own documents are ingested (incrementally) into <data_dir>/eval/<name>.
+    Datasets with their own documents, and grounding corpora, are ingested (incrementally) into
+    <data_dir>/eval/<name>.
     """
+    if grounding is not None:
+        _eval_grounding(grounding, corpus, dataset, split or "all", mode, limit, out, as_json)
+        return
+    if dataset is None:
+        raise typer.BadParameter("give a dataset, or --grounding FILE --corpus FOLDER", param_hint="DATASET")
     from enclave.evaluate import format_table, load_question_set, run_eval
 
-    qset = load_question_set(dataset, split)
+    qset = load_question_set(dataset, split or "test")
     modes = [m.strip() for m in retrievers.split(",") if m.strip()]
     result = run_eval(state.settings, qset, modes, parse_groups(groups), limit, per_query=out is not None)  # type: ignore[arg-type]
     if out is not None:
@@ -419,6 +450,39 @@ def eval_(
         emit_json(result)
     else:
         typer.echo(format_table(result))
+
+
+def _eval_grounding(
+    questions: Path,
+    corpus: Path | None,
+    dataset: Path | None,
+    split: str,
+    mode: str,
+    limit: int,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    from enclave.grounding import format_table, load_questions, run_grounding
+
+    if dataset is not None:
+        raise typer.BadParameter("give either a dataset or --grounding, not both", param_hint="DATASET")
+    if corpus is None:
+        raise typer.BadParameter(
+            "--grounding needs --corpus: the folder the questions' `source` paths are relative to",
+            param_hint="--corpus",
+        )
+    if mode not in ("extractive", "llm", "both"):
+        raise typer.BadParameter(f"{mode!r}: use extractive, llm or both", param_hint="--mode")
+    load_questions(questions)  # a bad line is named before anything is ingested
+    modes = ("extractive", "llm") if mode == "both" else (mode,)
+    result = run_grounding(state.settings, questions, corpus, split, modes, limit)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if as_json:
+        emit_json({k: v for k, v in result.items() if k != "rows"})
+    else:
+        typer.echo(format_table([result]))
 
 
 @users_app.command("add")

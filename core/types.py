@@ -84,9 +84,11 @@ class SentenceSupport:
     """How well one sentence of a generated answer is backed by the sources it cites.
 
     `start`/`end` index the sentence in `Answer.text`. `level`: supported, weak (its cited
-    sources share too little with it) or uncited (it cites nothing). `lexical` is the share of
-    its content words found in the cited sources, `semantic` the highest cosine between it and a
-    cited source (None when not computed).
+    sources share too little with it) or uncited (it cites nothing, and no supplied source backs
+    it). `lexical` is the share of its content words found in the cited sources, `semantic` the
+    highest cosine between it and a cited source (None when not computed). `attributed`: the
+    model cited nothing here; Enclave found the source in `cited` that backs the sentence
+    after generation (never true of a number the model wrote itself).
     """
 
     start: int
@@ -96,6 +98,7 @@ class SentenceSupport:
     level: SupportLevel
     lexical: float | None = None
     semantic: float | None = None
+    attributed: bool = False
 
 
 @dataclass
@@ -117,6 +120,11 @@ class Answer:
     search_query: str = ""
     # Per sentence of an LLM answer, how well its citations back it (empty for other modes).
     support: list[SentenceSupport] = field(default_factory=list)
+
+    @property
+    def attributed(self) -> bool:
+        """Whether Enclave, not the model, chose the sources of some of its sentences."""
+        return any(s.attributed for s in self.support)
 
 
 StreamKind = Literal["sources", "reasoning", "token", "done"]

@@ -665,6 +665,7 @@ def _support(items: object, text: str) -> list[SentenceSupport]:
                     item["level"],
                     item.get("lexical"),
                     item.get("semantic"),
+                    bool(item.get("attributed")),
                 )
             )
         except (KeyError, TypeError, ValueError):

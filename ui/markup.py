@@ -122,6 +122,10 @@ MARKS = {
     ),
 }
 MARKED_NOTE = "*Highlighted sentences are weakly supported by the sources they cite, or cite none.*"
+ATTRIBUTED_NOTE = (
+    "*The model cited no source for some sentences: Enclave matched them to the listed sources "
+    "that back them ({numbers}). Check them against the sources.*"
+)
 
 # What an answer may be shown with, checked by nh3 (Ammonia) on markdown-it's output: structure
 # and emphasis, no link, image, media, form or style; a <mark> only with one of MARKS' classes and
@@ -288,6 +292,9 @@ def answer_markdown(answer: Answer) -> str:
         lines.append(marked_prose(text, support))
         if any(s.level in MARKS for s in support):
             lines.append(MARKED_NOTE)
+        attributed = sorted({n for s in support if s.attributed for n in s.cited})
+        if attributed:
+            lines.append(ATTRIBUTED_NOTE.format(numbers=", ".join(f"[{n}]" for n in attributed)))
     if answer.audit_id is not None:
         lines.append(f"*Audit record {answer.audit_id}*")
     return "\n\n".join(lines)

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from assistant.support import MIN_LEXICAL, MIN_SEMANTIC, SupportChecker
+from assistant.support import (
+    ATTRIBUTE_MIN_LEXICAL,
+    ATTRIBUTE_MIN_SEMANTIC,
+    MIN_LEXICAL,
+    MIN_SEMANTIC,
+    SupportChecker,
+)
 from core.settings import Settings
 from core.types import Principal
 from enclave import wiring
@@ -61,3 +67,20 @@ def test_paraphrase_is_supported_by_meaning_and_an_unrelated_claim_is_weak(embed
     assert paraphrase.level == "supported"
     assert unrelated.semantic is not None and unrelated.semantic < MIN_SEMANTIC
     assert (unrelated.level, unrelated.cited) == ("weak", (1,))
+
+
+def test_uncited_paraphrase_is_attributed_to_its_passage_and_a_claim_none_backs_is_not(embedder: Any) -> None:
+    sources = {
+        1: PARKING.split("\n\n", 1)[1],
+        2: LEAVE.split("\n\n", 1)[1],
+        3: "Expense claims are filed within 30 days of purchase, with the receipt attached.",
+    }
+    text = (
+        "Employees working full time are entitled to twenty-five days off annually. "
+        "The harbour crane was painted blue in 1998."
+    )
+    paraphrase, unrelated = SupportChecker(embedder).check(text, sources, attribute=True)
+    assert (paraphrase.level, paraphrase.cited, paraphrase.attributed) == ("supported", (2,), True)
+    assert paraphrase.lexical is not None and paraphrase.lexical < ATTRIBUTE_MIN_LEXICAL  # by meaning
+    assert (unrelated.level, unrelated.cited, unrelated.attributed) == ("uncited", (), False)
+    assert unrelated.semantic is not None and unrelated.semantic < ATTRIBUTE_MIN_SEMANTIC

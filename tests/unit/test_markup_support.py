@@ -82,3 +82,14 @@ def test_a_source_shows_its_file_name_never_its_server_path() -> None:
     )
     shown = citation_markdown(citation)
     assert "/srv/shares" not in shown and "`leave 'policy'.md`" in shown and "files/d1" in shown
+
+
+def test_sources_enclave_attributed_are_named_as_its_own() -> None:
+    text = "Staff get 25 days of leave."
+    support = [SentenceSupport(0, len(text), text, (2,), "supported", 0.9, 0.8, attributed=True)]
+    shown = answer_markdown(Answer("q", text, "llm", support=support))
+    assert "Enclave matched them to the listed sources that back them ([2])" in shown
+    plain = answer_markdown(
+        Answer("q", text, "llm", support=[SentenceSupport(0, len(text), text, (2,), "supported")])
+    )
+    assert "Enclave matched" not in plain

@@ -3,7 +3,9 @@ the semantic part runs with the real embedding model in tests/integration/test_a
 
 from __future__ import annotations
 
+from assistant.service import unsupported_refusal
 from assistant.support import SupportChecker, answer_sentences, content_terms, lexical_support
+from core.types import Chunk, Hit
 
 LEAVE = "Full-time staff get 25 days of annual leave per year. Leave must be booked two weeks ahead."
 PARKING = "Staff permits for the blue car park cost 12 euros per month."
@@ -67,3 +69,80 @@ def test_checker_grades_supported_weak_and_uncited_sentences() -> None:
 def test_citation_to_a_source_not_given_counts_as_no_citation() -> None:
     graded = SupportChecker(None).check("Parking costs 12 euros [3].", {1: PARKING})
     assert [(g.level, g.cited) for g in graded] == [("uncited", ())]
+
+
+def test_attribution_gives_an_uncited_sentence_the_source_that_backs_it() -> None:
+    text = "Full-time staff get 25 days of annual leave. A parking permit costs 12 euros per month."
+    graded = SupportChecker(None).check(text, {1: PARKING, 2: LEAVE}, attribute=True)
+    assert [(g.level, g.cited, g.attributed) for g in graded] == [
+        ("supported", (2,), True),
+        ("supported", (1,), True),
+    ]
+
+
+def test_attribution_leaves_a_sentence_no_source_backs_uncited_and_keeps_model_citations() -> None:
+    text = (
+        "Full-time staff get 25 days of annual leave [1]. "
+        "Most firms reimburse gym memberships and bicycles. "
+        "The documents do not say whether unused leave carries over."
+    )
+    graded = SupportChecker(None).check(text, {1: LEAVE, 2: PARKING}, attribute=True)
+    assert [(g.level, g.cited, g.attributed) for g in graded] == [
+        ("supported", (1,), False),  # the model's own citation, checked as before
+        ("uncited", (), False),  # no passage backs it: marked, never given a citation
+        ("supported", (), False),
+    ]
+    assert graded[1].lexical == 0.0  # its best source's score, for the record
+
+
+def test_without_attribution_an_uncited_sentence_stays_uncited() -> None:
+    graded = SupportChecker(None).check("Full-time staff get 25 days of annual leave.", {1: LEAVE})
+    assert [(g.level, g.cited, g.attributed) for g in graded] == [("uncited", (), False)]
+
+
+def hit(title: str) -> Hit:
+    return Hit(Chunk(title, title, "text", f"{title}.md", ("public",), title=title), 1.0)
+
+
+def test_an_answer_no_passage_backs_is_refused_naming_the_documents_searched() -> None:
+    text = "Most firms reimburse gym memberships. Bicycles are popular."
+    graded = SupportChecker(None).check(text, {1: LEAVE, 2: PARKING}, attribute=True)
+    refusal = unsupported_refusal(graded, [hit("Annual leave"), hit("Parking"), hit("Parking")])
+    assert refusal is not None and "(Annual leave; Parking)" in refusal and "none of its sentences" in refusal
+
+
+def test_an_answer_saying_only_that_the_sources_do_not_answer_is_a_refusal() -> None:
+    graded = SupportChecker(None).check(
+        "The documents do not answer this question.", {1: LEAVE}, attribute=True
+    )
+    refusal = unsupported_refusal(graded, [hit("Annual leave")])
+    assert refusal == "The documents searched (Annual leave) do not answer this question."
+
+
+def test_an_answer_with_one_backed_sentence_is_kept() -> None:
+    text = "Full-time staff get 25 days of annual leave. Most firms reimburse gym memberships."
+    graded = SupportChecker(None).check(text, {1: LEAVE}, attribute=True)
+    assert unsupported_refusal(graded, [hit("Annual leave")]) is None
+
+
+def test_an_answer_whose_own_citations_are_all_weak_is_kept_flagged() -> None:
+    graded = SupportChecker(None).check(
+        "Parking permits cost 12 euros a month [1].", {1: LEAVE}, attribute=True
+    )
+    assert [g.level for g in graded] == ["weak"]
+    assert unsupported_refusal(graded, [hit("Annual leave")]) is None
+
+
+def test_a_number_no_source_states_is_never_attributed() -> None:
+    question = "How many days of annual leave do staff get?"
+    invented = "Full-time staff get 30 days of annual leave."
+    graded = SupportChecker(None).check(invented, {1: LEAVE}, attribute=True, question=question)
+    assert [(g.level, g.cited) for g in graded] == [("uncited", ())]
+    # A number taken from the question is no claim of the model's.
+    echoed = SupportChecker(None).check(
+        "Staff ask about 2024 leave: full-time staff get 25 days.",
+        {1: LEAVE},
+        attribute=True,
+        question="How much leave do staff get in 2024?",
+    )
+    assert [(g.level, g.cited) for g in echoed] == [("supported", (1,))]

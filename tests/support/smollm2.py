@@ -150,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "build":
         print(cached_smollm2(args.cache_dir))
     else:
+        import signal
         import time
 
+        # Stopped by Ctrl-C or SIGTERM alike, and even when started in the background (which
+        # ignores SIGINT): either way the block below ends and vLLM's process group goes with it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         args.log.parent.mkdir(parents=True, exist_ok=True)
         with running_smollm2(args.log) as server:
             print(f"{server.base_url} serves {server.model}; Ctrl-C stops it", flush=True)

@@ -5,7 +5,8 @@
 
 Without FOLDER: the shared corpora ../shared/corpus/{ntsb-reports,18f-handbook,github-site-policy}.
 Files are parsed by `ingest.parsing.parse_file` in worker processes and chunked by
-`ingest.chunking.Chunker` as `enclave ingest` does (same settings defaults); nothing is embedded,
+`ingest.chunking.Chunker` as `enclave ingest` does (same settings defaults, the shipped model's
+window); nothing is embedded,
 so a run takes minutes, not the hour an ingest would. Per folder it reports the chunks, the share
 holding fewer than 5 and fewer than 15 words, the median, p90 and largest word count, the
 embedded text's word pieces (all-MiniLM-L6-v2's window is 256 with [CLS]/[SEP]; how many chunks
@@ -48,14 +49,15 @@ def _chunk_file(job: tuple[str, int, int]) -> dict[str, Any]:
     """Parse and chunk one file (in a worker process): its chunks' texts, pages, embedded texts."""
     path, chunk_chars, overlap = job
     from core.errors import ParseError
-    from ingest.chunking import Chunker, document_id, embedding_text
+    from ingest.chunking import Chunker, WordPieces, document_id, embedding_text
     from ingest.parsing import parse_file
 
     try:
         doc = parse_file(Path(path), table_chars=chunk_chars)
     except ParseError as exc:
         return {"path": path, "error": str(exc)[:300]}
-    chunks = Chunker(chunk_chars, overlap).chunks(doc, document_id("0" * 64), path, ["bench"])
+    chunker = Chunker(chunk_chars, overlap, word_pieces=WordPieces.of(None))
+    chunks = chunker.chunks(doc, document_id("0" * 64), path, ["bench"])
     return {
         "path": path,
         "chunks": [{"text": c.text, "page": c.page, "embedded": embedding_text(c)} for c in chunks],

@@ -266,7 +266,7 @@ def build_pipeline(
     embedder: Embedder | None = None,
     store: SearchIndex | None = None,
 ) -> IngestPipeline:
-    from ingest.chunking import Chunker
+    from ingest.chunking import Chunker, WordPieces
     from ingest.manifest import Manifest
     from ingest.parsing import parse_file
     from ingest.pipeline import IngestPipeline, disk_full_explained
@@ -279,7 +279,10 @@ def build_pipeline(
         store=store,
         embedder=embedder or build_embedder(settings),
         manifest=manifest,
-        chunker=Chunker(i.chunk_chars, i.chunk_overlap),
+        # Chunks are kept within the embedding model's window, counted by its own tokenizer.
+        chunker=Chunker(
+            i.chunk_chars, i.chunk_overlap, word_pieces=WordPieces.of(settings.embedding.model_path)
+        ),
         max_file_bytes=int(i.max_file_mb * 1024 * 1024),
         lock_path=settings.data_dir / "ingest.lock",
         workers=i.workers,

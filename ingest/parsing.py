@@ -3,12 +3,16 @@
 `parse_file()` checks the bytes first (empty, mislabelled, encrypted, damaged, ZIP bomb), then
 reads the file with unstructured's partitioner for its format, or with Enclave's own reader
 (CSV/TSV, JSON/NDJSON, OCR of images and scanned pages), and folds the result into `Section`s:
-a Title element, or a new page, starts a new section. A Title is both the section's `heading`
-and the first paragraph of its `text` (so no parsed text is ever dropped, even a heading with
-nothing under it); later sections keep the nearest preceding heading, across pages too.
-Tables are written one row per line, cells separated by " | "; a table longer than
-`table_chars` is cut into groups of rows that each start with the header row again. Spreadsheet
-sheets start with the sheet name as heading. Mails also give their attachments, as bytes.
+a Title element, a new page or a table starts a new section. A Title is both the section's
+`heading` and the first paragraph of its `text` (so no parsed text is ever dropped, even a
+heading with nothing under it); later sections keep the nearest preceding heading, across pages
+too. A Title that is a form's label ("Registration:") or, where Titles come from classifying
+text (PDF, plain text), a field ("Seats: 4") is no heading: a label takes its value, and the
+label/value pairs printed on one line of a PDF are joined left to right (`formats.fields`), so
+a two-column form keeps each label with its value. Tables are written one row per line, cells
+separated by " | ", as sections of their own: a table longer than `table_chars` is cut into
+groups of rows that each start with the header row again. Spreadsheet sheets start with the
+sheet name as heading. Mails also give their attachments, as bytes.
 
 Every failure is a `ParseError` whose message starts with the path. `Unsupported` and its
 subclasses (`NeedsOCR`, `NeedsLibreOffice`) mean "skipped here", not "broken";
@@ -28,9 +32,11 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import io
+import itertools
 import logging
 import tempfile
 import threading
@@ -51,7 +57,7 @@ from ingest.document import (
     Section,
     Unsupported,
 )
-from ingest.formats import containers, encoding, mail, ocr, office, pdf, records, tables
+from ingest.formats import containers, encoding, fields, mail, ocr, office, pdf, records, tables
 from ingest.formats import one_line as _one_line
 
 __all__ = [
@@ -148,6 +154,9 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_FORMATS)
 _MODERN = {".doc": {"DOCX": _DOCX}, ".ppt": {"PPTX": _PPTX}, ".xls": {"XLSX": _XLSX}}
 _SPREADSHEETS = {"XLSX", "XLS"}
 _PANDOC_TEXT = {"reStructuredText", "Org"}  # pandoc reads UTF-8 only: other encodings re-encoded
+# Partitioners whose Titles come from classifying text, not from markup: there a short
+# `Label: value` text is a form's field, never a heading.
+_CLASSIFIED_TITLES = {"pdf", "text", "xml"}
 
 # Packages partition_pdf needs beyond pdfminer.six even for strategy="fast": it imports them at
 # module level or behind `requires_dependencies`, and swallows the error of a missing one into an
@@ -499,7 +508,8 @@ def _parse_unstructured(
             elements = pdf.with_ocr_pages(path, elements)
     if fmt.label == "email":
         subject, attachments = _eml_parts(path, text_encoding)
-    sections = _sections(elements, titles.is_title, fmt.label in _SPREADSHEETS, table_chars)
+    classified = fmt.module in _CLASSIFIED_TITLES
+    sections = _sections(elements, titles.is_title, fmt.label in _SPREADSHEETS, table_chars, classified)
     title = _title(path, fmt, elements, titles.is_title, fallback=subject)
     if sections:
         return ParsedDocument(path=path, title=title, sections=sections, attachments=attachments)
@@ -642,9 +652,136 @@ def _partition(
 # --- elements to sections --------------------------------------------------------------------
 
 
+@dataclass
+class _Block:
+    """The text of one element, or of several printed on one line, on its way into a section."""
+
+    text: str
+    page: int | None
+    sheet: str | None
+    heading: bool  # starts a section
+    rows: list[str]  # a table's rows, header first; empty for text
+    box: fields.Box | None  # where the last of its elements is printed (PDF text layer only)
+
+
+def _box(element: Any) -> fields.Box | None:
+    coordinates = getattr(element.metadata, "coordinates", None)
+    points = getattr(coordinates, "points", None)
+    if not points or len(points) < 3:
+        return None
+    (left, top), (right, bottom) = points[0], points[2]
+    return (float(left), float(top), float(right), float(bottom))
+
+
+def _blocks(elements: Iterable[Any], is_title: Callable[[Any], bool], classified: bool) -> list[_Block]:
+    """Elements as blocks: a label joins its value, elements printed on one line join as one.
+
+    A Title is a heading unless it is a label ("Registration:"), a field ("Seats: 4") where titles
+    come from classifying text (PDF, plain text) rather than from markup, or part of a line.
+    """
+    items: list[_Block] = []
+    markup: list[bool] = []  # a Title from markup (a style, a tag): never a form's value
+    for element in elements:
+        rows = _table_rows_of(element)
+        text = "\n".join(rows) if rows else str(element.text or "")
+        if not text.strip():
+            continue  # PageBreak, empty paragraphs, image placeholders
+        metadata = element.metadata
+        title = is_title(element)
+        items.append(
+            _Block(
+                text=text,
+                page=metadata.page_number,
+                sheet=getattr(metadata, "page_name", None),
+                heading=title and not fields.is_label(text) and not (classified and fields.is_field(text)),
+                rows=rows,
+                box=_box(element),
+            )
+        )
+        markup.append(title and not classified)
+    blocks: list[_Block] = []
+    for block, markup_heading in zip(*_form_lines(items, markup), strict=True):
+        previous = blocks[-1] if blocks else None
+        separator = _joined_by(previous, block, markup_heading) if previous else None
+        if previous is None or separator is None:
+            blocks.append(block)
+            continue
+        previous.text += separator + block.text
+        previous.heading = False
+        previous.box = block.box
+    return blocks
+
+
+def _form_lines(items: list[_Block], markup: list[bool]) -> tuple[list[_Block], list[bool]]:
+    """The label/value pairs of each printed line that holds a label, joined left to right into
+    one block where the line's first element was, whatever order the PDF gave them in (pdfminer
+    reads some forms row by row, others column by column)."""
+    lines: dict[tuple[int | None, int], list[int]] = {}
+    anchor: dict[int | None, list[tuple[float, int]]] = {}
+    for i, item in enumerate(items):
+        if item.box is None or item.rows:
+            continue
+        tops = anchor.setdefault(item.page, [])
+        line = next((n for top, n in tops if abs(top - item.box[1]) <= fields.SAME_LINE), None)
+        if line is None:
+            line = len(tops)
+            tops.append((item.box[1], line))
+        lines.setdefault((item.page, line), []).append(i)
+    gone: set[int] = set()
+    for members in lines.values():
+        texts = [items[i].text for i in members]
+        if len(members) < 2 or not any(fields.is_label(t) or fields.is_field(t) for t in texts):
+            continue
+        ordered = sorted(members, key=lambda i: items[i].box[0] if items[i].box else 0.0)
+        text = items[ordered[0]].text
+        for before, i in itertools.pairwise(ordered):
+            after = items[i].text
+            if fields.is_label(after) or fields.is_field(after):
+                text += "\n" + after
+            else:
+                text += (" " if fields.is_label(items[before].text.rsplit("\n", 1)[-1]) else " | ") + after
+        first = min(members)
+        items[first] = dataclasses.replace(items[first], text=text, heading=False, box=items[ordered[-1]].box)
+        markup[first] = False
+        gone.update(i for i in members if i != first)
+    kept = [i for i in range(len(items)) if i not in gone]
+    return [items[i] for i in kept], [markup[i] for i in kept]
+
+
+def _joined_by(previous: _Block, block: _Block, markup_heading: bool) -> str | None:
+    """How `block` continues `previous` on one line ("Label: value", "cell | cell", or a new
+    line for the next label of a printed line), or None when it starts a block of its own."""
+    if previous.rows or block.rows or previous.page != block.page or previous.sheet != block.sheet:
+        return None
+    label_waits = fields.is_label(previous.text.rsplit("\n", 1)[-1])
+    if previous.box is not None and block.box is not None:
+        if not fields.same_line(previous.box, block.box):
+            return None
+        if fields.is_label(block.text) or fields.is_field(block.text):
+            return "\n"
+        return " " if label_waits else " | "
+    # No layout to go by: a label takes the short text right after it as its value.
+    if (
+        label_waits
+        and not markup_heading
+        and "\n" not in block.text.strip()
+        and len(block.text.split()) <= 12
+        and not fields.is_label(block.text)
+    ):
+        return " "
+    return None
+
+
 def _sections(
-    elements: Iterable[Any], is_title: Callable[[Any], bool], spreadsheet: bool, table_chars: int
+    elements: Iterable[Any],
+    is_title: Callable[[Any], bool],
+    spreadsheet: bool,
+    table_chars: int,
+    classified: bool = False,
 ) -> list[Section]:
+    """Fold elements into sections: a heading, a new page or a new sheet starts one; every table
+    is a section (or several, of whole rows, each with the header row) of its own.
+    `classified`: Titles come from classifying text (PDF, plain text), not from markup."""
     sections: list[Section] = []
     heading = ""
     page: int | None = None
@@ -656,29 +793,24 @@ def _sections(
             sections.append(Section(text="\n\n".join(body), heading=heading, page=page))
             body.clear()
 
-    for element in elements:
-        rows = _table_rows_of(element)
-        text = "\n".join(rows) if rows else str(element.text or "")
-        if not text.strip():
-            continue  # PageBreak, empty paragraphs, image placeholders
-        metadata = element.metadata
-        element_page = metadata.page_number
-        if element_page != page:
+    for block in _blocks(elements, is_title, classified):
+        if block.page != page:
             flush()
-            page = element_page
-        if spreadsheet and metadata.page_name and metadata.page_name != sheet:
+            page = block.page
+        if spreadsheet and block.sheet and block.sheet != sheet:
             flush()
-            sheet = metadata.page_name
+            sheet = block.sheet
             heading = sheet
-        if is_title(element):
+        if block.heading:
             flush()
-            heading = " ".join(text.split())
-        if rows and (spreadsheet or len(text) > table_chars):
-            # A sheet's table, or a long one anywhere: sections of its own, header row first.
+            heading = " ".join(block.text.split())
+        if block.rows:
+            # Rows stay whole and each group of them under the header row: a chunk of a table
+            # retrieved on its own still says what its columns are.
             flush()
-            sections.extend(tables.table_sections(rows, heading, page, table_chars))
+            sections.extend(tables.table_sections(block.rows, heading, page, table_chars))
             continue
-        body.append(text)
+        body.append(block.text)
     flush()
     return sections
 

@@ -45,7 +45,14 @@ SECTIONS = {
 
 
 def manual(sections: dict[str, str]) -> str:
-    return "# Office manual\n\n" + "".join(f"## {h}\n\n{t}\n\n" for h, t in sections.items())
+    """The manual, each section long enough to be a chunk of its own (shorter ones would join
+    their neighbours, ingest.chunking)."""
+    return "# Office manual\n\n" + "".join(
+        f"## {h}\n\n{t} The {h.lower()} rules apply to staff, visitors and contractors alike, on "
+        f"every site. Questions about {h.lower()} go to the office manager, who keeps this "
+        f"section up to date and answers within a working day.\n\n"
+        for h, t in sections.items()
+    )
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -136,7 +143,13 @@ def test_a_passage_two_documents_share_is_embedded_once(parts: dict[str, Any], t
     docs.mkdir()
     # Two versions of one manual under two names, differing in one section: one batch.
     (docs / "manual-2025.md").write_text(manual(SECTIONS))
-    (docs / "manual-2026.md").write_text(manual(dict(SECTIONS, Parking="Parking is now on level three.")))
+    (docs / "manual-2026.md").write_text(
+        manual(
+            dict(
+                SECTIONS, Parking="Parking is now on level three of the south garage, from the first of May."
+            )
+        )
+    )
     report = parts["pipeline"].run([docs], ["staff"])
     n = report.chunks_added // 2  # chunks of each version
     assert report.count("new") == 2 and n >= len(SECTIONS)

@@ -1,4 +1,5 @@
-"""The chunker: headings are not chunked twice, long sections are cut evenly, nothing is lost."""
+"""The chunker: headings and labels travel with their text, tables keep their header, pages stay
+right, chunks fit the model's window, long sections are cut evenly, nothing is lost."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import re
 from pathlib import Path
 
 from core.types import Chunk
-from ingest.chunking import Chunker, embedding_text, without_heading
+from ingest.chunking import Chunker, WordPieces, embedding_text, without_heading
 from ingest.document import ParsedDocument, Section
+from ingest.formats import tables
 
 TITLE = "Induction of myelodysplasia by myeloid-derived suppressor cells."
 
@@ -79,3 +81,102 @@ def test_context_leaves_out_a_heading_that_repeats_the_title() -> None:
     assert chunk("", "Costs").context == "Costs"
     assert chunk("Report", "").context == "Report"
     assert embedding_text(chunk("", "")) == "t"
+
+
+def _texts(doc: ParsedDocument, chunker: Chunker | None = None) -> list[tuple[str, str, int | None]]:
+    return [(c.text, c.section, c.page) for c in (chunker or Chunker()).chunks(doc, "d", "doc.md", ["staff"])]
+
+
+def test_a_heading_travels_with_the_text_it_heads() -> None:
+    doc = _doc(
+        Section(text="Safety", heading="Safety", page=1),
+        Section(text=f"Fire drills\n\n{_sentences(4)}", heading="Fire drills", page=1),
+        Section(text="Visitors\n\n" + _sentences(8), heading="Visitors", page=1),
+    )
+    assert _texts(doc) == [
+        # "Safety" alone is the chunk's heading; the next heading stays in the text
+        (f"Fire drills\n\n{_sentences(4)}", "Safety", 1),
+        (_sentences(8), "Visitors", 1),
+    ]
+
+
+def test_labels_join_the_section_after_them_and_a_long_one_keeps_them_in_its_first_piece() -> None:
+    form = "Registration: N5921D\nAircraft: Piper PA-22-150"
+    narrative = _sentences(14)  # longer than a chunk
+    doc = _doc(
+        Section(text=form, heading="Report", page=1),
+        Section(text=f"Analysis\n\n{narrative}", heading="Analysis", page=1),
+    )
+    chunks = Chunker().chunks(doc, "d", "doc.md", ["staff"])
+    assert len(chunks) == 2 and all(len(c.text) <= 1000 for c in chunks)
+    assert chunks[0].text.startswith(f"{form}\n\nAnalysis\n\nSentence 0 ")
+    assert chunks[0].section == "Report"
+
+
+def test_a_table_cut_by_rows_keeps_its_header_in_every_chunk() -> None:
+    header = "Name | Department | Extension"
+    rows = [f"Person {i} with a longer name | Department {i % 7} | {1000 + i}" for i in range(60)]
+    doc = _doc(
+        Section(
+            text="Phone list\n\nAsk the front desk for numbers not listed here.", heading="Phone list", page=2
+        ),
+        *tables.table_sections([header, *rows], "Phone list", 2, 1000),
+    )
+    chunks = Chunker().chunks(doc, "d", "doc.md", ["staff"])
+    with_rows = [c for c in chunks if "Person" in c.text]
+    assert len(with_rows) >= 3
+    for chunk in with_rows:
+        lines = chunk.text.split("\n")
+        assert header in lines and lines.index(header) < min(
+            i for i, line in enumerate(lines) if "Person" in line
+        )
+        assert len(chunk.text) <= 1000 and chunk.page == 2
+    # every row whole in some chunk, in order
+    found = [line for c in with_rows for line in c.text.split("\n") if line.startswith("Person")]
+    assert sorted(set(found), key=found.index) == rows
+
+
+def test_a_heading_at_the_bottom_of_a_page_joins_the_text_on_the_next_with_its_page() -> None:
+    doc = _doc(
+        Section(text="Scope\n\n" + _sentences(6), heading="Scope", page=1),
+        Section(text="Procedure", heading="Procedure", page=1),
+        Section(text="Pilots file the plan an hour before departure.", heading="Procedure", page=2),
+        Section(text="Page 2 of 2", heading="Procedure", page=3),
+    )
+    assert _texts(doc) == [
+        (_sentences(6), "Scope", 1),
+        ("Pilots file the plan an hour before departure.", "Procedure", 2),
+        # text never crosses a page: a short one with nothing to join on its page stays alone
+        ("Page 2 of 2", "Procedure", 3),
+    ]
+
+
+def test_a_short_text_at_the_end_of_its_page_joins_the_one_before_it() -> None:
+    doc = _doc(
+        Section(text="Scope\n\n" + _sentences(3), heading="Scope", page=1),
+        Section(text="Notes\n\nSee annex B.", heading="Notes", page=1),
+        Section(text="Annex B\n\n" + _sentences(3), heading="Annex B", page=2),
+    )
+    assert _texts(doc) == [
+        (f"{_sentences(3)}\n\nNotes\n\nSee annex B.", "Scope", 1),
+        (_sentences(3), "Annex B", 2),
+    ]
+
+
+def test_chunks_stay_within_the_embedding_models_window() -> None:
+    counter = WordPieces.of(None)
+    assert counter is not None and counter.window == 256
+    # URLs and hashes take many word pieces per character: 990 characters, far over 256 pieces
+    text = " ".join(f"https://example.org/a{i:03d}/x7Qz9kPw{i}" for i in range(30))[:990]
+    assert counter.count(text) > 256
+    doc = _doc(Section(text=f"Links\n\n{text}", heading="Links", page=None))
+    chunks = Chunker(word_pieces=counter).chunks(doc, "d", "doc.md", ["staff"])
+    assert len(chunks) >= 2
+    assert all(counter.count(embedding_text(c)) <= 256 for c in chunks)
+    for url in text.split()[:-1]:  # every whole URL is in some chunk
+        assert any(url in c.text for c in chunks)
+
+
+def test_a_document_that_is_only_a_heading_is_one_chunk() -> None:
+    doc = _doc(Section(text="Annex C", heading="Annex C", page=4), title="Annex C")
+    assert _texts(doc) == [("Annex C", "Annex C", 4)]

@@ -415,6 +415,50 @@ def test_pdf_pages_and_headings(tmp_path: Path) -> None:
     assert doc.sections.index(first) < doc.sections.index(second)
 
 
+def make_form_pdf(path: Path) -> Path:
+    """A report form as NTSB prints one: two columns of label/value pairs, then a paragraph."""
+    cells = [
+        (700, [(54, "Location:"), (181, "Tallahassee, FL"), (352, "Accident Number:"), (460, "NYC08CA055")]),
+        (680, [(54, "Date & Time:"), (181, "12/08/2007, 1730 EST"), (352, "Registration:"), (460, "N5921D")]),
+        (660, [(54, "Defining Event:"), (352, "Injuries:"), (460, "1 Minor")]),
+    ]
+    ops = [f"BT /F1 10 Tf {x} {y} Td ({text}) Tj ET" for y, row in cells for x, text in row]
+    return make_pdf(
+        path,
+        [
+            [
+                (24, "Aviation Accident Report"),
+                (11, "The pilot was attempting to land at his private airstrip."),
+            ]
+        ],
+        extra_ops="\n".join(ops).encode("latin-1"),
+    )
+
+
+def test_pdf_form_labels_stay_with_their_values(tmp_path: Path) -> None:
+    doc = parse_file(make_form_pdf(tmp_path / "report.pdf"))
+    form = section_with(doc, "Registration")
+    # each label with its value, one pair a line, both columns of a printed line together
+    assert "Location: Tallahassee, FL\nAccident Number: NYC08CA055" in form.text
+    assert "Date & Time: 12/08/2007, 1730 EST\nRegistration: N5921D" in form.text
+    assert "Defining Event:\nInjuries: 1 Minor" in form.text  # an empty value stays empty
+    # no label or value became a heading of its own
+    assert {s.heading for s in doc.sections} <= {"", "Aviation Accident Report"}
+
+
+def test_a_docx_label_paragraph_takes_its_value(tmp_path: Path) -> None:
+    import docx
+
+    path = tmp_path / "form.docx"
+    document = docx.Document()
+    document.add_heading("Request", level=1)
+    for text in ("Requested by:", "Jane Doe", "Purpose:", "Site visit to the harbour crane."):
+        document.add_paragraph(text)
+    document.save(path)
+    (section,) = parse_file(path).sections
+    assert section.text == "Request\n\nRequested by: Jane Doe\n\nPurpose: Site visit to the harbour crane."
+
+
 def test_docx_headings_and_table_rows(tmp_path: Path) -> None:
     doc = parse_file(make_docx(tmp_path / "policy.docx"))
     assert doc.title == "Travel policy"
@@ -423,9 +467,14 @@ def test_docx_headings_and_table_rows(tmp_path: Path) -> None:
     assert travel.text.startswith("Travel policy\n\n")  # the heading is the section's first paragraph
     expenses = section_with(doc, "Receipts are submitted")
     assert expenses.heading == "Expenses"
-    assert "Item | Limit | Approver\nHotel | 150 | Manager\nMeal | 40 | None" in expenses.text
+    # A table is a section of its own under the heading, header row first, one row a line.
+    table = section_with(doc, "Hotel | 150")
+    assert (table.heading, table.text) == (
+        "Expenses",
+        "Item | Limit | Approver\nHotel | 150 | Manager\nMeal | 40 | None",
+    )
     assert all(s.page is None for s in doc.sections)  # python-docx writes no rendered page breaks
-    assert [s.heading for s in doc.sections] == ["Travel policy", "Expenses"]
+    assert [s.heading for s in doc.sections] == ["Travel policy", "Expenses", "Expenses"]
 
 
 def test_pptx_slides_are_pages_titles_headings_and_notes_kept(tmp_path: Path) -> None:
@@ -455,7 +504,8 @@ def test_html_title_headings_and_table_rows(tmp_path: Path, ext: str) -> None:
     assert section_with(doc, "twenty-five days").heading == "Annual leave"
     carry = section_with(doc, "five unused days")
     assert carry.heading == "Carry over"
-    assert "Years of service | Extra days\n5 | 2\n10 | 5" in carry.text
+    table = section_with(doc, "Years of service")
+    assert (table.heading, table.text) == ("Carry over", "Years of service | Extra days\n5 | 2\n10 | 5")
     assert all(s.page is None for s in doc.sections)
 
 
@@ -917,6 +967,16 @@ def test_corpus_multi_page_pdf() -> None:
     doc = parse_file(corpus_file(EXAMPLES / "pdf" / "multi-column-2p.pdf"))
     pages = [s.page for s in doc.sections]
     assert pages == sorted(pages) and set(pages) == {1, 2}
+
+
+def test_corpus_ntsb_form_fields_are_not_headings() -> None:
+    report = CORPUS / "ntsb-reports" / "data" / "v1" / "docs" / "20071229X02007.pdf"
+    doc = parse_file(corpus_file(report))
+    first = doc.sections[0]
+    assert "Date & Time: 12/08/2007, 1730 EST\nRegistration: N5921D" in first.text
+    assert first.page == 1
+    assert not [s.heading for s in doc.sections if s.heading.endswith(":") or s.heading == "N5921D"]
+    assert section_with(doc, "Seats: 4").heading == "Aircraft and Owner/Operator Information"
 
 
 def test_corpus_pdf_with_owner_password_only_is_read() -> None:

@@ -269,7 +269,7 @@ def _then_now(before: Any, after: Any, show: Callable[[Any], str]) -> str:
     if before is None:
         return show(after)
     if after is None:
-        return f"{show(before)} → (not run)"
+        return show(before)
     return f"{show(before)} → {show(after)}"
 
 
@@ -292,12 +292,13 @@ def grounding_block(after: dict[str, Any] | None, before: dict[str, Any] | None)
         if r is None:
             continue
         p = r.get("product", {})
-        changed = len(p.get("uncommitted", []))
-        state = f"commit `{str(p.get('commit', '?'))[:12]}`" + (
-            f" with {changed} uncommitted product file(s)" if changed else ""
-        )
+        changed = p.get("uncommitted", [])
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        state = f"commit `{str(p.get('commit', '?'))[:12]}`" + (f", uncommitted: {shown}" if changed else "")
         small = f"--limit {r['limit']} (a smoke run)" if r.get("limit") else None
         parts.append(f"**{label}** ({state}): " + run_line(r, small))
+    if after is None:
+        parts.append(f"**After**: not run yet (`{COMMANDS['grounding']}`); the figures below are the before.")
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     counts: dict[tuple[str, str, str], tuple[int, int]] = {}
     models: set[str] = set()

@@ -57,9 +57,11 @@ def test_the_grounding_block_sets_before_beside_after(tmp_path: Path) -> None:
     block = report.grounding_block(after, before)
     assert "| ntsb | heldout | extractive | 20 | 70% → 95% | 40% → 40% |" in block
     assert "| ntsb-reports | 1,000 → 1,000 | 42% → 42% | 48% → 4% | 19 → 19 | 12.50 → 12.50 |" in block
-    assert "commit `435704dd64bd`" in block and "1 uncommitted product file(s)" in block
+    assert "commit `435704dd64bd`" in block and "uncommitted: ingest/chunking.py" in block
     assert "extractive: extractive/minilm" in block
     assert report.grounding_block(None, None).startswith("*Not run yet")
+    only_before = report.grounding_block(None, before)
+    assert "**After**: not run yet" in only_before and "| 20 | 70% | 40% |" in only_before
 
     doc = tmp_path / "benchmarks.md"
     doc.write_text("intro\n<!-- bench:grounding -->\nold\n<!-- /bench:grounding -->\nend\n")

@@ -1,53 +1,36 @@
-"""The answerer used when no LLM is configured: the best matching sentences, quoted and cited.
+"""The answerer used when no LLM is configured: the sentence, row or field that answers, quoted
+first with its citation, then the best of the rest for context.
 
-It never composes new text, so it cannot invent: each line is a sentence from a source, chosen by
-its embedding similarity to the question.
+It never composes new text, so it cannot invent: each line is a sentence from a source. Which
+ones, and whether any answers at all, is assistant.evidence's call: a question none answers is a
+refusal (the Assistant's), never an empty answer.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import Protocol
 
+from assistant.evidence import SHOWN, EvidenceFinder, Finding, SentenceEmbedder
 from core.types import Citation, Hit
 
 LABEL = "Extractive answer (no language model is configured): the passages that best match your question."
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n{1,}")
-
-
-class SentenceEmbedder(Protocol):
-    def embed_query(self, text: str) -> list[float]: ...
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) >= 20]
 
 
 class ExtractiveAnswerer:
-    def __init__(self, embedder: SentenceEmbedder, max_sentences: int = 4, max_sources: int = 3) -> None:
-        self.embedder = embedder
+    def __init__(self, embedder: SentenceEmbedder, max_sentences: int = SHOWN) -> None:
+        self.finder = EvidenceFinder(embedder)
         self.max_sentences = max_sentences
-        self.max_sources = max_sources
+
+    def find(self, question: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> Finding:
+        return self.finder.find(question, hits, citations)
+
+    def compose(self, finding: Finding) -> str:
+        """The quoted answer: the best candidate first, then the next best; "" when there is none."""
+        chosen = finding.ranked[: self.max_sentences]
+        if not chosen:
+            return ""
+        lines = [f"> {s.candidate.text} [{s.candidate.n}]" for s in chosen]
+        return LABEL + "\n\n" + "\n>\n".join(lines)
 
     def answer(self, question: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> str:
-        candidates: list[tuple[int, int, str]] = []  # (citation n, position, sentence)
-        for hit, citation in list(zip(hits, citations))[: self.max_sources]:
-            for pos, sentence in enumerate(split_sentences(hit.chunk.text) or [hit.chunk.text.strip()]):
-                if sentence in (hit.chunk.section, hit.chunk.title):
-                    continue  # a heading repeated as the section's first line says nothing
-                candidates.append((citation.n, pos, sentence))
-        if not candidates:
-            return ""
-        q = self.embedder.embed_query(question)
-        vectors = self.embedder.embed_documents([s for _, _, s in candidates])
-        scored = sorted(
-            zip((sum(a * b for a, b in zip(q, v)) for v in vectors), candidates),
-            key=lambda item: item[0],
-            reverse=True,
-        )[: self.max_sentences]
-        # Present the chosen sentences in source order, so that neighbours read naturally.
-        chosen = sorted((c for _, c in scored), key=lambda c: (c[0], c[1]))
-        lines = [f"> {sentence} [{n}]" for n, _, sentence in chosen]
-        return LABEL + "\n\n" + "\n>\n".join(lines)
+        return self.compose(self.find(question, hits, citations))

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from assistant.budget import ContextBudget, FittedPrompt
 from assistant.citations import citations_for, resolve
+from assistant.evidence import Finding
 from assistant.extractive import ExtractiveAnswerer
 from assistant.followup import QueryRewriter, Rewrite, clean_history
 from assistant.llm import DeltaKind
@@ -88,6 +89,7 @@ class Assistant:
         support: SupportChecker | None = None,
         max_question_chars: int = MAX_QUESTION_CHARS,
         history_turns: int = HISTORY_TURNS,
+        refuse_unanswered: bool = True,
     ) -> None:
         if llm is not None and budget is None:
             raise ConfigError(
@@ -103,6 +105,8 @@ class Assistant:
         self.support = support or SupportChecker(None)
         self.max_question_chars = max_question_chars
         self.history_turns = history_turns
+        # Refuse, in both modes, when no passage gives what the question asks (assistant.evidence).
+        self.refuse_unanswered = refuse_unanswered
 
     def ask(
         self,
@@ -150,15 +154,25 @@ class Assistant:
             answer.search_query = trace.rewrite.query
             relevant, trace.searched = self.retriever.retrieve(principal, trace.rewrite.query)
             supplied = citations_for(relevant)
+            if relevant:
+                # Which sentence answers, and whether any does: the same judgement for both modes.
+                trace.finding = self.extractive.find(trace.rewrite.query, relevant, supplied)
             if not relevant:
-                answer.text = NO_ANSWER
+                answer.text = not_stated(trace.searched, "")
+                yield StreamEvent("sources")
+            elif self.refuse_unanswered and trace.finding is not None and not trace.finding.answerable:
+                answer.text = not_stated(relevant, trace.finding.reason)
                 yield StreamEvent("sources")
             elif self.llm is None:
+                assert trace.finding is not None
                 answer.mode = "extractive"
                 answer.hits = relevant
                 yield StreamEvent("sources", citations=tuple(supplied))
-                answer.text = self.extractive.answer(trace.rewrite.query, relevant, supplied)
+                answer.text = self.extractive.compose(trace.finding)
                 answer.citations = [c for c in supplied if f"[{c.n}]" in answer.text]
+                if not answer.text:  # nothing to quote: a refusal, never an empty answer
+                    answer.mode, answer.hits = "no_answer", []
+                    answer.text = not_stated(relevant, trace.finding.reason)
             else:
                 answer.mode = "llm"
                 yield from self._generate(answer, trace, question, turns, relevant, supplied)
@@ -285,6 +299,7 @@ class Assistant:
                 for c in answer.citations
             ],
             "citations_removed": trace.removed,
+            **({"evidence": evidence_record(trace.finding)} if trace.finding is not None else {}),
             "support": support_record(answer.support),
             "weakly_supported": [s.text for s in answer.support if s.level != "supported"],
             # Sources Enclave attributed to sentences the model did not cite (not the model's).
@@ -356,13 +371,52 @@ def unsupported_refusal(support: Sequence[SentenceSupport], hits: Sequence[Hit])
     backed = [s for s in support if s.level == "supported"]
     if any(not says_not_in_sources(s.text) for s in backed) or any(s.level == "weak" for s in support):
         return None
-    titles = list(dict.fromkeys(h.chunk.title or h.chunk.source for h in hits))
-    searched = "; ".join(titles[:5]) + (f" and {len(titles) - 5} more" if len(titles) > 5 else "")
+    searched = searched_titles(hits)
     if backed:
         return f"The documents searched ({searched}) do not answer this question."
     return (
         f"No answer is given: the language model's answer is not backed by the documents searched "
         f"({searched}); none of its sentences is supported by their passages."
+    )
+
+
+def evidence_record(finding: Finding) -> dict[str, Any]:
+    """What the audit record keeps of the evidence judgement: the kind of answer asked for, the
+    verdict and its reason, and the best candidate's source and scores."""
+    best = finding.best
+    return {
+        "expected": finding.expected.kind,
+        "answerable": finding.answerable,
+        **({"reason": finding.reason} if finding.reason else {}),
+        **(
+            {
+                "best": {
+                    "n": best.candidate.n,
+                    "cosine": round(best.cosine, 4),
+                    "coverage": round(best.coverage, 4),
+                    "typed": best.typed,
+                }
+            }
+            if best is not None
+            else {}
+        ),
+    }
+
+
+def searched_titles(hits: Sequence[Hit]) -> str:
+    """The documents of `hits`, by title, for a refusal to name ("A; B; C and 4 more")."""
+    titles = list(dict.fromkeys(h.chunk.title or h.chunk.source for h in hits))
+    return "; ".join(titles[:5]) + (f" and {len(titles) - 5} more" if len(titles) > 5 else "")
+
+
+def not_stated(hits: Sequence[Hit], reason: str) -> str:
+    """The refusal of a question no passage answers, naming the documents searched and why."""
+    if not hits:
+        return NO_ANSWER
+    why = f": {reason}" if reason else ""
+    return (
+        f"The documents you have access to do not answer this question{why}. Searched: {searched_titles(hits)}. "
+        "Try other words, or ask someone with access to the relevant documents."
     )
 
 
@@ -378,6 +432,7 @@ class _Trace:
         self.reasoning: list[str] = []
         self.removed: list[int] = []
         self.cleaned: CleanQuestion | None = None
+        self.finding: Finding | None = None
         self.history: tuple[int, int] = (0, 0)  # earlier turns used, and given
         # A generated answer replaced by a refusal: its text and support, for the record.
         self.withheld: dict[str, Any] | None = None

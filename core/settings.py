@@ -145,6 +145,13 @@ class RetrievalSettings(_Section):
         "the answer says the documents do not answer the question, without calling the LLM. "
         "Calibrated for all-MiniLM-L6-v2 (docs/benchmarks.md); recalibrate for another model.",
     )
+    refuse_unanswered: bool = Field(
+        True,
+        description="Refuse (in both answer modes) when no passage gives what the question asks "
+        "for: a value of the kind it asks (a number of days, a date, a name...) among the best "
+        "candidates, or enough of its words and meaning (assistant/evidence.py). Off: answer from "
+        "the relevant passages whatever they hold.",
+    )
 
 
 class LLMSettings(_Section):

@@ -258,6 +258,7 @@ def build_assistant(
         support=SupportChecker(embedder),
         max_question_chars=settings.ui.max_question_chars,
         history_turns=settings.llm.history_turns,
+        refuse_unanswered=r.refuse_unanswered,
     )
 
 

@@ -77,7 +77,7 @@ def test_uncited_paraphrase_is_attributed_to_its_passage_and_a_claim_none_backs_
     }
     text = (
         "Employees working full time are entitled to twenty-five days off annually. "
-        "The harbour crane was painted blue in 1998."
+        "The harbour crane was painted blue."  # no number: judged by meaning, not the number rule
     )
     paraphrase, unrelated = SupportChecker(embedder).check(text, sources, attribute=True)
     assert (paraphrase.level, paraphrase.cited, paraphrase.attributed) == ("supported", (2,), True)

@@ -1,0 +1,432 @@
+"""The sentence, table row or field in the passages that answers a question, and whether any does.
+
+Sentences that merely resemble a question are not the ones that answer it: "How many weeks of
+leave do I get?" is answered by the one sentence that holds a number of weeks, wherever the
+question's words are. So each candidate (a sentence, a line of a table or form, split out of the
+passages given to the answerer) is scored on three things:
+
+- what the question asks for (`Expectation`): a number of some unit, an amount of money, a
+  percentage, a date or time, a name, an e-mail address, or anything; a candidate that holds no
+  value of that kind cannot be the answer;
+- how many of the question's content words it holds, in itself or in the passage around it
+  (`coverage`, the words weighted by how rare they are among the candidates);
+- how close it is in meaning (embedding cosine).
+
+A question is answerable when its best candidate holds a value of the kind asked for (when a kind
+is asked for) and covers enough of the question; otherwise the answer is a refusal naming the
+documents searched. The thresholds are calibrated on the tuning half of the question sets in
+bench/grounding (never the held-out half): docs/benchmarks.md, "Grounding".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from assistant.support import content_terms
+from core.types import Citation, Hit
+
+Kind = Literal[
+    "number", "money", "percent", "date", "when", "time", "frequency", "name", "email", "phone", "any"
+]
+
+# Calibrated on the tune split of bench/grounding (never the held-out one) at the point where at
+# most 5% of answerable questions whose answer is in the passages are refused; docs/benchmarks.md.
+MIN_COVERAGE = 0.0  # share of the question's (weighted) words a typed best candidate must hold
+MIN_COVERAGE_UNTYPED = 0.2  # the same, when the question asks for no particular kind of value
+MIN_COSINE = 0.4  # a candidate below this is about something else, whatever words it shares
+TYPED_RANK = 1  # the first candidate of the kind asked for must be among the best TYPED_RANK + 1
+WEIGHT_COSINE = 1.0
+WEIGHT_COVERAGE = 1.0
+WEIGHT_TYPED = 0.5
+SHOWN = 3  # candidates quoted in an extractive answer: the answer first, then its context
+
+_MONTHS = (
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec"
+).split()
+_NUMBER = re.compile(
+    r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|sixty|ninety|hundred|thousand|million|billion)\b",
+    re.IGNORECASE,
+)
+_MONEY = re.compile(
+    r"[$€£¥]\s?\d|\b\d[\d,.]*\s?(?:thousand|million|billion|bn|m|k)?\s?"
+    r"(?:usd|eur|gbp|hvd|dollars?|euros?|pounds?|cents?)\b|\b(?:usd|eur|gbp|hvd)\s?\d",
+    re.IGNORECASE,
+)
+_PERCENT = re.compile(r"\d\s?(?:%|percent\b|per cent\b)", re.IGNORECASE)
+_DATE = re.compile(
+    r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b|\b(?:19|20)\d{2}\b|\b(?:"
+    + "|".join(_MONTHS)
+    + r")\b\.?",
+    re.IGNORECASE,
+)
+_TIME = re.compile(
+    r"\b\d{1,2}:\d{2}\b|\b\d{3,4}\s?(?:hours|hrs|utc|gmt|local|[ecmp][sd]t|akst|hst)\b|\b\d{1,2}\s?(?:a\.?m\.?|p\.?m\.?)",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_PHONE = re.compile(r"(?:\+|\()?\d[\d\s().-]{6,}\d|\bnone available\b|\bnot available\b", re.IGNORECASE)
+# Two or more capitalised words in a row, or one after a title: a name of a person, company or place.
+_NAME = re.compile(
+    r"\b(?:[A-Z][\w'’.-]+|[A-Z]{2,})(?:\s+(?:of|and|de|van|von|&)?\s*(?:[A-Z][\w'’.-]+|[A-Z]{2,}))+"
+)
+
+# Units a "how many/how long/how far ..." question can name, by stem, with the words that express them.
+_UNITS: dict[str, tuple[str, ...]] = {
+    "week": ("week", "weeks", "wk", "wks"),
+    "day": ("day", "days", "business day", "calendar day"),
+    "hour": ("hour", "hours", "hr", "hrs", "h"),
+    "minute": ("minute", "minutes", "min", "mins"),
+    "month": ("month", "months"),
+    "year": ("year", "years", "yr", "yrs"),
+    "foot": ("foot", "feet", "ft", "'"),
+    "mile": ("mile", "miles", "nm", "nautical mile", "nautical miles", "sm", "statute miles"),
+    "metre": ("metre", "metres", "meter", "meters", "m"),
+    "kilometre": ("kilometre", "kilometres", "kilometer", "kilometers", "km"),
+    "knot": ("knot", "knots", "kt", "kts"),
+    "pound": ("pound", "pounds", "lb", "lbs"),
+    "gallon": ("gallon", "gallons", "gal"),
+    "character": ("character", "characters", "chars"),
+    "night": ("night", "nights"),
+    "degree": ("degree", "degrees", "°"),
+}
+_DURATION_UNITS = ("week", "day", "night", "hour", "minute", "month", "year")
+_LENGTH_UNITS = ("foot", "mile", "metre", "kilometre")
+_FREQUENCY = re.compile(
+    r"\b(?:daily|weekly|monthly|quarterly|yearly|annually|fortnightly|biweekly|bi-weekly|hourly|every|each|"
+    r"once|twice|per (?:day|week|month|year|quarter|sprint)|a (?:day|week|month|year)|\d+ times)\b",
+    re.IGNORECASE,
+)
+_NOT_UNITS = frozenset(
+    "of the a an more times time total in did do does is are was were can will has have must should "
+    "would could may might had been get need were there".split()
+)
+_LABEL = re.compile(r"^[A-Z][\w &/()'’.-]{0,40}?:\s+(?=\S)")
+_MONEY_NOUNS = frozenset({"money", "cash", "funding", "dollars", "euros"})
+_RELATIVE = re.compile(
+    r"\b(?:after|before|within|until|by the end of|no later than|prior to)\b", re.IGNORECASE
+)
+_MONEY_WORDS = re.compile(
+    r"\b(?:fee|fees|cost|costs|price|charge|charged|pay|paid|salary|allowance|fine|budget|spend|spent|"
+    r"reimburse\w*|rate|tariff|dues|amount|discount|limit|expense|expenses)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a question asks for: a kind of value, and for numbers the units that may express it."""
+
+    kind: Kind
+    units: tuple[str, ...] = ()
+
+    def met_by(self, text: str) -> bool:
+        """Whether `text` holds a value of this kind (with one of the units, when they are named).
+        In a `Label: value` line only the value counts: a label is no name."""
+        label = _LABEL.match(text)
+        if label:
+            text = text[label.end() :]
+        match self.kind:
+            case "any":
+                return True
+            case "money":  # a currency, or an amount written with cents (a tariff's 2380.00)
+                return bool(_MONEY.search(text)) or bool(re.search(r"\b\d[\d,]*\.\d{2}\b", text))
+            case "percent":
+                return bool(_PERCENT.search(text))
+            case "date":
+                return bool(_DATE.search(text))
+            case "time":
+                return bool(_TIME.search(text)) or bool(_DATE.search(text))
+            case "when":  # a date, a time, or a delay ("within 3 business days", "one year after")
+                return (
+                    bool(_DATE.search(text))
+                    or bool(_TIME.search(text))
+                    or _number_with_unit(text, _DURATION_UNITS)
+                    or bool(_RELATIVE.search(text))
+                )
+            case "frequency":
+                return bool(_FREQUENCY.search(text))
+            case "email":
+                return bool(_EMAIL.search(text))
+            case "phone":
+                return bool(_PHONE.search(text))
+            case "name":
+                return bool(_NAME.search(text))
+        if not self.units:
+            return bool(_NUMBER.search(text))
+        return _number_with_unit(text, self.units)
+
+
+def _number_with_unit(text: str, units: Sequence[str]) -> bool:
+    words = [w for unit in units for w in _UNITS.get(unit, (unit, unit.removesuffix("s")))]
+    unit = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
+    number = _NUMBER.pattern
+    # "12 weeks", "12-week", "twelve (12) weeks", "3,078 feet long", "weeks: 12"
+    near = re.compile(
+        rf"(?:{number})(?:\s*\(\d[\d,.]*\))?[\s-]*(?:[\w-]+\s+){{0,2}}?(?:{unit})\b|\b(?:{unit})\s*[:=]\s*(?:{number})",
+        re.IGNORECASE,
+    )
+    return bool(near.search(text))
+
+
+_HOW_MANY = re.compile(
+    r"\bhow\s+(?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?([a-z-]+)(?:\s+([a-z-]+))?", re.IGNORECASE
+)
+
+
+def expectation(question: str) -> Expectation:
+    """What kind of value `question` asks for (`any` when it asks for none in particular)."""
+    q = " ".join(question.lower().split())
+    if re.search(r"\b(?:e-?mail address|email)\b", q) and re.match(r"(?:what|which)\b", q):
+        return Expectation("email")
+    if re.search(r"\b(?:telephone|phone|fax)(?: number)?\b", q) and re.match(r"(?:what|which)\b", q):
+        return Expectation("phone")
+    if re.search(r"\b(?:what|which) (?:percentage|percent|share|proportion)\b|\bhow many percent\b", q):
+        return Expectation("percent")
+    if re.match(r"(?:on )?(?:what date|which date|by what date)\b", q):
+        return Expectation("date")
+    if re.match(r"(?:when|by when|what day|which day)\b", q):
+        return Expectation("when")
+    if re.search(r"\b(?:what|which) (?:year|month)\b|\bin what year\b", q):
+        return Expectation("date")
+    if re.search(r"\b(?:what|which) time\b|\bat what time\b", q):
+        return Expectation("time")
+    found = _HOW_MANY.search(q)
+    if found:
+        nouns = [n for n in found.groups() if n and n not in _NOT_UNITS]
+        units = tuple(
+            u for u, words in _UNITS.items() if any(n in words or n.rstrip("s") == u for n in nouns)
+        )
+        if "much" in found.group(0) and not units:
+            money = any(_MONEY_WORDS.fullmatch(n) or n in _MONEY_NOUNS for n in nouns)
+            if money or re.search(
+                r"\bhow much (?:does|do|did|will|would|is|are|was)\b.*\b(?:cost|charge|pay|paid|owe)\b", q
+            ):
+                return Expectation("money")
+            return Expectation("number")
+        if not units and nouns:
+            units = (nouns[-1],)  # "how many vendor quotes": a number of quotes, not any number
+        return Expectation("number", units)
+    if re.search(r"\bhow (?:long|soon)\b", q):
+        if re.search(r"\b(?:runway|strip|road|cable|vessel|ship|boat|fence|wall|bridge|rope|line)\b", q):
+            return Expectation("number", _LENGTH_UNITS)
+        return Expectation("number", _DURATION_UNITS)
+    if re.search(r"\bhow (?:far|high|tall|wide|deep|big|large|old|heavy|fast)\b", q):
+        return Expectation("number")
+    if re.search(r"\bhow often\b|\b(?:what|which) (?:frequency|interval)\b", q):
+        return Expectation("frequency")
+    if re.search(r"\b(?:response|processing|waiting|turnaround|notice) (?:time|period)\b", q) and re.match(
+        r"(?:what|which)\b", q
+    ):
+        return Expectation("number", _DURATION_UNITS)
+    if re.search(r"\bnames?\b", q) and re.match(r"(?:what|which)\b", q):
+        return Expectation("name")
+    if re.search(
+        r"\b(?:what|which) (?:is |was |are |were )?(?:the |a |an )?(?:[\w-]+ ){0,3}?"
+        r"(?:fee|cost|price|charge|salary|fine|allowance|tariff|budget|subsidy|stipend|reimbursement)s?\b",
+        q,
+    ):
+        return Expectation("money")
+    if re.search(
+        r"\b(?:what|which) (?:is |was |are |were )?(?:the )?(?:maximum|minimum|max|min|total|average|"
+        r"number|amount|limit|rate|count|size|length|duration|height|weight|speed|distance|altitude|"
+        r"elevation|capacity|scale)\b",
+        q,
+    ):
+        return Expectation("number")
+    if re.match(r"(?:who|whom|whose)\b", q) or re.search(
+        r"\b(?:which|what) (?:company|companies|person|firm|agency|organi[sz]ation|manufacturer|"
+        r"contractor|supplier|vendor|airline|operator|state|country|city|airport|law|laws|act)\b",
+        q,
+    ):
+        return Expectation("name")
+    return Expectation("any")
+
+
+# -- candidates ------------------------------------------------------------------------------------
+
+# A sentence ends at . ! or ? before a capital, a digit or an opening quote, but not after an
+# initial ("Claire L. Koch") or a common abbreviation.
+_SENTENCE_END = re.compile(
+    r"(?<!\b[A-Z]\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bNo\.)(?<!\bSt\.)(?<!\bvs\.)(?<!\be\.g\.)(?<!\bi\.e\.)"
+    r"(?<=[.!?])[\"'’”)\]]*\s+(?=[A-Z0-9\"'(“‘*])"
+)
+_LEAD = re.compile(r"^\s*(?:(?:[-*+•]|\d{1,3}[.)])\s+|#{1,6}\s+|>\s*)+")
+MIN_CANDIDATE_WORDS = 2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence, or a line of a table or form, in passage `n` (its citation number)."""
+
+    n: int
+    passage: int  # index of the passage among those given
+    position: int  # order within the passage
+    text: str
+
+
+def candidates(hits: Sequence[Hit], citations: Sequence[Citation]) -> list[Candidate]:
+    """The sentences and lines of the passages, in order, without their headings repeated."""
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for index, (hit, citation) in enumerate(zip(hits, citations, strict=False)):
+        chunk = hit.chunk
+        skip = {" ".join(chunk.section.split()).lower(), " ".join(chunk.title.split()).lower()}
+        position = 0
+        for line in chunk.text.splitlines():
+            line = _LEAD.sub("", line).strip()
+            for piece in _SENTENCE_END.split(line):
+                piece = piece.strip()
+                key = " ".join(piece.split()).lower()
+                if len(piece.split()) < MIN_CANDIDATE_WORDS or key in skip or key in seen:
+                    continue  # overlapping chunks repeat sentences: each is a candidate once
+                seen.add(key)
+                out.append(Candidate(citation.n, index, position, piece))
+                position += 1
+    return out
+
+
+# -- scoring -----------------------------------------------------------------------------------------
+
+
+class SentenceEmbedder(Protocol):
+    def embed_query(self, text: str) -> list[float]: ...
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate
+    cosine: float
+    coverage: float  # weighted share of the question's content words it holds (with its neighbours)
+    typed: bool  # holds a value of the kind the question asks for
+    score: float
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the passages hold for a question: the candidates best first, and the verdict."""
+
+    expected: Expectation
+    ranked: list[Scored]
+    answerable: bool
+    reason: str  # why not, when not answerable
+
+    @property
+    def best(self) -> Scored | None:
+        return self.ranked[0] if self.ranked else None
+
+
+class EvidenceFinder:
+    """Finds the candidates that answer a question, and judges whether any does."""
+
+    def __init__(
+        self,
+        embedder: SentenceEmbedder,
+        *,
+        min_coverage: float = MIN_COVERAGE,
+        min_coverage_untyped: float = MIN_COVERAGE_UNTYPED,
+        min_cosine: float = MIN_COSINE,
+    ) -> None:
+        self.embedder = embedder
+        self.min_coverage = min_coverage
+        self.min_coverage_untyped = min_coverage_untyped
+        self.min_cosine = min_cosine
+
+    def find(self, question: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> Finding:
+        expected = expectation(question)
+        found = candidates(hits, citations)
+        if not found:
+            return Finding(expected, [], False, "no passage holds a sentence to quote")
+        terms = _weighted_terms(question, [c.text for c in found])
+        numbers = _years(question)
+        q = self.embedder.embed_query(question)
+        vectors = self.embedder.embed_documents([c.text for c in found])
+        by_passage: dict[int, list[int]] = {}
+        for i, c in enumerate(found):
+            by_passage.setdefault(c.passage, []).append(i)
+        held = [content_terms(c.text) for c in found]
+        ranked = []
+        for i, c in enumerate(found):
+            cosine = sum(a * b for a, b in zip(q, vectors[i], strict=True))
+            # The words the question shares with this candidate and its neighbours: a table row
+            # under its header, a value under its label, a sentence after the one naming the subject.
+            near = set(held[i])
+            siblings = by_passage[c.passage]
+            at = siblings.index(i)
+            for j in siblings[max(0, at - 1) : at + 2]:
+                near |= held[j]
+            own = _coverage(terms, held[i])
+            coverage = max(own, 0.5 * own + 0.5 * _coverage(terms, near))
+            typed = expected.kind != "any" and expected.met_by(c.text)
+            if typed and numbers and not all(y in " ".join(found[j].text for j in siblings) for y in numbers):
+                typed = False  # "the maximum salary in 2023": a passage without 2023 does not give it
+            score = WEIGHT_COSINE * cosine + WEIGHT_COVERAGE * coverage + (WEIGHT_TYPED if typed else 0.0)
+            ranked.append(Scored(c, cosine, coverage, typed, score))
+        ranked.sort(key=lambda s: s.score, reverse=True)
+        return Finding(expected, ranked, *self._verdict(expected, ranked))
+
+    def _verdict(self, expected: Expectation, ranked: list[Scored]) -> tuple[bool, str]:
+        if expected.kind == "any":
+            best = ranked[0]
+            if best.coverage >= self.min_coverage_untyped and best.cosine >= self.min_cosine:
+                return True, ""
+            return False, "no passage states it"
+        typed = [(rank, s) for rank, s in enumerate(ranked) if s.typed]
+        if not typed:
+            return False, f"no passage gives a {_kind_words(expected)}"
+        rank, best = typed[0]
+        if rank <= TYPED_RANK and best.coverage >= self.min_coverage and best.cosine >= self.min_cosine:
+            return True, ""
+        return False, f"no passage gives a {_kind_words(expected)} for what was asked"
+
+
+def _years(question: str) -> set[str]:
+    """The years a question asks about ("in 2023", "for 2026"), not those of a date naming an event."""
+    return set(re.findall(r"\b(?:in|for|during)\s+((?:19|20)\d{2})\b(?!\s*[,/-]?\s*\d)", question))
+
+
+def _kind_words(expected: Expectation) -> str:
+    if expected.kind == "number" and expected.units:
+        return "number of " + " or ".join(u + "s" for u in expected.units[:3])
+    return {
+        "number": "number",
+        "money": "sum of money",
+        "percent": "percentage",
+        "date": "date",
+        "when": "date or time",
+        "time": "time",
+        "frequency": "frequency",
+        "name": "name",
+        "email": "e-mail address",
+        "phone": "telephone number",
+    }.get(expected.kind, "statement")
+
+
+def _weighted_terms(question: str, texts: Sequence[str]) -> dict[str, float]:
+    """The question's content words, each weighted by how rare it is among the candidates (a word
+    every candidate holds, such as the subject of the whole document, says little)."""
+    terms = content_terms(question) - _QUESTION_WORDS
+    if not terms:
+        return {}
+    held = [content_terms(t) for t in texts]
+    total = len(held) or 1
+    return {t: math.log(1 + total / (1 + sum(t in h for h in held))) for t in terms}
+
+
+def _coverage(terms: dict[str, float], held: set[str]) -> float:
+    total = sum(terms.values())
+    if not total:
+        return 0.0
+    return sum(w for t, w in terms.items() if t in held) / total
+
+
+# Words that frame a question rather than say what it is about.
+_QUESTION_WORDS = frozenset(
+    "many much long far wide high tall old soon often get give take need ask tell say list name "
+    "accord report policy mean happen kind type".split()
+)

@@ -1,0 +1,111 @@
+"""assistant.evidence: the sentence, row or field that answers is found and shown first, and a
+question the passages do not answer is recognised as such (real all-MiniLM-L6-v2 embeddings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from assistant.citations import citations_for
+from assistant.evidence import EvidenceFinder, candidates, expectation
+from assistant.extractive import ExtractiveAnswerer
+from core.types import Chunk, Hit
+
+LEAVE = (
+    "Parental leave is available to every permanent employee. You are entitled to 12 weeks of "
+    "paid time off for the birth, adoption or placement of a new child. You will need to sign an "
+    "agreement stating that you will return to work for at least 12 weeks afterwards."
+)
+SICK = "Advanced sick leave can be requested by permanent staff. You can request up to 240 hours of advanced sick leave."
+FORM = "Registration: N5921D\nAircraft Make: Piper\nRegistered Owner: Claire L. Koch\nInjuries: 1 Fatal"
+TARIFF = "Code,Service,Unit,Charge (HVD)\nPL-01,Pilotage (vessel up to 150 m LOA),per movement,1450.00\nPL-02,Pilotage (vessel 150 m to 250 m LOA),per movement,2380.00"
+
+
+def hits(*texts: str) -> list[Hit]:
+    return [
+        Hit(
+            Chunk(f"d{i}-00000", f"d{i}", text, f"doc{i}.md", ("public",), title=f"Doc {i}"),
+            1.0 - i / 10,
+            0.6,
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+@pytest.fixture(scope="module")
+def finder(embedder: Any) -> EvidenceFinder:
+    return EvidenceFinder(embedder)
+
+
+@pytest.mark.parametrize(
+    ("question", "kind", "units"),
+    [
+        ("How many weeks of paid parental leave do I get?", "number", ("week",)),
+        ("How many vendor quotes must be received?", "number", ("quotes",)),
+        ("How much does a berth permit cost?", "money", ()),
+        ("How much annual leave do I earn each pay period?", "number", ()),
+        ("When does award leave expire?", "when", ()),
+        ("On what date was the list last updated?", "date", ()),
+        ("Who is the Chief Pilot?", "name", ()),
+        ("What email address should staff use?", "email", ()),
+        ("What percentage of calls were answered?", "percent", ()),
+        ("How often should the team review risks?", "frequency", ()),
+        ("Does GitHub offer phone support?", "any", ()),
+    ],
+)
+def test_what_a_question_asks_for(question: str, kind: str, units: tuple[str, ...]) -> None:
+    expected = expectation(question)
+    assert expected.kind == kind
+    assert set(units) <= set(expected.units)
+
+
+def test_the_number_of_the_unit_asked_for_is_what_counts() -> None:
+    weeks = expectation("How many weeks of leave do I get?")
+    assert weeks.met_by("You get 12 weeks of paid time off.") and weeks.met_by("a 12-week allotment")
+    assert not weeks.met_by("You can request up to 240 hours of leave.")
+    assert expectation("When does it expire?").met_by("It expires one year after it is issued.")
+
+
+def test_the_answering_sentence_is_shown_first(finder: EvidenceFinder, embedder: Any) -> None:
+    question = "How many weeks of paid parental leave do employees get for a new child?"
+    found = hits(SICK, LEAVE)
+    finding = finder.find(question, found, citations_for(found))
+    assert finding.answerable
+    assert finding.ranked[0].candidate.text.startswith("You are entitled to 12 weeks")
+    text = ExtractiveAnswerer(embedder).compose(finding)
+    quoted = [line for line in text.splitlines() if line.startswith("> ")]
+    assert (
+        quoted[0]
+        == "> You are entitled to 12 weeks of paid time off for the birth, adoption or placement of a new child. [2]"
+    )
+
+
+def test_a_field_and_a_table_row_answer_under_their_labels(finder: EvidenceFinder) -> None:
+    found = hits(FORM, TARIFF)
+    owner = finder.find("Who is the registered owner of the Piper N5921D?", found, citations_for(found))
+    assert owner.answerable and owner.ranked[0].candidate.text == "Registered Owner: Claire L. Koch"
+    charge = finder.find(
+        "What is the pilotage charge per movement for a 200-metre vessel?", found, citations_for(found)
+    )
+    assert charge.answerable and "2380.00" in " ".join(s.candidate.text for s in charge.ranked[:3])
+
+
+def test_a_question_on_the_topic_that_the_passages_do_not_answer_is_not_answerable(
+    finder: EvidenceFinder,
+) -> None:
+    found = hits(SICK, LEAVE)
+    days = finder.find(
+        "How many business days does HR take to approve an advanced sick leave request?",
+        found,
+        citations_for(found),
+    )
+    assert not days.answerable and "number of days" in days.reason
+    fee = finder.find("What fee is charged for a late leave request?", found, citations_for(found))
+    assert not fee.answerable
+
+
+def test_overlapping_chunks_give_each_sentence_once() -> None:
+    found = hits(LEAVE, LEAVE)
+    texts = [c.text for c in candidates(found, citations_for(found))]
+    assert len(texts) == len(set(texts)) == 3

@@ -9,7 +9,8 @@ its heading and page, and fits the embedding model's window.
   its text is. A short run that cannot go forward (the last of its page or document) joins the
   run before it on its page when both fit in one chunk, else stays alone (a document that is
   only a heading is one chunk).
-- A run's heading is its first section's; every chunk carries it (`Chunk.section`, seen by the
+- A run's heading is its first section's (or, when that run held only headings or labels, the
+  heading of the section it took in); every chunk carries it (`Chunk.section`, seen by the
   embedder and the lexical index), so a text opening with that heading line does not repeat it
   (else it would be a chunk of its own whenever it and the first paragraph did not fit
   together, as for most SciFact abstracts). Later sections' headings stay in the text.
@@ -194,7 +195,13 @@ class Chunker:
         for section in sections:
             current = runs[-1] if runs else None
             if current is not None and current.size < self._min_chars and self._continues(current, section):
-                current.texts.append(section.text)
+                if current.carried and section.heading and section.heading != current.heading:
+                    # Only headings or labels so far: the section taken in says what the run is
+                    # about ("Parking" rather than the handbook's title above it).
+                    current.texts.append(without_heading(section.text, section.heading))
+                    current.heading = section.heading
+                else:
+                    current.texts.append(section.text)
                 current.page = section.page
                 current.carried = current.carried and _only_headings(section)
             else:

@@ -94,8 +94,8 @@ def test_a_heading_travels_with_the_text_it_heads() -> None:
         Section(text="Visitors\n\n" + _sentences(8), heading="Visitors", page=1),
     )
     assert _texts(doc) == [
-        # "Safety" alone is the chunk's heading; the next heading stays in the text
-        (f"Fire drills\n\n{_sentences(4)}", "Safety", 1),
+        # "Safety" alone heads nothing: the section it joins names the chunk, and it stays as text
+        (f"Safety\n\n{_sentences(4)}", "Fire drills", 1),
         (_sentences(8), "Visitors", 1),
     ]
 

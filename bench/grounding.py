@@ -62,7 +62,7 @@ def product_state() -> dict[str, Any]:
             done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
         except OSError:
             return ""
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", *PRODUCT).splitlines()]
     harness = {

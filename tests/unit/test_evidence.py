@@ -65,6 +65,7 @@ def test_the_number_of_the_unit_asked_for_is_what_counts() -> None:
     assert weeks.met_by("You get 12 weeks of paid time off.") and weeks.met_by("a 12-week allotment")
     assert not weeks.met_by("You can request up to 240 hours of leave.")
     assert expectation("When does it expire?").met_by("It expires one year after it is issued.")
+    assert expectation("When did the mission lift off?").met_by("They launched in the seventh month.")
 
 
 def test_the_answering_sentence_is_shown_first(finder: EvidenceFinder, embedder: Any) -> None:

@@ -135,7 +135,8 @@ def test_nothing_is_reused_from_another_model_or_a_retitled_document(
         manual(dict(SECTIONS, Heating="The boiler is serviced in spring.")).replace("manual", "handbook")
     )
     report = pipeline.run([docs], ["staff"])
-    assert (report.embedded, report.reused) == (n, 0)
+    # Every chunk embedded again, none reused (the shorter Heating section may join its neighbour).
+    assert report.reused == 0 and report.embedded == report.chunks_added > 0
 
 
 def test_a_passage_two_documents_share_is_embedded_once(parts: dict[str, Any], tmp_path: Path) -> None:

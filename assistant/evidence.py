@@ -339,14 +339,21 @@ class EvidenceFinder:
         self.min_coverage_untyped = min_coverage_untyped
         self.min_cosine = min_cosine
 
-    def find(self, question: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> Finding:
+    def find(
+        self, question: str, hits: Sequence[Hit], citations: Sequence[Citation], search_query: str = ""
+    ) -> Finding:
+        """Judge the passages for `question` as the user asked it (what kind of answer it wants);
+        `search_query` is the follow-up rewritten to stand alone, whose words and meaning count too."""
         expected = expectation(question)
         found = candidates(hits, citations)
         if not found:
             return Finding(expected, [], False, "no passage holds a sentence to quote")
-        terms = _weighted_terms(question, [c.text for c in found])
+        asked = question if not search_query or search_query == question else f"{question} {search_query}"
+        terms = _weighted_terms(asked, [c.text for c in found])
         numbers = _years(question)
-        q = self.embedder.embed_query(question)
+        queries = [self.embedder.embed_query(question)]
+        if search_query and search_query != question:
+            queries.append(self.embedder.embed_query(search_query))
         vectors = self.embedder.embed_documents([c.text for c in found])
         by_passage: dict[int, list[int]] = {}
         for i, c in enumerate(found):
@@ -354,7 +361,7 @@ class EvidenceFinder:
         held = [content_terms(c.text) for c in found]
         ranked = []
         for i, c in enumerate(found):
-            cosine = sum(a * b for a, b in zip(q, vectors[i], strict=True))
+            cosine = max(sum(a * b for a, b in zip(q, vectors[i], strict=True)) for q in queries)
             # The words the question shares with this candidate and its neighbours: a table row
             # under its header, a value under its label, a sentence after the one naming the subject.
             near = set(held[i])

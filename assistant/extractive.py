@@ -21,8 +21,10 @@ class ExtractiveAnswerer:
         self.finder = EvidenceFinder(embedder)
         self.max_sentences = max_sentences
 
-    def find(self, question: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> Finding:
-        return self.finder.find(question, hits, citations)
+    def find(
+        self, question: str, hits: Sequence[Hit], citations: Sequence[Citation], search_query: str = ""
+    ) -> Finding:
+        return self.finder.find(question, hits, citations, search_query)
 
     def compose(self, finding: Finding) -> str:
         """The quoted answer: the best candidate first, then the next best; "" when there is none."""

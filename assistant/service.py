@@ -156,7 +156,7 @@ class Assistant:
             supplied = citations_for(relevant)
             if relevant:
                 # Which sentence answers, and whether any does: the same judgement for both modes.
-                trace.finding = self.extractive.find(trace.rewrite.query, relevant, supplied)
+                trace.finding = self.extractive.find(question, relevant, supplied, trace.rewrite.query)
             if not relevant:
                 answer.text = not_stated(trace.searched, "")
                 yield StreamEvent("sources")

@@ -58,7 +58,9 @@ class QuestionSet:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSON Lines file; a ConfigError naming the
+    file and line for anything else."""
     try:
         with path.open(encoding="utf-8") as fh:
             for n, line in enumerate(fh, start=1):
@@ -70,7 +72,7 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     raise ConfigError(f"{path}, line {n}: not valid JSON ({exc})") from exc
                 if not isinstance(row, dict):
                     raise ConfigError(f"{path}, line {n}: each line must be a JSON object")
-                yield row
+                yield n, row
     except OSError as exc:
         raise ConfigError(f"{path} cannot be read: {exc.strerror or exc}") from exc
 
@@ -96,7 +98,7 @@ def load_question_set(path: Path, split: str = "test") -> QuestionSet:
         if not queries.is_file():
             raise ConfigError(f"{path} has no queries.jsonl: not an evaluation set")
         qrels = _read_qrels(path / "qrels" / f"{split}.tsv")
-        texts = {str(q["_id"]): str(q["text"]) for q in _read_jsonl(queries)}
+        texts = {str(q["_id"]): str(q["text"]) for _, q in read_jsonl(queries)}
         missing = sorted(set(qrels) - set(texts))
         if missing:
             raise ConfigError(f"{path}: judged queries missing from queries.jsonl: {', '.join(missing[:5])}")
@@ -107,7 +109,7 @@ def load_question_set(path: Path, split: str = "test") -> QuestionSet:
             return QuestionSet(f"{path.name}-{split}", "docs", questions, path, "name", {"split": split})
         raise ConfigError(f"{path} has neither corpus.jsonl nor docs/: nothing to ingest")
     questions = []
-    for n, row in enumerate(_read_jsonl(path), start=1):
+    for n, row in read_jsonl(path):
         if not isinstance(row.get("question"), str) or not isinstance(row.get("relevant"), list):
             raise ConfigError(f"{path}, line {n}: needs `question` (text) and `relevant` (a list)")
         relevant = {str(r): 1 for r in row["relevant"]}
@@ -123,7 +125,7 @@ def materialize_beir(corpus: Path, dest: Path) -> Path:
     """Write each corpus entry as `<_id>.md`, leaving unchanged files alone (so that their mtime,
     and so the incremental ingest, sees them as unchanged)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for row in _read_jsonl(corpus):
+    for _, row in read_jsonl(corpus):
         doc_id = str(row["_id"])
         if "/" in doc_id or doc_id.startswith("."):
             raise ConfigError(f"{corpus}: document id {doc_id!r} cannot be a file name")

@@ -33,7 +33,7 @@ import logging
 import re
 import statistics
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from typing import Any
 from core.errors import ConfigError, EnclaveError
 from core.settings import Settings
 from core.types import Answer, Chunk, Citation, Principal
+from enclave.evaluate import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def load_questions(path: Path) -> list[GroundingQuestion]:
     """The question file, checked line by line: a bad line is named with its file and number."""
     questions: list[GroundingQuestion] = []
     seen: dict[str, int] = {}
-    for n, row in _read_lines(path):
+    for n, row in read_jsonl(path):
         where = f"{path}, line {n}"
         for name, kind in REQUIRED.items():
             if name not in row:
@@ -143,23 +144,6 @@ def load_questions(path: Path) -> list[GroundingQuestion]:
     if not questions:
         raise ConfigError(f"{path} holds no questions")
     return questions
-
-
-def _read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise ConfigError(f"{path}, line {n}: not valid JSON ({exc})") from exc
-                if not isinstance(row, dict):
-                    raise ConfigError(f"{path}, line {n}: each line must be a JSON object")
-                yield n, row
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read: {exc.strerror or exc}") from exc
 
 
 # -- the index -----------------------------------------------------------------------------------

@@ -70,7 +70,16 @@ def test_uncited_answer_is_attributed_to_the_passage_that_backs_it(
 def test_answer_no_passage_backs_is_withheld_naming_the_documents(
     smollm2_stack: Settings, embedder: Any
 ) -> None:
-    answer = ask(smollm2_stack, embedder, "What fee does the travel desk charge per booking?")
+    question = "What fee does the travel desk charge per booking?"
+    # With the evidence judgement on (the default), no passage gives a fee: refused before the
+    # model is asked, naming the documents searched.
+    gated = ask(smollm2_stack, embedder, question)
+    record = wiring.build_audit(smollm2_stack).last(1)[0]
+    assert gated.mode == "no_answer" and "Travel policy" in gated.text and "sum of money" in gated.text
+    assert record.data["evidence"]["answerable"] is False and "withheld" not in record.data
+    # Without it, the model answers, and its answer (invented: nothing backs it) is withheld.
+    smollm2_stack.retrieval.refuse_unanswered = False
+    answer = ask(smollm2_stack, embedder, question)
     record = wiring.build_audit(smollm2_stack).last(1)[0]
     assert answer.mode == "no_answer" and not answer.citations and not answer.support
     assert "Travel policy" in answer.text

@@ -400,3 +400,26 @@ def test_requests_from_another_site_are_refused(served: Served) -> None:
         own = {"origin": served.url.rstrip("/")}
         assert http.post("/gradio_api/queue/join", json=body, headers=own).status_code == 200
     assert [r for r in served.ran if r == ("chat", "alice")]
+
+
+def test_a_body_naming_two_events_runs_none_the_caller_may_not(served: Served) -> None:
+    """A parser differential: JSON with the key twice. The boundary and Gradio must read the same
+    event, so a staff user cannot slip an auditor's event past the check behind an allowed one."""
+    index = {str(fn.api_name): fn._id for fn in served.app.fns.values()}
+    session = uuid.uuid4().hex
+    ran_before = len(served.ran)
+    with served.client("alice") as http:
+        for first, last in (("audit_page", "whoami"), ("whoami", "audit_page")):
+            body = (
+                f'{{"data": [], "fn_index": {index[first]}, "fn_index": {index[last]}, '
+                f'"session_hash": "{session}", "event_data": null}}'
+            )
+            response = http.post(
+                "/gradio_api/queue/join", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code in (200, 403), response.text
+        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if "close_stream" in line or "process_completed" in line:
+                    break
+    assert all(api != "audit_page" for api, _ in served.ran[ran_before:])

@@ -33,6 +33,3 @@ class ExtractiveAnswerer:
             return ""
         lines = [f"> {s.candidate.text} [{s.candidate.n}]" for s in chosen]
         return LABEL + "\n\n" + "\n>\n".join(lines)
-
-    def answer(self, question: str, hits: Sequence[Hit], citations: Sequence[Citation]) -> str:
-        return self.compose(self.find(question, hits, citations))

@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode
@@ -259,9 +259,6 @@ class Events:
             )
             self.by_index[event.fn_index] = event
         self.by_name = {e.api_name: e for e in self.by_index.values() if e.api_name}
-
-    def __iter__(self) -> Iterable[Event]:  # type: ignore[override]
-        return iter(self.by_index.values())
 
 
 # -- bindings of Gradio's session hashes and event ids --------------------------------------------

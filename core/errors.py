@@ -9,7 +9,10 @@
      ├── AccessDenied           a principal asked for something outside its rights
      ├── AuditIntegrityError    the audit log is broken or cannot be written
      ├── EgressBlocked          a connection to a host outside the allow-list
-     └── BundleError            an offline bundle cannot be made, is altered or will not install
+     ├── BundleError            an offline bundle cannot be made, is altered or will not install
+     └── SourceError            a source (share, WebDAV, mailbox) could not be synced; nothing removed
+          ├── SourceUnavailable ... it cannot be reached, refused us, or its listing failed part-way
+          └── SourceShrank      ... it lists far fewer files than last time (an outage, not deletions)
 
 Errors are converted only at the edges: the CLI prints one line and exits non-zero,
 the UI shows the same words. Messages name the input and, where there is one, the fix.
@@ -56,3 +59,22 @@ class EgressBlocked(EnclaveError, PermissionError):
 
 class BundleError(EnclaveError):
     """An offline bundle cannot be made, does not match its manifest, or will not install."""
+
+
+class SourceError(EnclaveError):
+    """A source could not be synced: its mirror and state are left as they were, nothing removed."""
+
+
+class SourceUnavailable(SourceError):
+    """A source cannot be reached, refused the credentials, or failed part-way through a listing
+    or a download; the message names the source and why."""
+
+
+class SourceShrank(SourceError):
+    """A source lists far fewer entries than at its last sync: taken for an outage (an unmounted
+    share, a half-restored server), not for deletions. Both counts are in the message."""
+
+    def __init__(self, message: str, before: int, now: int) -> None:
+        super().__init__(message)
+        self.before = before
+        self.now = now

@@ -275,7 +275,7 @@ def free_bytes(folder: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
@@ -324,7 +324,7 @@ def disk_full_explained(data_dir: Path, started: bool) -> Iterator[None]:
             raise
         if not started:
             raise IngestError(
-                f"the disk is full, so the ingest did not start: {_size(free_bytes(data_dir))} free on the "
+                f"the disk is full, so the ingest did not start: {human_size(free_bytes(data_dir))} free on the "
                 f"disk holding the data folder {data_dir} ({exc}). Nothing stored was changed. Free space "
                 "on that disk, or move the data folder (--data-dir or ENCLAVE_DATA_DIR) to a disk with "
                 "room, and run the ingest again"
@@ -337,17 +337,16 @@ def disk_full_explained(data_dir: Path, started: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """An advisory lock so that two ingests into one data folder never interleave: whoever
-    comes second is refused at once (IngestError), before it has changed anything."""
+def exclusive(lock_path: Path, busy: str = "another ingest is running on this data folder") -> Iterator[None]:
+    """An advisory lock so that two ingests into one data folder (or two syncs of one source
+    mirror) never interleave: whoever comes second is refused at once (IngestError, saying
+    `busy`), before it has changed anything."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise IngestError(
-                f"another ingest is running on this data folder (lock {lock_path}); wait for it to finish"
-            ) from exc
+            raise IngestError(f"{busy} (lock {lock_path}); wait for it to finish") from exc
         try:
             yield
         finally:

@@ -1,0 +1,36 @@
+"""Sources: where documents live (folders, SMB shares, WebDAV, IMAP mailboxes), mirrored into a
+local folder by their own change markers for the ingest to take (docs/sources.md).
+
+The SMB, WebDAV and IMAP connectors are imported from their modules (ingest.sources.smb, .webdav,
+.imap) when a source of that kind is configured, so their client libraries load only then.
+"""
+
+from ingest.sources.base import (
+    Connector,
+    Credentials,
+    Entry,
+    Selection,
+    SourceError,
+    SourceShrank,
+    SourceUnavailable,
+    path_problem,
+    read_credentials,
+)
+from ingest.sources.local import LocalConnector
+from ingest.sources.mirror import MirrorResult, mirror_mtime_ns, sync_mirror
+
+__all__ = [
+    "Connector",
+    "Credentials",
+    "Entry",
+    "LocalConnector",
+    "MirrorResult",
+    "Selection",
+    "SourceError",
+    "SourceShrank",
+    "SourceUnavailable",
+    "mirror_mtime_ns",
+    "path_problem",
+    "read_credentials",
+    "sync_mirror",
+]

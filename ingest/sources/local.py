@@ -1,0 +1,79 @@
+"""A local or mounted folder as a source (an NFS or CIFS mount, a synced folder).
+
+Markers are "<mtime_ns>:<size>"; the identity is the inode with the marker, so a file renamed or
+moved within the folder is recognised. Symlinked files are followed, symlinked folders and
+hidden folders are not entered (as the ingest's own walk). A folder that cannot be listed fails
+the whole listing: its files must not look deleted. An unmounted share usually leaves an empty
+mount point, which the mirror's ratio check takes for an outage.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from core.errors import IngestError, SourceUnavailable
+from ingest.sources.base import Entry
+
+# Errors about one file while the folder itself answers; any other error is the source's.
+_ENTRY_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
+
+
+class LocalConnector:
+    kind = "folder"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self.location = str(self.root)
+
+    def list(self) -> list[Entry]:
+        if not self.root.is_dir():
+            raise SourceUnavailable(f"{self.location}: no such folder (is the share mounted?)")
+
+        def fail(exc: OSError) -> None:
+            raise SourceUnavailable(
+                f"{self.location}: the folder {exc.filename} cannot be listed: {exc.strerror or exc}; "
+                "nothing was removed (exclude it, or let the service account read it)"
+            ) from exc
+
+        entries: list[Entry] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=fail, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue  # a broken symlink, or deleted since the folder was read
+                except OSError as exc:
+                    fail(exc)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                marker = f"{st.st_mtime_ns}:{st.st_size}"
+                entries.append(
+                    Entry(
+                        path=path.relative_to(self.root).as_posix(),
+                        size=st.st_size,
+                        marker=marker,
+                        identity=f"{st.st_ino}@{marker}",
+                        modified_ns=st.st_mtime_ns,
+                    )
+                )
+        return entries
+
+    def fetch(self, entry: Entry, dest: BinaryIO) -> None:
+        try:
+            with (self.root / entry.path).open("rb") as fh:
+                shutil.copyfileobj(fh, dest, 1 << 20)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.errno in _ENTRY_ERRNOS and self.root.is_dir():
+                raise IngestError(f"{self.location}: {entry.path}: cannot be read: {reason}") from exc
+            raise SourceUnavailable(f"{self.location}: reading {entry.path} failed: {reason}") from exc
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,263 @@
+"""Source connectors mirrored into a local folder, each against its real source: a folder on this
+machine, Samba's smbd, a WsgiDAV server and Dovecot, started by the tests on 127.0.0.1.
+
+For every kind: a first sync fetches everything, an unchanged one nothing, a changed file is
+fetched again and only it, a renamed or moved file is taken from the mirror where the source
+gives an identity, a deleted file leaves the mirror, the include/exclude patterns and the size
+limit hold; a source stopped in the middle of a sync, or emptied, removes nothing and leaves the
+mirror and its state as they were.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.errors import SourceShrank, SourceUnavailable
+from ingest.sources import Connector, LocalConnector, Selection, sync_mirror
+from ingest.sources.mirror import STAGING
+from tests.support.sources import Interrupted, contents, snapshot
+
+MIN_RATIO = 0.5
+BASE_TIME_NS = 1_750_000_000 * 1_000_000_000
+
+
+@dataclass
+class FileSource:
+    """A source backed by a folder of this machine that the test writes into: the folder itself,
+    or the folder a real server serves."""
+
+    kind: str
+    root: Path
+    connect: Callable[..., Connector]
+    stop: Callable[[], None]  # the source goes away (server stopped; folder moved away)
+    gives_identity: bool
+    clock: int = 0
+
+    def put(self, rel: str, data: bytes) -> None:
+        """Write a file, each write with a new mtime whole seconds apart (WebDAV ETags and
+        Samba's times see seconds)."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.clock += 10
+        stamp = BASE_TIME_NS + self.clock * 1_000_000_000
+        os.utime(path, ns=(stamp, stamp))
+
+
+@pytest.fixture
+def folder_source(tmp_path: Path) -> Iterator[FileSource]:
+    root = tmp_path / "share"
+    root.mkdir()
+
+    def unmount() -> None:
+        root.rename(tmp_path / "share-away")
+
+    yield FileSource("folder", root, lambda: LocalConnector(root), unmount, gives_identity=True)
+
+
+@pytest.fixture(params=["folder"])
+def source(request: pytest.FixtureRequest) -> FileSource:
+    return request.getfixturevalue(f"{request.param}_source")  # type: ignore[no-any-return]
+
+
+class Mirror:
+    def __init__(self, base: Path) -> None:
+        self.folder = base / "files"
+        self.state = base / "state.json"
+
+    def sync(self, connector: Connector, **options: object) -> object:
+        options.setdefault("min_ratio", MIN_RATIO)
+        try:
+            return sync_mirror(connector, self.folder, self.state, **options)  # type: ignore[arg-type]
+        finally:
+            connector.close()
+
+
+@pytest.fixture
+def mirror(tmp_path: Path) -> Mirror:
+    return Mirror(tmp_path / "mirror")
+
+
+TREE = {
+    "handbook.md": b"# Handbook\n\nStaff get 25 days of leave.\n",
+    "hr/policy.txt": b"Expenses are paid within 30 days.\n" * 20,
+    "hr/forms/claim.csv": b"item,amount\ntaxi,12\n",
+    "finance/budget.txt": b"The budget for 2027 is 4.2 million.\n" * 50,
+}
+
+
+def fill(source: FileSource, tree: dict[str, bytes] = TREE) -> None:
+    for rel, data in tree.items():
+        source.put(rel, data)
+
+
+def test_first_sync_fetches_everything_and_a_resync_nothing(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    first = mirror.sync(source.connect())
+    assert sorted(first.added) == sorted(TREE)
+    assert first.bytes_fetched == sum(len(d) for d in TREE.values())
+    assert contents(mirror.folder) == TREE
+
+    before = snapshot(mirror.folder)
+    again = mirror.sync(source.connect())
+    assert again.bytes_fetched == 0
+    assert sorted(again.unchanged) == sorted(TREE) and not (again.added or again.changed or again.removed)
+    assert snapshot(mirror.folder) == before  # same bytes, same mtimes: the ingest skips them all
+
+
+def test_a_changed_file_is_fetched_again_and_only_it(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    mirror.sync(source.connect())
+    before = snapshot(mirror.folder)
+    new = b"# Handbook\n\nStaff get 28 days of leave.\n"  # the same size
+    assert len(new) == len(TREE["handbook.md"])
+    source.put("handbook.md", new)
+
+    result = mirror.sync(source.connect())
+    assert result.changed == ["handbook.md"] and result.bytes_fetched == len(new)
+    after = snapshot(mirror.folder)
+    assert after["handbook.md"][0] == new
+    assert after["handbook.md"][1] != before["handbook.md"][1]  # the ingest sees it changed
+    assert {k: v for k, v in after.items() if k != "handbook.md"} == {
+        k: v for k, v in before.items() if k != "handbook.md"
+    }
+
+
+def test_a_renamed_or_moved_file_is_taken_from_the_mirror(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    mirror.sync(source.connect())
+    (source.root / "archive").mkdir()
+    os.rename(source.root / "finance/budget.txt", source.root / "archive/budget-2027.txt")
+    os.rename(source.root / "handbook.md", source.root / "staff-handbook.md")
+
+    result = mirror.sync(source.connect())
+    expected = dict(TREE)
+    expected["archive/budget-2027.txt"] = expected.pop("finance/budget.txt")
+    expected["staff-handbook.md"] = expected.pop("handbook.md")
+    assert contents(mirror.folder) == expected
+    if source.gives_identity:
+        assert result.moved == [
+            ("finance/budget.txt", "archive/budget-2027.txt"),
+            ("handbook.md", "staff-handbook.md"),
+        ]
+        assert result.bytes_fetched == 0 and not (result.added or result.removed)
+    else:  # no identity: fetched under the new name, the old name removed
+        assert sorted(result.added) == ["archive/budget-2027.txt", "staff-handbook.md"]
+        assert result.removed == ["finance/budget.txt", "handbook.md"]
+    assert not (mirror.folder / "finance").exists()  # a folder left empty goes too
+    assert mirror.sync(source.connect()).bytes_fetched == 0
+
+
+def test_a_deleted_file_leaves_the_mirror(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    mirror.sync(source.connect())
+    (source.root / "hr/forms/claim.csv").unlink()
+
+    result = mirror.sync(source.connect())
+    assert result.removed == ["hr/forms/claim.csv"] and result.bytes_fetched == 0
+    assert "hr/forms/claim.csv" not in contents(mirror.folder)
+    assert not (mirror.folder / "hr/forms").exists()
+
+
+def test_include_exclude_and_the_size_limit(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    source.put("hr/drafts/raise.docx", b"draft")
+    source.put("hr/~$policy.txt", b"an Office lock file")
+    source.put(".hidden/notes.txt", b"hidden")
+    source.put("video/townhall.MD", b"x" * 5000)
+    selection = Selection(
+        include=("*.md", "*.txt", "*.csv", "hr/**"), exclude=("drafts", "~$*"), max_bytes=1000
+    )
+    result = mirror.sync(source.connect(), selection=selection)
+    assert sorted(contents(mirror.folder)) == ["handbook.md", "hr/forms/claim.csv", "hr/policy.txt"]
+    assert result.skipped == [
+        ("finance/budget.txt", "1.8 KiB is over the source's size limit of 1000 bytes"),
+        ("video/townhall.MD", "4.9 KiB is over the source's size limit of 1000 bytes"),
+    ]
+    assert result.listed == 3
+
+
+def test_a_source_stopped_after_the_listing_removes_nothing(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    mirror.sync(source.connect())
+    source.put("handbook.md", b"# Handbook\n\nNew text.\n")
+    (source.root / "hr/policy.txt").unlink()
+    source.put("new.txt", b"a new file\n")
+    os.rename(source.root / "finance/budget.txt", source.root / "a-budget.txt")  # a move, staged first
+    before, state = snapshot(mirror.folder), mirror.state.read_bytes()
+
+    with pytest.raises(SourceUnavailable) as raised:
+        mirror.sync(Interrupted(source.connect(), source.stop))
+    assert source.connect().location in str(raised.value)
+    assert snapshot(mirror.folder) == before and mirror.state.read_bytes() == state
+    assert not list((mirror.folder / STAGING).glob("*.part"))  # no half file left behind
+
+
+def test_a_sync_stopped_half_way_resumes_without_fetching_again(
+    folder_source: FileSource, mirror: Mirror, tmp_path: Path
+) -> None:
+    """What a failed sync fetched stays staged (not in the mirror, not in its state): the next
+    sync places it without fetching it again."""
+    fill(folder_source)
+    interrupted = Interrupted(folder_source.connect(), folder_source.stop, after_fetches=2)
+    with pytest.raises(SourceUnavailable):
+        mirror.sync(interrupted)
+    assert contents(mirror.folder) == {} and not mirror.state.exists()
+    (tmp_path / "share-away").rename(folder_source.root)  # mounted again
+
+    result = mirror.sync(folder_source.connect())
+    assert contents(mirror.folder) == TREE and sorted(result.added) == sorted(TREE)
+    fetched_before = sum(len(TREE[path]) for path in interrupted.done)
+    assert len(interrupted.done) == 2
+    assert result.bytes_fetched == sum(len(d) for d in TREE.values()) - fetched_before
+    assert not (mirror.folder / STAGING).exists()
+
+
+def test_an_emptied_source_removes_nothing_until_told(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    mirror.sync(source.connect())
+    before, state = snapshot(mirror.folder), mirror.state.read_bytes()
+    for rel in TREE:
+        (source.root / rel).unlink()
+
+    with pytest.raises(SourceShrank) as raised:
+        mirror.sync(source.connect())
+    assert (raised.value.before, raised.value.now) == (4, 0)
+    assert "lists 0 files where it listed 4 at the last sync" in str(raised.value)
+    assert snapshot(mirror.folder) == before and mirror.state.read_bytes() == state
+
+    source.put("hr/policy.txt", TREE["hr/policy.txt"])  # 1 of 4: still under the ratio
+    with pytest.raises(SourceShrank):
+        mirror.sync(source.connect())
+    result = mirror.sync(source.connect(), min_ratio=0.0)  # the deletions were real
+    assert sorted(result.removed) == ["finance/budget.txt", "handbook.md", "hr/forms/claim.csv"]
+
+
+def test_a_file_gone_at_fetch_fails_alone_and_keeps_its_copy(source: FileSource, mirror: Mirror) -> None:
+    fill(source)
+    mirror.sync(source.connect())
+    source.put("handbook.md", b"# Handbook\n\nA new version.\n")
+    source.put("new.txt", b"a new file\n")
+
+    def delete() -> None:
+        (source.root / "handbook.md").unlink()
+
+    result = mirror.sync(Interrupted(source.connect(), delete))
+    assert [path for path, _ in result.failed] == ["handbook.md"]
+    assert "handbook.md" in result.failed[0][1]
+    assert result.added == ["new.txt"]
+    assert contents(mirror.folder)["handbook.md"] == TREE["handbook.md"]  # the last good copy
+
+    again = mirror.sync(source.connect())  # now the listing says it is gone
+    assert again.removed == ["handbook.md"]
+
+
+def test_a_missing_folder_is_unavailable(tmp_path: Path, mirror: Mirror) -> None:
+    with pytest.raises(SourceUnavailable, match="no such folder"):
+        mirror.sync(LocalConnector(tmp_path / "not-mounted"))
+    assert not mirror.state.exists()

@@ -4,17 +4,22 @@
 # and the PostgreSQL server binaries (the audit log's PostgreSQL backend; the tests start their own
 # throwaway server, so the cluster Debian's package creates is not used) and tesseract (OCR of
 # scanned PDFs and images: tests/unit/test_parsing.py, tests/integration/test_external_corpus.py;
-# without it those files are reported "needs OCR", which the same tests check). Installs only what is
-# missing; needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes
-# with systemd, already on Debian.
+# without it those files are reported "needs OCR", which the same tests check), Samba's smbd and
+# Dovecot's IMAP server (the SMB and IMAP sources, tests/integration/test_connectors.py: the tests
+# start throwaway servers of their own on 127.0.0.1; the services the packages set up are not
+# used, and in a container without systemd they are not started). Installs only what is missing;
+# needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes with
+# systemd, already on Debian.
 set -euo pipefail
 need=()
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
 [[ -x /usr/bin/strace ]] || need+=(strace)
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql)
 [[ -x /usr/bin/tesseract ]] || need+=(tesseract-ocr)
+[[ -x /usr/sbin/smbd ]] || need+=(samba)
+[[ -x /usr/sbin/dovecot ]] || need+=(dovecot-imapd)
 if ((${#need[@]} == 0)); then
-    echo "system packages present: chromium, strace, postgresql, tesseract"
+    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd"
     exit 0
 fi
 if [[ $(id -u) != 0 ]]; then

@@ -14,12 +14,18 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.errors import SourceShrank, SourceUnavailable
-from ingest.sources import Connector, LocalConnector, Selection, sync_mirror
+from core.settings import Settings
+from enclave import wiring
+from ingest.sources import Connector, LocalConnector, MirrorResult, Selection, sync_mirror
 from ingest.sources.mirror import STAGING
+from ingest.sources.smb import SmbConnector
+from tests.support import samba as samba_support
+from tests.support.samba import SambaServer
 from tests.support.sources import Interrupted, contents, snapshot
 
 MIN_RATIO = 0.5
@@ -33,14 +39,15 @@ class FileSource:
 
     kind: str
     root: Path
-    connect: Callable[..., Connector]
-    stop: Callable[[], None]  # the source goes away (server stopped; folder moved away)
+    connect: Callable[[], Connector]
+    stop: Callable[[], None]  # the source goes away: the server stopped, the folder moved away
+    resume: Callable[[], None]  # ... and comes back with the same files
     gives_identity: bool
     clock: int = 0
 
     def put(self, rel: str, data: bytes) -> None:
-        """Write a file, each write with a new mtime whole seconds apart (WebDAV ETags and
-        Samba's times see seconds)."""
+        """Write a file, each write with an mtime whole seconds after the last (a WebDAV ETag
+        holds the mtime in seconds)."""
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -49,18 +56,46 @@ class FileSource:
         os.utime(path, ns=(stamp, stamp))
 
 
+def need(reason: str | None, require_env: str) -> None:
+    """Skip when a server cannot run here, or fail where CI requires it."""
+    if reason is None:
+        return
+    if os.environ.get(require_env) == "1":
+        pytest.fail(f"{require_env}=1 but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture
-def folder_source(tmp_path: Path) -> Iterator[FileSource]:
-    root = tmp_path / "share"
+def folder_source(tmp_path: Path) -> FileSource:
+    root, away = tmp_path / "share", tmp_path / "share-away"
     root.mkdir()
+    return FileSource(
+        "folder", root, lambda: LocalConnector(root), stop=lambda: root.rename(away),
+        resume=lambda: away.rename(root), gives_identity=True,
+    )  # fmt: skip
 
-    def unmount() -> None:
-        root.rename(tmp_path / "share-away")
 
-    yield FileSource("folder", root, lambda: LocalConnector(root), unmount, gives_identity=True)
+@pytest.fixture
+def samba(tmp_path: Path) -> Iterator[SambaServer]:
+    need(samba_support.missing(), samba_support.REQUIRE_ENV)
+    server = SambaServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
-@pytest.fixture(params=["folder"])
+@pytest.fixture
+def smb_source(samba: SambaServer, tmp_path: Path) -> FileSource:
+    credentials = samba.credentials(tmp_path / "smb.cred")
+    return FileSource(
+        "smb", samba.share_dir,
+        lambda: SmbConnector("127.0.0.1", samba.SHARE, credentials_file=credentials, port=samba.port),
+        stop=samba.stop, resume=samba.start, gives_identity=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["folder", "smb"])
 def source(request: pytest.FixtureRequest) -> FileSource:
     return request.getfixturevalue(f"{request.param}_source")  # type: ignore[no-any-return]
 
@@ -70,10 +105,10 @@ class Mirror:
         self.folder = base / "files"
         self.state = base / "state.json"
 
-    def sync(self, connector: Connector, **options: object) -> object:
+    def sync(self, connector: Connector, **options: Any) -> MirrorResult:
         options.setdefault("min_ratio", MIN_RATIO)
         try:
-            return sync_mirror(connector, self.folder, self.state, **options)  # type: ignore[arg-type]
+            return sync_mirror(connector, self.folder, self.state, **options)
         finally:
             connector.close()
 
@@ -198,24 +233,47 @@ def test_a_source_stopped_after_the_listing_removes_nothing(source: FileSource, 
     assert not list((mirror.folder / STAGING).glob("*.part"))  # no half file left behind
 
 
-def test_a_sync_stopped_half_way_resumes_without_fetching_again(
-    folder_source: FileSource, mirror: Mirror, tmp_path: Path
-) -> None:
+def test_a_sync_stopped_half_way_resumes_without_fetching_again(source: FileSource, mirror: Mirror) -> None:
     """What a failed sync fetched stays staged (not in the mirror, not in its state): the next
     sync places it without fetching it again."""
-    fill(folder_source)
-    interrupted = Interrupted(folder_source.connect(), folder_source.stop, after_fetches=2)
+    fill(source)
+    interrupted = Interrupted(source.connect(), source.stop, after_fetches=2)
     with pytest.raises(SourceUnavailable):
         mirror.sync(interrupted)
     assert contents(mirror.folder) == {} and not mirror.state.exists()
-    (tmp_path / "share-away").rename(folder_source.root)  # mounted again
+    source.resume()
 
-    result = mirror.sync(folder_source.connect())
+    result = mirror.sync(source.connect())
     assert contents(mirror.folder) == TREE and sorted(result.added) == sorted(TREE)
     fetched_before = sum(len(TREE[path]) for path in interrupted.done)
     assert len(interrupted.done) == 2
     assert result.bytes_fetched == sum(len(d) for d in TREE.values()) - fetched_before
     assert not (mirror.folder / STAGING).exists()
+
+
+def test_a_server_stopped_in_the_middle_of_a_large_file_removes_nothing(
+    source: FileSource, mirror: Mirror
+) -> None:
+    if source.kind == "folder":
+        pytest.skip("a local file being read is read to its end when its folder is moved away")
+    fill(source)
+    mirror.sync(source.connect())
+    (source.root / "hr/policy.txt").unlink()
+    large = os.urandom(16 << 20)
+    source.put("video/townhall.mp4", large)
+    before, state = snapshot(mirror.folder), mirror.state.read_bytes()
+
+    interrupted = Interrupted(source.connect(), source.stop, mid_fetch=True)
+    with pytest.raises(SourceUnavailable) as raised:
+        mirror.sync(interrupted)
+    assert source.connect().location in str(raised.value)
+    assert snapshot(mirror.folder) == before and mirror.state.read_bytes() == state
+    assert list((mirror.folder / STAGING).iterdir()) == []  # no half file kept
+
+    source.resume()
+    result = mirror.sync(source.connect())
+    assert result.added == ["video/townhall.mp4"] and result.removed == ["hr/policy.txt"]
+    assert contents(mirror.folder)["video/townhall.mp4"] == large
 
 
 def test_an_emptied_source_removes_nothing_until_told(source: FileSource, mirror: Mirror) -> None:
@@ -261,3 +319,57 @@ def test_a_missing_folder_is_unavailable(tmp_path: Path, mirror: Mirror) -> None
     with pytest.raises(SourceUnavailable, match="no such folder"):
         mirror.sync(LocalConnector(tmp_path / "not-mounted"))
     assert not mirror.state.exists()
+
+
+def test_smb_wrong_credentials_name_the_source_and_the_file(
+    samba: SambaServer, tmp_path: Path, mirror: Mirror
+) -> None:
+    wrong = samba.credentials(tmp_path / "wrong.cred", password="not-the-password")
+    connector = SmbConnector("127.0.0.1", samba.SHARE, credentials_file=wrong, port=samba.port)
+    with pytest.raises(SourceUnavailable) as raised:
+        mirror.sync(connector)
+    assert str(raised.value) == (
+        f"smb://127.0.0.1:{samba.port}/docs: listing failed: the server refused the user name or "
+        f"password of {wrong}"
+    )
+    assert "not-the-password" not in str(raised.value)
+    no_share = SmbConnector(
+        "127.0.0.1", "nope", credentials_file=samba.credentials(tmp_path / "ok.cred"), port=samba.port
+    )
+    with pytest.raises(SourceUnavailable, match="the server has no share named 'nope'"):
+        mirror.sync(no_share)
+    samba.stop()
+    with pytest.raises(
+        SourceUnavailable, match=f"smb://127.0.0.1:{samba.port}/docs: listing failed: .*refused"
+    ):
+        mirror.sync(SmbConnector("127.0.0.1", samba.SHARE, credentials_file=wrong, port=samba.port))
+
+
+@pytest.mark.slow
+def test_an_smb_share_through_the_ingest(
+    smb_source: FileSource, mirror: Mirror, settings: Settings, embedder: Any
+) -> None:
+    """The mirror as the ingest sees it: an unchanged share is all unchanged, an edited file (the
+    same size) is parsed again, a renamed one is linked to its document, not embedded again."""
+    smb_source.put("handbook.md", b"# Handbook\n\nStaff get 25 days of leave a year.\n")
+    smb_source.put("hr/policy.md", b"# Expenses\n\nExpenses are paid within 30 days of a claim.\n")
+    store = wiring.build_store(settings)
+    pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)
+
+    def sync_and_ingest() -> tuple[MirrorResult, dict[str, str]]:
+        result = mirror.sync(smb_source.connect())
+        report = pipeline.run([mirror.folder], ["staff"], prune=True)
+        root = mirror.folder.resolve()
+        return result, {Path(f.path).relative_to(root).as_posix(): f.status for f in report.files}
+
+    assert sync_and_ingest()[1] == {"handbook.md": "new", "hr/policy.md": "new"}
+    result, statuses = sync_and_ingest()
+    assert result.bytes_fetched == 0 and statuses == {"handbook.md": "unchanged", "hr/policy.md": "unchanged"}
+
+    smb_source.put("handbook.md", b"# Handbook\n\nStaff get 28 days of leave a year.\n")
+    os.rename(smb_source.root / "hr/policy.md", smb_source.root / "hr/expenses.md")
+    result, statuses = sync_and_ingest()
+    assert result.moved == [("hr/policy.md", "hr/expenses.md")] and result.changed == ["handbook.md"]
+    assert statuses == {"handbook.md": "changed", "hr/expenses.md": "linked", "hr/policy.md": "pruned"}
+    hits = store.search(embedder.embed_query("How many days of leave do staff get?"), 1, ["staff"])
+    assert "28 days" in hits[0].chunk.text

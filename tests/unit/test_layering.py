@@ -29,6 +29,8 @@ LIBRARY_OWNERS = {
     "openai": {"assistant"},
     "markdown_it": {"ui"},
     "nh3": {"ui"},
+    "smbclient": {"ingest"},
+    "smbprotocol": {"ingest"},
 }
 
 

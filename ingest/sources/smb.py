@@ -1,0 +1,161 @@
+"""An SMB/CIFS share as a source (Windows file servers, Samba, NAS boxes), through smbprotocol's
+smbclient, without mounting it.
+
+Markers are "<mtime_ns>:<size>" from the directory listing (no file is opened to list it); the
+identity is the server's file id with the marker, so a file renamed or moved within the share is
+recognised. The user name and password come from a credentials file (base.read_credentials),
+never from settings. A folder that cannot be listed fails the whole listing; a file that is
+gone, locked (an open Office document) or denied since the listing fails alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import smbclient
+from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException, SMBOSError
+from smbprotocol.header import NtStatus
+
+from core.errors import IngestError, SourceUnavailable
+from ingest.sources.base import Entry, read_credentials
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Statuses about one file while the share answers: that file fails, the sync goes on.
+_ENTRY_STATUSES = {
+    NtStatus.STATUS_OBJECT_NAME_NOT_FOUND,
+    NtStatus.STATUS_OBJECT_PATH_NOT_FOUND,
+    NtStatus.STATUS_ACCESS_DENIED,
+    NtStatus.STATUS_SHARING_VIOLATION,
+    NtStatus.STATUS_DELETE_PENDING,
+    NtStatus.STATUS_FILE_IS_A_DIRECTORY,
+}
+_NOT_FOUND_STATUSES = {
+    NtStatus.STATUS_BAD_NETWORK_NAME,
+    NtStatus.STATUS_NOT_FOUND,  # what a missing share becomes once smbclient has tried DFS
+    NtStatus.STATUS_OBJECT_NAME_NOT_FOUND,
+    NtStatus.STATUS_OBJECT_PATH_NOT_FOUND,
+}
+_LOGON_STATUSES = {
+    NtStatus.STATUS_LOGON_FAILURE,
+    NtStatus.STATUS_WRONG_PASSWORD,
+    NtStatus.STATUS_PASSWORD_EXPIRED,
+}
+
+
+def _ns(when: datetime) -> int:
+    """A listing's time (smbprotocol gives microseconds) as nanoseconds since the epoch."""
+    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+class SmbConnector:
+    kind = "smb"
+
+    def __init__(
+        self,
+        server: str,
+        share: str,
+        folder: str = "",
+        *,
+        credentials_file: Path,
+        port: int = 445,
+        encrypt: bool = False,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.server = server
+        self.share = share
+        self.folder = folder.strip("/\\").replace("\\", "/")
+        self.port = port
+        self.credentials_file = Path(credentials_file)
+        self.encrypt = encrypt
+        self.timeout_s = timeout_s
+        where = f"{server}:{port}" if port != 445 else server
+        self.location = f"smb://{where}/{share}" + (f"/{self.folder}" if self.folder else "")
+        self._cache: dict[str, Any] = {}  # this connector's own connections, not smbclient's global pool
+        self._session: dict[str, Any] | None = None
+
+    def _unc(self, rel: str = "") -> str:
+        parts = [p for p in (self.folder, rel) if p]
+        tail = "\\".join("/".join(parts).split("/"))
+        return f"\\\\{self.server}\\{self.share}" + (f"\\{tail}" if tail else "")
+
+    def _options(self) -> dict[str, Any]:
+        """smbclient's connection arguments; the credentials file is read again after close()."""
+        if self._session is not None:
+            return self._session
+        credentials = read_credentials(self.credentials_file)
+        user = f"{credentials.domain}\\{credentials.username}" if credentials.domain else credentials.username
+        self._session = {
+            "username": user,
+            "password": credentials.password,
+            "port": self.port,
+            "encrypt": self.encrypt or None,
+            "connection_timeout": self.timeout_s,
+            "connection_cache": self._cache,
+        }
+        return self._session
+
+    def _unavailable(self, exc: Exception, doing: str, top: bool = False) -> SourceUnavailable:
+        """The source's failure, said for an administrator; `top`: at the share's top folder."""
+        status = getattr(exc, "ntstatus", None) or getattr(exc, "status", None)
+        if status in _LOGON_STATUSES or isinstance(exc, SMBAuthenticationError):
+            why = f"the server refused the user name or password of {self.credentials_file}"
+        elif top and status in _NOT_FOUND_STATUSES:
+            why = f"the server has no share named {self.share!r}" + (
+                f" or no folder {self.folder!r} in it" if self.folder else ""
+            )
+        elif status == NtStatus.STATUS_ACCESS_DENIED:
+            why = f"the user of {self.credentials_file} may not read it (access denied)"
+        elif isinstance(exc, SMBConnectionClosed):
+            why = "the server closed the connection"
+        else:
+            why = str(exc)
+        self.close()  # whatever is left of the connection is of no use
+        return SourceUnavailable(f"{self.location}: {doing} failed: {why}")
+
+    def list(self) -> list[Entry]:
+        options = self._options()
+        entries: list[Entry] = []
+        seen_folders: set[int] = set()  # a server-side symlink loop cannot trap the walk
+        pending = [""]
+        rel = ""
+        try:
+            while pending:
+                rel = pending.pop()
+                with smbclient.scandir(self._unc(rel), **options) as found:
+                    for item in found:
+                        if item.name.startswith(".") or item.is_symlink():
+                            continue
+                        info = item.smb_info
+                        path = f"{rel}/{item.name}" if rel else item.name
+                        if item.is_dir():
+                            if info.file_id not in seen_folders:
+                                seen_folders.add(info.file_id)
+                                pending.append(path)
+                            continue
+                        mtime_ns = _ns(info.last_write_time)
+                        marker = f"{mtime_ns}:{info.end_of_file}"
+                        entries.append(
+                            Entry(path, info.end_of_file, marker, f"{info.file_id}@{marker}", mtime_ns)
+                        )
+        except (SMBException, OSError, ValueError) as exc:  # ValueError: smbclient cannot connect
+            raise self._unavailable(exc, "listing", top=rel == "") from exc
+        return sorted(entries, key=lambda e: e.path)
+
+    def fetch(self, entry: Entry, dest: BinaryIO) -> None:
+        options = self._options()
+        try:
+            with smbclient.open_file(self._unc(entry.path), "rb", share_access="r", **options) as fh:
+                shutil.copyfileobj(fh, dest, 1 << 20)
+        except SMBOSError as exc:
+            if exc.ntstatus in _ENTRY_STATUSES:
+                raise IngestError(f"{self.location}: {entry.path}: cannot be read: {exc.strerror}") from exc
+            raise self._unavailable(exc, f"reading {entry.path}") from exc
+        except (SMBException, OSError, ValueError) as exc:
+            raise self._unavailable(exc, f"reading {entry.path}") from exc
+
+    def close(self) -> None:
+        cache, self._cache, self._session = self._cache, {}, None
+        smbclient.reset_connection_cache(fail_on_error=False, connection_cache=cache)

@@ -303,13 +303,12 @@ def _same_bytes(
     listed: set[str],
 ) -> str | None:
     """A mirrored path holding this entry's bytes (same identity, copy intact), preferring one the
-    source no longer lists (a rename or move) that no other entry took yet."""
+    source no longer lists (a rename or move) that no other entry took yet. The entry's own path
+    counts: a mail whose folder got a new UIDVALIDITY has a new marker but the same bytes."""
     if entry.identity is None:
         return None
     candidates = [
-        path
-        for path in by_identity.get(entry.identity, [])
-        if path != entry.path and _intact(folder / path, state.entries[path])
+        path for path in by_identity.get(entry.identity, []) if _intact(folder / path, state.entries[path])
     ]
     candidates.sort(key=lambda path: (path in listed or path in moved_away, path))
     return candidates[0] if candidates else None

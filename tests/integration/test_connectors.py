@@ -10,22 +10,30 @@ mirror and its state as they were.
 
 from __future__ import annotations
 
+import email
+import email.message
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from core.errors import SourceShrank, SourceUnavailable
 from core.settings import Settings
 from enclave import wiring
 from ingest.sources import Connector, LocalConnector, MirrorResult, Selection, sync_mirror
+from ingest.sources.imap import ImapConnector
 from ingest.sources.mirror import STAGING
 from ingest.sources.smb import SmbConnector
 from ingest.sources.webdav import WebDavConnector
+from tests.support import dovecot as dovecot_support
 from tests.support import samba as samba_support
+from tests.support.dovecot import DovecotServer
 from tests.support.samba import SambaServer
 from tests.support.sources import Interrupted, contents, snapshot
 from tests.support.webdav import WebDavServer
@@ -413,3 +421,214 @@ def test_webdav_wrong_credentials_name_the_source_and_the_file(
     webdav.stop()
     with pytest.raises(SourceUnavailable, match=f"{webdav.url}: listing / failed: .*[Cc]onnection refused"):
         mirror.sync(WebDavConnector(webdav.url, credentials_file=right))
+
+
+# -- IMAP: each message a <folder>/<UID>.eml ----------------------------------------------------
+
+
+@pytest.fixture
+def dovecot() -> Iterator[DovecotServer]:
+    need(dovecot_support.missing(), dovecot_support.REQUIRE_ENV)
+    server = DovecotServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class Mailbox:
+    """The test's own IMAP session to the same mailbox, to deliver, move and delete mail."""
+
+    def __init__(self, server: DovecotServer) -> None:
+        self.client = IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=30)
+        self.client.login(server.USER, server.password)
+        self.clock = 0
+
+    def deliver(self, folder: str, msg: email.message.EmailMessage) -> None:
+        self.clock += 60
+        arrived = datetime.fromtimestamp(BASE_TIME_NS // 10**9 + self.clock, tz=UTC)
+        self.client.append(folder, bytes(msg), msg_time=arrived)
+
+    def uids(self, folder: str) -> list[int]:
+        self.client.select_folder(folder)
+        return sorted(self.client.search("ALL"))
+
+    def close(self) -> None:
+        try:
+            self.client.logout()
+        except (IMAPClientError, OSError):  # the server was stopped under it
+            self.client.shutdown()
+
+
+@pytest.fixture
+def mailbox(dovecot: DovecotServer) -> Iterator[Mailbox]:
+    box = Mailbox(dovecot)
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+def message(
+    subject: str, body: str, attachment: bytes | None = None, message_id: bool = True
+) -> email.message.EmailMessage:
+    msg = email.message.EmailMessage()
+    msg["From"] = "Harbour office <office@example.org>"
+    msg["To"] = "Staff <staff@example.org>"
+    msg["Subject"] = subject
+    if message_id:
+        msg["Message-ID"] = f"<{subject.replace(' ', '-').lower()}@example.org>"
+    msg.set_content(body)
+    if attachment is not None:
+        msg.add_attachment(attachment, maintype="text", subtype="plain", filename="rota.txt")
+    return msg
+
+
+def subjects(folder: Path) -> dict[str, str]:
+    return {path: email.message_from_bytes(data)["Subject"] for path, data in contents(folder).items()}
+
+
+def imap_connector(server: DovecotServer, tmp_path: Path, **options: Any) -> ImapConnector:
+    options.setdefault("security", "none")
+    options.setdefault("port", server.port)
+    credentials = server.credentials(tmp_path / "imap.cred")
+    return ImapConnector("127.0.0.1", credentials_file=credentials, **options)
+
+
+def test_imap_messages_are_mirrored_by_uid_and_uidvalidity(
+    dovecot: DovecotServer, mailbox: Mailbox, mirror: Mirror, tmp_path: Path
+) -> None:
+    mailbox.client.create_folder("Archive")
+    mailbox.deliver("INBOX", message("Leave policy", "Staff get 25 days of leave.\n"))
+    mailbox.deliver("INBOX", message("Night rota", "The rota is attached.\n", b"Mon: Ann\nTue: Bo\n"))
+    mailbox.deliver("Archive", message("Old news", "The canteen moved.\n"))
+    mailbox.deliver("Archive", message("No id", "A message without a Message-ID.\n", message_id=False))
+
+    first = mirror.sync(imap_connector(dovecot, tmp_path))
+    assert subjects(mirror.folder) == {
+        "Archive/1.eml": "Old news",
+        "Archive/2.eml": "No id",
+        "INBOX/1.eml": "Leave policy",
+        "INBOX/2.eml": "Night rota",
+    }
+    assert first.bytes_fetched == sum(len(d) for d in contents(mirror.folder).values())
+    again = mirror.sync(imap_connector(dovecot, tmp_path))
+    assert again.bytes_fetched == 0 and len(again.unchanged) == 4
+
+    # Moved to another folder: a new UID there, the same message; taken from the mirror.
+    mailbox.client.select_folder("INBOX")
+    mailbox.client.move([2], "Archive")
+    # Deleted: expunged.
+    mailbox.client.select_folder("Archive")
+    mailbox.client.delete_messages([1])
+    mailbox.client.expunge()
+    result = mirror.sync(imap_connector(dovecot, tmp_path))
+    assert result.moved == [("INBOX/2.eml", "Archive/3.eml")] and result.removed == ["Archive/1.eml"]
+    assert result.bytes_fetched == 0
+    assert subjects(mirror.folder) == {
+        "Archive/2.eml": "No id",
+        "Archive/3.eml": "Night rota",
+        "INBOX/1.eml": "Leave policy",
+    }
+
+    # The folder rebuilt (a restore): a new UIDVALIDITY, so no entry in it is what it was, and
+    # its UIDs are given anew. A message with a Message-ID is known by it and comes from the
+    # mirror (Night rota, now UID 2); the one without is fetched again.
+    mailbox.client.select_folder("Archive")
+    kept = mailbox.client.fetch(mailbox.uids("Archive"), ["BODY.PEEK[]", "INTERNALDATE"])
+    mailbox.client.unselect_folder()
+    mailbox.client.delete_folder("Archive")
+    mailbox.client.create_folder("Archive")
+    for data in kept.values():
+        mailbox.client.append("Archive", data[b"BODY[]"], msg_time=data[b"INTERNALDATE"])
+    result = mirror.sync(imap_connector(dovecot, tmp_path))
+    assert result.unchanged == ["INBOX/1.eml"]
+    assert result.moved == [("Archive/3.eml", "Archive/2.eml")] and result.added == ["Archive/1.eml"]
+    assert subjects(mirror.folder) == {
+        "Archive/1.eml": "No id",
+        "Archive/2.eml": "Night rota",
+        "INBOX/1.eml": "Leave policy",
+    }
+    assert result.bytes_fetched == len(contents(mirror.folder)["Archive/1.eml"])
+
+
+def test_imap_stopped_after_the_listing_or_emptied_removes_nothing(
+    dovecot: DovecotServer, mailbox: Mailbox, mirror: Mirror, tmp_path: Path
+) -> None:
+    for n in range(4):
+        mailbox.deliver("INBOX", message(f"Notice {n}", f"Notice number {n}.\n"))
+    mirror.sync(imap_connector(dovecot, tmp_path))
+    mailbox.deliver("INBOX", message("Notice 4", "A new one.\n"))
+    mailbox.client.select_folder("INBOX")
+    mailbox.client.delete_messages([1])
+    mailbox.client.expunge()
+    before, state = snapshot(mirror.folder), mirror.state.read_bytes()
+
+    with pytest.raises(
+        SourceUnavailable, match=f"imap://127.0.0.1:{dovecot.port}: reading INBOX/5.eml failed"
+    ):
+        mirror.sync(Interrupted(imap_connector(dovecot, tmp_path), dovecot.stop))
+    assert snapshot(mirror.folder) == before and mirror.state.read_bytes() == state
+    with pytest.raises(SourceUnavailable, match=r"listing failed: .*[Cc]onnection refused"):
+        mirror.sync(imap_connector(dovecot, tmp_path))
+
+    dovecot.start()
+    mailbox = Mailbox(dovecot)
+    mailbox.client.select_folder("INBOX")
+    mailbox.client.delete_messages(mailbox.uids("INBOX"))
+    mailbox.client.expunge()
+    mailbox.close()
+    with pytest.raises(SourceShrank, match="lists 0 files where it listed 4"):
+        mirror.sync(imap_connector(dovecot, tmp_path))
+    assert snapshot(mirror.folder) == before and mirror.state.read_bytes() == state
+
+
+def test_imap_wrong_credentials_tls_and_folders(
+    dovecot: DovecotServer, mailbox: Mailbox, mirror: Mirror, tmp_path: Path
+) -> None:
+    mailbox.client.create_folder("Team.Rotas")
+    mailbox.deliver("Team.Rotas", message("Rota", "Rota for May.\n"))
+    mailbox.deliver("INBOX", message("Hello", "Hello.\n"))
+    wrong = dovecot.credentials(tmp_path / "wrong.cred", password="not-the-password")
+    connector = ImapConnector("127.0.0.1", port=dovecot.port, security="none", credentials_file=wrong)
+    with pytest.raises(SourceUnavailable) as raised:
+        mirror.sync(connector)
+    assert str(raised.value) == (
+        f"imap://127.0.0.1:{dovecot.port}: listing failed: the server refused the user name or "
+        f"password of {wrong}"
+    )
+    # TLS, verified against the server's own certificate; the hierarchy as folders.
+    for security, port in (("ssl", dovecot.tls_port), ("starttls", dovecot.port)):
+        connector = imap_connector(dovecot, tmp_path, security=security, port=port, ca_file=dovecot.ca_file)
+        assert [e.path for e in connector.list()] == ["INBOX/1.eml", "Team/Rotas/1.eml"]
+        connector.close()
+    untrusted = imap_connector(dovecot, tmp_path, security="ssl", port=dovecot.tls_port)
+    with pytest.raises(SourceUnavailable, match="certificate verify failed"):
+        untrusted.list()
+    only = imap_connector(dovecot, tmp_path, folders=("Team.Rotas",))
+    assert subjects(mirror.folder) == {} and [e.path for e in only.list()] == ["Team/Rotas/1.eml"]
+    only.close()
+    with pytest.raises(SourceUnavailable, match="no folder named 'Sent' on the server"):
+        imap_connector(dovecot, tmp_path, folders=("Sent",)).list()
+
+
+@pytest.mark.slow
+def test_a_mail_and_its_attachment_through_the_ingest(
+    dovecot: DovecotServer,
+    mailbox: Mailbox,
+    mirror: Mirror,
+    tmp_path: Path,
+    settings: Settings,
+    embedder: Any,
+) -> None:
+    mailbox.deliver(
+        "INBOX", message("Night rota", "The night rota for May is attached.\n", b"Mon: Ann\nTue: Bo\n")
+    )
+    mirror.sync(imap_connector(dovecot, tmp_path))
+    store = wiring.build_store(settings)
+    report = wiring.build_pipeline(settings, embedder=embedder, store=store).run([mirror.folder], ["staff"])
+    root = mirror.folder.resolve()
+    statuses = {Path(f.path).relative_to(root).as_posix(): f.status for f in report.files}
+    assert statuses == {"INBOX/1.eml": "new", "INBOX/1.eml#rota.txt": "new"}
+    hits = store.search(embedder.embed_query("Who works on Tuesday night?"), 3, ["staff"])
+    assert any("Tue: Bo" in h.chunk.text and h.chunk.source.endswith("INBOX/1.eml#rota.txt") for h in hits)

@@ -31,6 +31,7 @@ LIBRARY_OWNERS = {
     "nh3": {"ui"},
     "smbclient": {"ingest"},
     "smbprotocol": {"ingest"},
+    "imapclient": {"ingest"},
 }
 
 

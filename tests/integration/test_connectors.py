@@ -23,7 +23,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from core.errors import SourceShrank, SourceUnavailable
+from core.errors import IngestError, SourceShrank, SourceUnavailable
 from core.settings import Settings
 from enclave import wiring
 from ingest.sources import Connector, LocalConnector, MirrorResult, Selection, sync_mirror
@@ -341,6 +341,20 @@ def test_a_file_gone_at_fetch_fails_alone_and_keeps_its_copy(source: FileSource,
 
     again = mirror.sync(source.connect())  # now the listing says it is gone
     assert again.removed == ["handbook.md"]
+
+
+def test_a_second_sync_of_the_same_mirror_is_refused(folder_source: FileSource, mirror: Mirror) -> None:
+    fill(folder_source)
+    refused: list[Exception] = []
+
+    def sync_again() -> None:
+        with pytest.raises(IngestError) as raised:
+            mirror.sync(folder_source.connect())
+        refused.append(raised.value)
+
+    mirror.sync(Interrupted(folder_source.connect(), sync_again))
+    assert f"another sync of {folder_source.root} is running" in str(refused[0])
+    assert contents(mirror.folder) == TREE
 
 
 def test_a_missing_folder_is_unavailable(tmp_path: Path, mirror: Mirror) -> None:

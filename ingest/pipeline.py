@@ -186,8 +186,9 @@ class _Todo:
     previous: FileEntry | None
 
 
-class _Progress:
-    """A live bar (files, chunks, ETA) on a terminal; one log line per file otherwise."""
+class ProgressDisplay:
+    """A live bar (files, chunks, ETA) on a terminal; one log line per file otherwise. The CLI
+    draws it for a run in its own process, and for one the server runs for it (enclave/admin_channel.py)."""
 
     def __init__(self, total: int, stream: IO[str]) -> None:
         self._bar: Any = None
@@ -213,6 +214,20 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+@dataclass
+class _Reported:
+    """A run's progress handed to `report_to` (see IngestPipeline.run) instead of drawn."""
+
+    total: int
+    report_to: Callable[[int, FileOutcome], None]
+
+    def update(self, outcome: FileOutcome) -> None:
+        self.report_to(self.total, outcome)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -390,7 +405,11 @@ class IngestPipeline:
         dry_run: bool = False,
         force: bool = False,
         progress: IO[str] | None = None,
+        report_to: Callable[[int, FileOutcome], None] | None = None,
     ) -> IngestReport:
+        """Ingest the files under `paths`. Each file's outcome is shown as it comes, on a
+        ProgressDisplay drawn on `progress` (default stderr), or, given `report_to`, handed to it
+        with the number of files walked instead (the admin channel streams them to its caller)."""
         started = time.perf_counter()
         policy = groups if isinstance(groups, GroupPolicy) else GroupPolicy(tuple(groups))
         roots = [p.resolve() for p in paths]
@@ -401,7 +420,11 @@ class IngestPipeline:
                 self.store.sync_lexical(quick=True)
                 report.recovered = self.recover()
             files = list(walk(roots))
-            bar = _Progress(len(files), progress or sys.stderr)
+            bar = (
+                _Reported(len(files), report_to)
+                if report_to
+                else ProgressDisplay(len(files), progress or sys.stderr)
+            )
             try:
                 todo: list[_Todo] = []
                 for path in files:

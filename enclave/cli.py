@@ -14,7 +14,6 @@ import getpass  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-from contextlib import AbstractContextManager, nullcontext  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any, NoReturn  # noqa: E402
@@ -26,7 +25,8 @@ from typer.core import TyperGroup  # noqa: E402
 from core.errors import EnclaveError  # noqa: E402
 from core.settings import Settings, load_settings, setting_sources, shown_settings  # noqa: E402
 from core.users import parse_groups  # noqa: E402
-from enclave import wiring  # noqa: E402
+from enclave import store_commands, wiring  # noqa: E402
+from enclave.store_commands import Result, json_text, store_session  # noqa: E402
 
 
 class _EnclaveGroup(TyperGroup):
@@ -88,18 +88,30 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    typer.echo(json_text(data))
 
 
-def store_session(settings: Settings, role: str, write: bool) -> AbstractContextManager[None]:
-    """Hold an embedded Chroma store for the command (vectorstore/chroma.py: one process at a
-    time may write it; readers side by side): a command that reads beside one that writes, or
-    beside the web UI, is refused naming it. A Chroma server is shared by any number of processes."""
-    if settings.store.mode != "embedded":
-        return nullcontext()
-    from vectorstore.chroma import store_session as hold
+class _Terminal:
+    """The Console (enclave/store_commands.py) of a command run here: this terminal."""
 
-    return hold(settings.chroma_path, role, write)
+    files = None  # the run draws its own progress display
+
+    def echo(self, text: str, err: bool = False) -> None:
+        typer.echo(text, err=err)
+
+
+def _write_store(command: str, args: Any) -> Result:
+    """Run a command that writes the store: by the web UI, over its admin channel, while it runs
+    on this data folder and holds the embedded store; in this process otherwise."""
+    from enclave import admin_channel
+
+    settings = state.settings
+    console = _Terminal()
+    result = admin_channel.call(settings, command, args, console)
+    if result is None:
+        call = store_commands.Call(command, args, Path.cwd(), store_commands.Caller.local())
+        result = store_commands.run(store_commands.Stores(settings), call, console)
+    return result
 
 
 @app.callback()
@@ -152,34 +164,20 @@ def ingest(
 ) -> None:
     """Parse, chunk, embed and store documents; unchanged files are skipped.
 
-    Exit code: 0 when every file was ingested or skipped, 1 when any file failed.
+    While the web UI runs on this data folder (embedded Chroma), the web UI carries out the ingest
+    and this command shows its progress and report. Exit code: 0 when every file was ingested or
+    skipped, 1 when any file failed.
     """
-    from ingest.acl import GroupPolicy
-
-    settings = state.settings
-    default = parse_groups(groups) or (() if acl else tuple(settings.ingest.default_groups))
-    policy = GroupPolicy.from_file(acl, default) if acl else GroupPolicy(default)
     if not sys.stderr.isatty():
         logging.getLogger("ingest").setLevel(logging.INFO)
-    # The run brings the lexical index in step with Chroma itself, under the ingest lock.
-    with store_session(settings, "enclave ingest", write=not dry_run):
-        pipeline = wiring.build_pipeline(settings)
-        report = pipeline.run(paths, policy, prune=prune, dry_run=dry_run, force=force)
-    if not dry_run:  # kept for the admin page; a dry run changed nothing, so it is not the last ingest
-        from ingest.reports import save_last_report
-
-        save_last_report(settings.data_dir, report.as_dict(), paths)
-    if report_file:
-        report_file.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        for f in report.files:
-            if f.status in ("failed", "skipped") or (dry_run and f.status != "unchanged"):
-                typer.echo(f"{f.status}: {f.error or f.path}", err=not dry_run)
-        typer.echo(report.summary())
-    if report.failed:
-        raise typer.Exit(1)
+    args = store_commands.IngestArgs(
+        [str(p) for p in paths], groups, str(acl) if acl else None, prune, dry_run, force, as_json
+    )
+    result = _write_store("ingest", args)
+    if report_file and result.report is not None:
+        report_file.write_text(json.dumps(result.report, indent=2, ensure_ascii=False), encoding="utf-8")
+    if result.code:
+        raise typer.Exit(result.code)
 
 
 # -- docs ------------------------------------------------------------------------------------
@@ -196,16 +194,6 @@ def _doc_dict(doc: Any, files: list[Any]) -> dict[str, Any]:
         "updated_at": doc.updated_at,
         "paths": [f.path for f in files],
     }
-
-
-def _resolve_doc(manifest: Any, ref: str) -> Any:
-    doc = manifest.doc(ref)
-    if doc is None:
-        entry = manifest.file(str(Path(ref).resolve()))
-        doc = manifest.doc(entry.doc_id) if entry and entry.doc_id else None
-    if doc is None:
-        fail(f"no document with id or path '{ref}': see `enclave docs list`")
-    return doc
 
 
 @docs_app.command("list")
@@ -245,7 +233,7 @@ def docs_show(
     from ingest.manifest import Manifest
 
     manifest = Manifest(state.settings.manifest_path)
-    doc = _resolve_doc(manifest, ref)
+    doc = store_commands.resolve_doc(manifest, ref, Path.cwd())
     data = _doc_dict(doc, manifest.files(doc.doc_id))
     data["attachments"] = [
         {"name": a.name, "status": a.status, "doc_id": a.doc_id, "error": a.error}
@@ -269,14 +257,12 @@ def docs_show(
 
 @docs_app.command("remove")
 def docs_remove(ref: Annotated[str, typer.Argument(help="Document id or file path.")]) -> None:
-    """Remove a document from the index (its files are not touched; a later ingest of them adds it back)."""
-    from ingest.manifest import Manifest
+    """Remove a document from the index (its files are not touched; a later ingest of them adds it back).
 
-    settings = state.settings
-    doc = _resolve_doc(Manifest(settings.manifest_path), ref)
-    with store_session(settings, "enclave docs remove", write=True):
-        paths = wiring.build_pipeline(settings).remove(doc.doc_id)
-    typer.echo(f"removed {doc.doc_id} ({doc.chunks} chunks) held by {len(paths)} file(s)")
+    While the web UI runs on this data folder (embedded Chroma), the web UI carries it out."""
+    result = _write_store("docs remove", store_commands.RemoveArgs(ref))
+    if result.code:
+        raise typer.Exit(result.code)
 
 
 @docs_app.command("reindex")
@@ -291,51 +277,12 @@ def docs_reindex(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Parse and embed documents again from their files (after a parser or model change)."""
-    from ingest.acl import GroupPolicy
-    from ingest.manifest import Manifest
+    """Parse and embed documents again from their files (after a parser or model change).
 
-    settings = state.settings
-    if lexical:
-        from ingest.pipeline import exclusive
-
-        with (
-            store_session(settings, "enclave docs reindex", write=True),
-            exclusive(settings.data_dir / "ingest.lock"),  # never beside a running ingest
-        ):
-            changed = wiring.build_store(settings).sync_lexical()
-        if as_json:
-            emit_json({"lexical_chunks_changed": changed})
-        else:
-            typer.echo(f"lexical index in step with Chroma: {changed} chunks copied or removed")
-        return
-    manifest = Manifest(settings.manifest_path)
-    docs = [_resolve_doc(manifest, r) for r in refs] if refs else manifest.docs()
-    with store_session(settings, "enclave docs reindex", write=True):
-        pipeline = wiring.build_pipeline(settings)
-        # One run per set of groups, not one per document: each run starts its parser workers once.
-        batches: dict[tuple[str, ...], list[Path]] = {}
-        for doc in docs:
-            files = manifest.files(doc.doc_id)
-            if files:
-                batches.setdefault(tuple(files[0].groups), []).append(Path(files[0].path))
-        failed = False
-        reports: list[dict[str, Any]] = []
-        for groups, paths in batches.items():
-            report = pipeline.run(paths, GroupPolicy(groups), force=True)
-            failed |= report.failed
-            if as_json:
-                reports.append({"groups": list(groups), **report.as_dict()})
-            else:
-                for outcome in report.files:
-                    typer.echo(
-                        f"{outcome.path}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else "")
-                    )
-                typer.echo(f"groups {', '.join(groups)}: {report.summary()}")
-    if as_json:
-        emit_json(reports)
-    if failed:
-        raise typer.Exit(1)
+    While the web UI runs on this data folder (embedded Chroma), the web UI carries it out."""
+    result = _write_store("docs reindex", store_commands.ReindexArgs(list(refs or []), lexical, as_json))
+    if result.code:
+        raise typer.Exit(result.code)
 
 
 # -- ask -------------------------------------------------------------------------------------
@@ -1084,8 +1031,9 @@ def _start_audit_anchors(settings: Settings) -> None:
     PeriodicAnchor(audit, settings.audit.anchor_interval_minutes * 60, settings.audit.anchor_file).start()
 
 
-def _web_app(settings: Settings) -> Any:
-    """The web UI, its admin page looking at the same store as the assistant."""
+def _web_app(settings: Settings) -> tuple[Any, store_commands.Stores]:
+    """The web UI, its admin page looking at the same store as the assistant; and that store
+    with its embedder, for the commands the admin channel runs beside the chat."""
     from enclave.health import AdminOverview
     from ui.app import build_app
 
@@ -1095,13 +1043,32 @@ def _web_app(settings: Settings) -> Any:
     if prepare is not None:  # onnx-int8: export now, at start, rather than on the first question
         prepare()
     assistant = wiring.build_assistant(settings, embedder=embedder, store=store)
-    return build_app(
+    gr_app = build_app(
         assistant,
         wiring.build_users(settings),
         settings,
         audit=assistant.audit,  # the log the answers go to, on whichever backend audit.backend names
         admin_status=AdminOverview(settings, store),
     )
+    return gr_app, store_commands.Stores(settings, embedder, store)
+
+
+def _serve_web_app(settings: Settings, gr_app: Any, stores: store_commands.Stores) -> None:
+    """Serve until stopped. On embedded Chroma, which this process holds, the admin channel
+    carries out the command line's ingests and removals meanwhile (enclave/admin_channel.py)."""
+    from enclave.admin_channel import AdminChannel
+    from ui.app import serve as serve_app
+
+    channel = AdminChannel(settings, stores) if settings.store.mode == "embedded" else None
+    if channel is not None:
+        logging.getLogger("enclave.admin_channel").setLevel(logging.INFO)  # who ran what, in the server's log
+        channel.open()
+    originals = wiring.build_originals(settings)
+    try:
+        serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
+    finally:
+        if channel is not None:
+            channel.close()
 
 
 @app.command()
@@ -1109,19 +1076,17 @@ def serve(
     host: Annotated[str | None, typer.Option("--host", help="Listen address (default ui.host).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default ui.port).")] = None,
 ) -> None:
-    """Start the web UI."""
+    """Start the web UI. On embedded Chroma it also carries out the command line's `enclave ingest`
+    and `docs remove|reindex` on its data folder, over its admin channel (<data_dir>/run/admin.sock)."""
     settings = state.settings
     if host:
         settings.ui.host = host
     if port:
         settings.ui.port = port
-    from ui.app import serve as serve_app
-
     _claim_store(settings, "enclave serve")
     _start_audit_anchors(settings)
-    gr_app = _web_app(settings)
-    originals = wiring.build_originals(settings)
-    serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
+    gr_app, stores = _web_app(settings)
+    _serve_web_app(settings, gr_app, stores)
 
 
 @app.command()
@@ -1141,15 +1106,12 @@ def demo(
     logins = prepare_demo(settings)
     if no_serve:
         return
-    from ui.app import serve as serve_app
-
-    gr_app = _web_app(settings)
+    gr_app, stores = _web_app(settings)
     url = f"http://{settings.ui.host}:{settings.ui.port}"
     typer.echo(f"\nEnclave demo at {url}\nSign in as:")
     for name, password, role, groups in logins:
         typer.echo(f"  {name:8} / {password:18} {role:8} groups: {', '.join(groups)}")
-    originals = wiring.build_originals(settings)
-    serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
+    _serve_web_app(settings, gr_app, stores)
 
 
 def main() -> None:

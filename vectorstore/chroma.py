@@ -114,7 +114,9 @@ def _in_use(path: Path, owner: dict[str, Any]) -> StoreInUse:
     role = str(owner.get("role", ""))
     if role in ("enclave serve", "enclave demo") or not role:
         advice = (
-            "Ingest from the web UI's admin page, stop the web UI first, or run Chroma as a server "
+            "While the web UI runs, it carries out `enclave ingest` and `enclave docs remove|reindex` "
+            "itself (the command line hands them to it over its admin channel) and answers questions "
+            "in the browser; for anything else stop the web UI first, or run Chroma as a server "
             "(store.mode: http; docs/deploy.md) so that the web UI and the command line can share it"
         )
     else:  # a command-line command that writes (an ingest): it ends by itself

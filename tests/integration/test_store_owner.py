@@ -1,34 +1,29 @@
 """Embedded Chroma is safe for one process only: a second process reading its folder sees stale
 vectors (each caches the HNSW index) and can damage it while the first writes. The running web UI
-(`enclave serve`) therefore holds the embedded store for itself; an `enclave ingest` beside it is
-refused with what to do instead, `enclave doctor` reports the holder rather than a fault, and the
-web UI does not start beside a running ingest. Real processes of the real `enclave` command."""
+(`enclave serve`) therefore holds the embedded store for itself: the command line's commands that
+write it are handed to the web UI (tests/integration/test_admin_channel.py), one that reads it
+(`enclave ask`) is refused with what to do instead, `enclave doctor` reports the holder rather
+than a fault, and the web UI does not start beside a running ingest. Real processes of the real
+`enclave` command."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.users import UserStore
 from tests.support.net import free_port
+from tests.support.web_ui import ENCLAVE, WebUI, enclave, web_ui
 
 pytestmark = pytest.mark.slow
-
-ENCLAVE = str(Path(sys.executable).with_name("enclave"))
-
-
-def enclave(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ENCLAVE, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -46,47 +41,29 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def serving(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serving(env: dict[str, str], tmp_path: Path) -> Iterator[WebUI]:
     first = write(tmp_path / "first", "canteen.md", "# Canteen\n\nThe canteen serves soup on Mondays.\n")
     assert enclave(env, "ingest", str(first), "--groups", "staff").returncode == 0
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [ENCLAVE, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5):
-                    break
-            except OSError:
-                time.sleep(1)
-        assert server.poll() is None, log_path.read_text()[-3000:]
-        yield server
-    finally:
-        if server.poll() is None:  # the first test stops it itself
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    with web_ui(env, tmp_path / "serve.log") as served:
+        yield served
 
 
-def test_the_web_ui_holds_the_embedded_store_and_an_ingest_beside_it_is_refused(
-    env: dict[str, str], tmp_path: Path, serving: subprocess.Popen[bytes]
+def test_the_web_ui_holds_the_embedded_store_and_an_ask_beside_it_is_refused(
+    env: dict[str, str], tmp_path: Path, serving: WebUI
 ) -> None:
-    second = write(tmp_path / "second", "parking.md", "# Parking\n\nVisitors park on level two.\n")
+    UserStore(Path(env["ENCLAVE_DATA_DIR"]) / "users.json").add(
+        "ann", "a long enough password", "staff", ("staff",)
+    )
     before = json.loads(enclave(env, "docs", "list", "--json").stdout)
 
-    refused = enclave(env, "ingest", str(second), "--groups", "staff")
+    refused = enclave(env, "ask", "What does the canteen serve on Mondays?", "--user", "ann")
     assert refused.returncode == 1
     message = refused.stderr
     assert f"in use by `enclave serve` (pid {serving.pid}" in message, message
-    assert "admin page" in message and "store.mode: http" in message
+    # What to do instead names only what exists: the web UI carries out the writing commands.
+    assert "admin page" not in message
+    assert "it carries out `enclave ingest` and `enclave docs remove|reindex`" in message, message
+    assert "store.mode: http" in message
     assert json.loads(enclave(env, "docs", "list", "--json").stdout) == before  # nothing changed
 
     # doctor reports who holds the store, and does not count it as a fault.
@@ -102,12 +79,11 @@ def test_the_web_ui_holds_the_embedded_store_and_an_ingest_beside_it_is_refused(
     )
     assert again.returncode == 1 and f"pid {serving.pid}" in again.stderr, again.stderr
 
-    # Once the web UI has stopped, the same ingest goes through.
-    os.killpg(serving.pid, signal.SIGTERM)
-    serving.wait(timeout=60)
-    done = enclave(env, "ingest", str(second), "--groups", "staff", "--json")
+    # Once the web UI has stopped, the ask reads the store itself.
+    serving.stop()
+    done = enclave(env, "ask", "What does the canteen serve on Mondays?", "--user", "ann", "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["counts"]["new"] == 1
+    assert any(c["title"] == "Canteen" for c in json.loads(done.stdout)["citations"])
 
 
 def test_the_web_ui_does_not_start_beside_a_running_ingest(env: dict[str, str], tmp_path: Path) -> None:

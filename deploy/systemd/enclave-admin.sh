@@ -2,6 +2,9 @@
 # Runs an `enclave` command as enclave-web.service runs: its user, settings and audit DSN.
 #   sudo /opt/enclave/deploy/systemd/enclave-admin.sh ingest /srv/documents --groups staff
 #   sudo /opt/enclave/deploy/systemd/enclave-admin.sh users add alice --role staff --password-stdin
+# On embedded Chroma (store.mode: embedded), a running enclave-web carries out `ingest` and
+# `docs remove|reindex` itself over its admin channel (<data>/run/admin.sock, open to this user):
+# the documents must be where the service sees them (not /home or /tmp: docs/deploy.md).
 # `audit migrate` and `audit purge` also get the DSN of the role that owns the audit tables
 # (/etc/enclave/credentials/audit-owner-dsn, root 0600), which the web service never sees:
 #   sudo /opt/enclave/deploy/systemd/enclave-admin.sh audit migrate

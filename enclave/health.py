@@ -195,7 +195,7 @@ def check_chroma(settings: Settings, store: SearchIndex | None = None) -> CheckR
             name,
             True,
             f"embedded store {where} is held by `{owner.get('role', '?')}` (pid {owner.get('pid', '?')}); "
-            "not opened from here (embedded Chroma is for one process): the web UI's /health shows it",
+            "not opened from here (embedded Chroma is for one process): the web UI's admin page (/admin) shows it",
             figures,
         )
     except Exception as exc:

@@ -42,6 +42,9 @@ TYPED_RANK = 1  # the first candidate of the kind asked for must be among the be
 WEIGHT_COSINE = 1.0
 WEIGHT_COVERAGE = 1.0
 WEIGHT_TYPED = 0.5
+WEIGHT_LABEL = 1.0  # a form field whose label the question names ("What destination...": "Destination: X")
+MIN_LABEL_MATCH = 0.5  # share of a label's words the question must hold for the field to count
+MAX_LABEL_WORDS = 5  # "Last Flight Review or Equivalent:" is a label; a longer lead-in is a sentence
 SHOWN = 3  # candidates quoted in an extractive answer: the answer first, then its context
 
 _MONTHS = (
@@ -306,7 +309,13 @@ class Scored:
     cosine: float
     coverage: float  # weighted share of the question's content words it holds (with its neighbours)
     typed: bool  # holds a value of the kind the question asks for
+    label: float  # share of its field label's words the question names (label_match)
     score: float
+
+    @property
+    def covers(self) -> float:
+        """How much of the question it answers to: its words, or the field it is."""
+        return max(self.coverage, self.label)
 
 
 @dataclass(frozen=True)
@@ -350,6 +359,7 @@ class EvidenceFinder:
             return Finding(expected, [], False, "no passage holds a sentence to quote")
         asked = question if not search_query or search_query == question else f"{question} {search_query}"
         terms = _weighted_terms(asked, [c.text for c in found])
+        asked_terms = content_terms(asked)
         numbers = _years(question)
         queries = [self.embedder.embed_query(question)]
         if search_query and search_query != question:
@@ -372,24 +382,35 @@ class EvidenceFinder:
             own = _coverage(terms, held[i])
             coverage = max(own, 0.5 * own + 0.5 * _coverage(terms, near))
             typed = expected.kind != "any" and expected.met_by(c.text)
+            label = label_match(asked_terms, c.text)
             if typed and numbers and not all(y in " ".join(found[j].text for j in siblings) for y in numbers):
                 typed = False  # "the maximum salary in 2023": a passage without 2023 does not give it
-            score = WEIGHT_COSINE * cosine + WEIGHT_COVERAGE * coverage + (WEIGHT_TYPED if typed else 0.0)
-            ranked.append(Scored(c, cosine, coverage, typed, score))
+            score = (
+                WEIGHT_COSINE * cosine
+                + WEIGHT_COVERAGE * coverage
+                + (WEIGHT_TYPED if typed else 0.0)
+                + WEIGHT_LABEL * label
+            )
+            ranked.append(Scored(c, cosine, coverage, typed, label, score))
         ranked.sort(key=lambda s: s.score, reverse=True)
         return Finding(expected, ranked, *self._verdict(expected, ranked))
 
     def _verdict(self, expected: Expectation, ranked: list[Scored]) -> tuple[bool, str]:
         if expected.kind == "any":
             best = ranked[0]
-            if best.coverage >= self.min_coverage_untyped and best.cosine >= self.min_cosine:
+            if best.covers >= self.min_coverage_untyped and (best.cosine >= self.min_cosine or best.label):
                 return True, ""
             return False, "no passage states it"
         typed = [(rank, s) for rank, s in enumerate(ranked) if s.typed]
         if not typed:
             return False, f"no passage gives a {_kind_words(expected)}"
         rank, best = typed[0]
-        if rank <= TYPED_RANK and best.coverage >= self.min_coverage and best.cosine >= self.min_cosine:
+        # A field the question names may be short and far from it in meaning: "Destination: Volcan".
+        if (
+            rank <= TYPED_RANK
+            and best.covers >= self.min_coverage
+            and (best.cosine >= self.min_cosine or best.label)
+        ):
             return True, ""
         return False, f"no passage gives a {_kind_words(expected)} for what was asked"
 
@@ -425,6 +446,40 @@ def _weighted_terms(question: str, texts: Sequence[str]) -> dict[str, float]:
     held = [content_terms(t) for t in texts]
     total = len(held) or 1
     return {t: math.log(1 + total / (1 + sum(t in h for h in held))) for t in terms}
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A question's content words, weighted by how rare they are among some texts."""
+
+    weights: dict[str, float]
+
+    def coverage(self, text: str) -> float:
+        return _coverage(self.weights, content_terms(text))
+
+
+def label_match(asked: set[str], line: str) -> float:
+    """The share of a `Label: value` line's label words that the question holds (`asked`, its
+    content terms) when it names all of them, or at least two and MIN_LABEL_MATCH of them; else
+    0 (and when the line is no field): a form's answer is the field the question names, whatever
+    else the form's narrative shares with it."""
+    line = _LEAD.sub("", line)  # "- Destination: Volcan", a list of fields
+    match = _LABEL.match(line)
+    if not match:
+        return 0.0
+    label = line[: match.end()]
+    words = content_terms(label)
+    if not words or len(label.split()) > MAX_LABEL_WORDS:
+        return 0.0  # "You can use Sick Leave for: ..." is a sentence, not a field
+    named = len(words & asked)
+    if named == len(words) or (named >= 2 and named / len(words) >= MIN_LABEL_MATCH):
+        return named / len(words)
+    return 0.0  # "Accident Number" is not what "the accident" asks for
+
+
+def line_terms(question: str, texts: Sequence[str]) -> Terms:
+    """The question's words weighted over `texts` (the chunks of one document, say)."""
+    return Terms(_weighted_terms(question, texts))
 
 
 def _coverage(terms: dict[str, float], held: set[str]) -> float:

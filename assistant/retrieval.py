@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from assistant.focus import DocumentPass
 from core.errors import ConfigError
 from core.types import Chunk, Hit, Principal
 from vectorstore import fusion
@@ -114,6 +115,7 @@ class Retriever:
         candidates: int = fusion.FUSION_DEPTH,
         reranker: Reranker | None = None,
         dense_weight: float = fusion.DENSE_WEIGHT,
+        document_pass: DocumentPass | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"retrieval.mode {mode!r} is not one of {', '.join(MODES)}")
@@ -129,25 +131,32 @@ class Retriever:
         if not 0.0 <= dense_weight <= 1.0:
             raise ConfigError(f"retrieval.dense_weight {dense_weight} must be between 0 and 1")
         self.dense_weight = dense_weight
+        self.document_pass = document_pass
 
     def rank(self, principal: Principal, query: str, k: int, mode: Mode | None = None) -> list[Hit]:
         """The k best chunks for the query among those the principal may read, best first,
         with no relevance cut (the evaluation uses this)."""
-        mode = mode or self.mode
+        return self._ranked(principal, query, k, mode or self.mode)[0]
+
+    def _ranked(
+        self, principal: Principal, query: str, k: int, mode: Mode
+    ) -> tuple[list[Hit], list[float] | None]:
         wanted = max(k, self.reranker.depth) if self.reranker else k
-        hits = self._rank(principal.groups, query, wanted, mode)
+        hits, vector = self._rank(principal.groups, query, wanted, mode)
         if self.reranker is not None:
             hits = self.reranker.rerank(query, hits)
-        return hits[:k]
+        return hits[:k], vector
 
-    def _rank(self, groups: Sequence[str], query: str, k: int, mode: Mode) -> list[Hit]:
+    def _rank(
+        self, groups: Sequence[str], query: str, k: int, mode: Mode
+    ) -> tuple[list[Hit], list[float] | None]:
         depth = max(k, self.candidates)
         if mode == "lexical":
-            return self._lexical().search_lexical(query, k, groups)
+            return self._lexical().search_lexical(query, k, groups), None
         vector = self.embedder.embed_query(query)
         dense = self.store.search(vector, depth if mode == "hybrid" else k, groups)
         if mode == "dense":
-            return dense
+            return dense, vector
         index = self._lexical()
         lexical = index.search_lexical(query, depth, groups)
         if mode == "hybrid-rrf":
@@ -155,14 +164,23 @@ class Retriever:
         else:
             ceiling = index.lexical_ceiling(query) if lexical else 0.0
             fused = score_fusion(dense, lexical, ceiling, self.dense_weight)
-        return self._with_cosines(fused[:k], vector)
+        return self._with_cosines(fused[:k], vector), vector
 
     def retrieve(self, principal: Principal, query: str) -> tuple[list[Hit], list[Hit]]:
-        """(relevant hits, all hits searched): relevant ones reach min_score in cosine."""
-        hits = self.rank(principal, query, self.top_k)
+        """(relevant hits, all hits searched): relevant ones reach min_score in cosine; the
+        document pass (assistant/focus.py) may add passages of the best hits' documents."""
+        hits, vector = self._ranked(principal, query, self.top_k, self.mode)
         if self.mode == "lexical":  # no cosine to judge by: BM25 found the words, that is all
             return hits, hits
-        return [h for h in hits if h.cosine is not None and h.cosine >= self.min_score], hits
+        relevant = [h for h in hits if h.cosine is not None and h.cosine >= self.min_score]
+        if (
+            relevant
+            and vector is not None
+            and self.document_pass is not None
+            and hasattr(self.store, "document_embeddings")
+        ):
+            relevant = self.document_pass.widen(self.store, query, vector, relevant)  # type: ignore[arg-type]
+        return relevant, hits
 
     def _lexical(self) -> HybridStore:
         store = self.store

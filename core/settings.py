@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from core.errors import ConfigError
+from core.sources import SourceSettings, check_source_name
 
 ENV_PREFIX = "ENCLAVE_"
 CONFIG_ENV = "ENCLAVE_CONFIG"
@@ -144,6 +145,14 @@ class RetrievalSettings(_Section):
         description="Cosine similarity below which a passage is not relevant; if none reaches it, "
         "the answer says the documents do not answer the question, without calling the LLM. "
         "Calibrated for all-MiniLM-L6-v2 (docs/benchmarks.md); recalibrate for another model.",
+    )
+    document_pass: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Passages a second pass inside the best hits' documents may add to those given "
+        "to the answerer: the chunks of a short document that hold the question's rarer words "
+        "beside a value of the kind asked for (assistant/focus.py). 0: off.",
     )
     refuse_unanswered: bool = Field(
         True,
@@ -452,6 +461,18 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
     network: NetworkSettings = Field(default_factory=NetworkSettings)  # type: ignore[arg-type]
+    sources: dict[str, SourceSettings] = Field(
+        default_factory=dict,
+        description="Sources synced into the index, by name (docs/sources.md); `enclave sources add` "
+        "keeps its own in <data_dir>/sources.yaml beside these.",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceSettings]) -> dict[str, SourceSettings]:
+        for name in value:
+            check_source_name(name)
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -481,6 +502,21 @@ class Settings(BaseSettings):
     @property
     def manifest_path(self) -> Path:
         return self.ingest.manifest_path or self.data_dir / "manifest.sqlite3"
+
+    @property
+    def ingest_lock_path(self) -> Path:
+        """The lock that keeps ingests (and source syncs) into this data folder apart."""
+        return self.data_dir / "ingest.lock"
+
+    @property
+    def sources_file(self) -> Path:
+        """The sources `enclave sources add` keeps, beside those of enclave.yaml."""
+        return self.data_dir / "sources.yaml"
+
+    @property
+    def sources_dir(self) -> Path:
+        """One folder per source: its mirror, sync state and last report."""
+        return self.data_dir / "sources"
 
     @property
     def audit_path(self) -> Path:
@@ -549,6 +585,16 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     return settings
 
 
+def _in_file(data: dict[str, Any], key: str) -> bool:
+    """Whether the dotted `key` is written in the file's `data` (sources.<name>.<field> too)."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def setting_sources(settings: Settings, config: Path | str | None = None) -> dict[str, str]:
     """Where each effective value came from: 'default', 'file' or 'env', by dotted key."""
     path = config_file_path(config)
@@ -557,10 +603,9 @@ def setting_sources(settings: Settings, config: Path | str | None = None) -> dic
     for key in flatten(settings.model_dump()):
         section, _, fld = key.partition(".")
         env_name = ENV_PREFIX + (f"{section}__{fld}" if fld else section).upper()
-        in_file = section in data and (not fld or (isinstance(data[section], dict) and fld in data[section]))
-        if env_name in os.environ:
+        if env_name in os.environ or (section == "sources" and ENV_PREFIX + "SOURCES" in os.environ):
             sources[key] = "env"
-        elif in_file:
+        elif _in_file(data, key):
             sources[key] = "file"
         else:
             sources[key] = "default"

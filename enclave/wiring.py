@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from assistant.llm import VllmChatModel
     from assistant.service import Assistant
     from audit.log import AuditLog
+    from core.sources import SourceSettings
     from ingest.originals import OriginalFiles
     from ingest.pipeline import IngestPipeline
+    from ingest.sources import Connector
     from vectorstore.embedding import Embedder
     from vectorstore.index import SearchIndex
     from vectorstore.rerank import CrossEncoderReranker
@@ -227,6 +229,7 @@ def build_assistant(
     store: SearchIndex | None = None,
 ) -> Assistant:
     from assistant.extractive import ExtractiveAnswerer
+    from assistant.focus import DocumentPass
     from assistant.followup import QueryRewriter
     from assistant.retrieval import Retriever
     from assistant.service import Assistant
@@ -243,6 +246,7 @@ def build_assistant(
         r.candidates,
         reranker=build_reranker(settings),
         dense_weight=r.dense_weight,
+        document_pass=DocumentPass(extra=r.document_pass) if r.document_pass else None,
     )
     llm = build_llm(settings)
     return Assistant(
@@ -266,7 +270,10 @@ def build_pipeline(
     settings: Settings,
     embedder: Embedder | None = None,
     store: SearchIndex | None = None,
+    lock: bool = True,
 ) -> IngestPipeline:
+    """The ingest; with lock False it does not take the data folder's ingest lock itself, for a
+    caller that holds it around more than the run (a source's sync: mirror, then ingest)."""
     from ingest.chunking import Chunker, WordPieces
     from ingest.manifest import Manifest
     from ingest.parsing import parse_file
@@ -285,7 +292,7 @@ def build_pipeline(
             i.chunk_chars, i.chunk_overlap, word_pieces=WordPieces.of(settings.embedding.model_path)
         ),
         max_file_bytes=int(i.max_file_mb * 1024 * 1024),
-        lock_path=settings.data_dir / "ingest.lock",
+        lock_path=settings.ingest_lock_path if lock else None,
         workers=i.workers,
         parse_timeout_s=i.parse_timeout_s,
         embed_batch=max(settings.embedding.batch_size * 8, 256),
@@ -293,3 +300,53 @@ def build_pipeline(
         # Tables are cut into groups of whole rows (each with its header) of about a chunk.
         parse=functools.partial(parse_file, table_chars=i.chunk_chars),
     )
+
+
+def build_connector(source: SourceSettings) -> Connector:
+    """The connector of a source's kind; its client library is imported only then."""
+    where = source.endpoint
+    match source.kind:
+        case "folder":
+            from pathlib import Path
+
+            from ingest.sources import LocalConnector
+
+            return LocalConnector(Path(where.path))
+        case "smb":
+            from ingest.sources.smb import SmbConnector
+
+            assert source.credentials_file is not None  # SourceSettings requires it
+            assert where.host is not None
+            return SmbConnector(
+                where.host,
+                where.share,
+                where.folder,
+                credentials_file=source.credentials_file,
+                port=where.port or 445,
+                encrypt=source.encrypt,
+                **({"timeout_s": source.timeout_s} if source.timeout_s else {}),
+            )
+        case "webdav":
+            from ingest.sources.webdav import WebDavConnector
+
+            return WebDavConnector(
+                where.path,
+                credentials_file=source.credentials_file,
+                ca_file=source.ca_file,
+                **({"timeout_s": source.timeout_s} if source.timeout_s else {}),
+            )
+        case "imap":
+            from ingest.sources.imap import ImapConnector
+
+            assert source.credentials_file is not None
+            assert where.host is not None
+            return ImapConnector(
+                where.host,
+                credentials_file=source.credentials_file,
+                port=where.port,
+                security=source.imap_security,
+                folders=tuple(source.folders) or None,
+                ca_file=source.ca_file,
+                **({"timeout_s": source.timeout_s} if source.timeout_s else {}),
+            )
+    raise AssertionError(f"no connector for kind {source.kind!r}")

@@ -110,3 +110,40 @@ def test_overlapping_chunks_give_each_sentence_once() -> None:
     found = hits(LEAVE, LEAVE)
     texts = [c.text for c in candidates(found, citations_for(found))]
     assert len(texts) == len(set(texts)) == 3
+
+
+def test_a_field_counts_when_the_question_names_its_label() -> None:
+    from assistant.evidence import label_match
+    from assistant.support import content_terms
+
+    def asked(question: str) -> set[str]:
+        return content_terms(question)
+
+    destination = asked("What destination is listed for the Cessna 172 flight near Boquete?")
+    assert label_match(destination, "Destination: Volcan") == 1.0
+    assert label_match(destination, "- Destination: Volcan") == 1.0  # a list of fields
+    assert label_match(destination, "Destination:") == 0.0  # a label with no value answers nothing
+    gusts = asked("What wind gusts were recorded at Weiser Air Park?")
+    assert label_match(gusts, "Wind Speed/Gusts: 8 knots / 11 knots") == pytest.approx(2 / 3)
+    # One word of two is not the field asked for: "the accident" does not ask for its number.
+    assert label_match(asked("Who owned the aircraft in the accident?"), "Accident Number: DFW08CA044") == 0.0
+    # A long lead-in before a colon is a sentence, not a label.
+    leave = asked("How many days of sick leave can I use for family care?")
+    assert label_match(leave, "You can use Sick Leave for: doctor appointments") == 0.0
+
+
+def test_a_named_field_answers_though_it_is_short_and_far_in_meaning(finder: EvidenceFinder) -> None:
+    narrative = (
+        "On December 23, 2007, a Cessna 172 was destroyed when it collided with terrain near "
+        "Boquete, Panama. The flight departed Islas Secas at about 1145."
+    )
+    found = hits(
+        narrative, "Departure Point: Islas Secas\nType of Flight Plan Filed: Unknown\nDestination: Volcan"
+    )
+    finding = finder.find(
+        "What destination is listed for the Cessna 172 flight that crashed near Boquete, Panama?",
+        found,
+        citations_for(found),
+    )
+    assert finding.answerable and finding.ranked[0].candidate.text == "Destination: Volcan"
+    assert finding.ranked[0].cosine < finding.ranked[1].cosine  # the field wins on its label, not meaning

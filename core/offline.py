@@ -72,7 +72,8 @@ class _Guard:
             self.blocked.append(target)
         message = (
             f"offline guard: connection to {target} refused; Enclave only talks to loopback and "
-            "configured services (network.allowed_hosts, llm.base_url, store.host)"
+            "configured services (network.allowed_hosts, llm.base_url, store.host, the servers of "
+            "configured sources)"
         )
         # Logged in both modes: a library may swallow the exception, the log line stays.
         log.warning(message)
@@ -125,6 +126,21 @@ def configure_guard(mode: str, allowed_hosts: Iterable[str] = ()) -> None:
             allowed |= _resolve(host)
     _guard.allowed = allowed
     _guard.mode = mode
+
+
+def allow_hosts(hosts: Iterable[str]) -> None:
+    """Add `hosts` (a configured source's server) to the allow-list of the running guard, with
+    their addresses. The guard stays on: each name is allowed before it is resolved, so its own
+    lookup passes."""
+    for host in hosts:
+        if not host or _guard.allows(host):
+            continue
+        name = host.strip("[]").lower()
+        with _guard.lock:
+            _guard.allowed = _guard.allowed | {name}
+        addresses = _resolve(name)
+        with _guard.lock:
+            _guard.allowed = _guard.allowed | addresses
 
 
 def install_guard(mode: str = "strict", allowed_hosts: Iterable[str] = ()) -> None:

@@ -76,6 +76,12 @@ def _port(parts: Any, location: str) -> int | None:
 
 def endpoint(kind: str, location: str) -> Endpoint:
     """The location of a source of `kind`, taken apart; ValueError saying what is wrong."""
+    if "://" in location and "@" in urlsplit(location).netloc:
+        scheme = location.split("://", 1)[0]
+        raise ValueError(
+            f"location {scheme}://...@{urlsplit(location).hostname}/...: a user name or password does not go "
+            "in the location (settings and logs show it): put them in the credentials_file"
+        )
     if kind == "folder":
         if "://" in location:
             raise ValueError(f"location {location!r}: a folder source takes a local path (e.g. /srv/docs)")

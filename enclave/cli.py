@@ -56,11 +56,16 @@ bundle_app = typer.Typer(
     help="Offline bundle: create it on a connected staging machine, verify and install it air-gapped.",
     no_args_is_help=True,
 )
+sources_app = typer.Typer(
+    help="Sources synced into the index: folders, SMB shares, WebDAV, IMAP (docs/sources.md).",
+    no_args_is_help=True,
+)
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
 app.add_typer(docs_app, name="docs")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(sources_app, name="sources")
 
 log = logging.getLogger("enclave")
 
@@ -281,6 +286,254 @@ def docs_reindex(
 
     While the web UI runs on this data folder (embedded Chroma), the web UI carries it out."""
     result = _write_store("docs reindex", store_commands.ReindexArgs(list(refs or []), lexical, as_json))
+    if result.code:
+        raise typer.Exit(result.code)
+
+
+# -- sources ---------------------------------------------------------------------------------
+
+
+def _absolute(path: Path | None) -> str | None:
+    return str(path.expanduser().resolve()) if path is not None else None
+
+
+@sources_app.command("add")
+def sources_add(
+    name: Annotated[str, typer.Argument(help="The source's name (lowercase letters, digits, - and _).")],
+    location: Annotated[
+        str,
+        typer.Option(
+            "--location",
+            help="A folder's path, smb://server/share[/folder], a WebDAV folder's http(s) URL, or "
+            "imaps://host (imap://host for STARTTLS).",
+        ),
+    ],
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="folder, smb, webdav or imap (default: from the location)."),
+    ] = None,
+    groups: Annotated[
+        str | None, typer.Option("--groups", help="Comma-separated groups that may read its documents.")
+    ] = None,
+    acl: Annotated[
+        Path | None,
+        typer.Option("--acl", help="YAML file mapping the source's folders to groups (longest match wins)."),
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Glob of files to take (*.pdf, hr/**); repeatable.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (~$*); repeatable.")
+    ] = None,
+    max_file_mb: Annotated[
+        float | None, typer.Option("--max-file-mb", help="Skip larger files (default: ingest.max_file_mb).")
+    ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            help="When the web UI syncs it: an interval (15m, 1h) or cron ('0 2 * * *'). "
+            "Default: only `enclave sources sync`.",
+        ),
+    ] = None,
+    min_ratio: Annotated[
+        float,
+        typer.Option(
+            "--min-ratio", help="A listing under this share of the last one is an outage: nothing removed."
+        ),
+    ] = 0.5,
+    credentials_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials-file", help="File of username=/password= lines, mode 0600 (smb, imap, webdav)."
+        ),
+    ] = None,
+    encrypt: Annotated[bool, typer.Option("--encrypt", help="smb: require SMB3 encryption.")] = False,
+    security: Annotated[
+        str | None, typer.Option("--security", help="imap: ssl, starttls or none (default: from the scheme).")
+    ] = None,
+    folder: Annotated[
+        list[str] | None, typer.Option("--folder", help="imap: a folder to take (default: all); repeatable.")
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="webdav, imap: CA certificate (PEM) of an internal CA.")
+    ] = None,
+    timeout_s: Annotated[
+        float | None, typer.Option("--timeout-s", help="Seconds before an unanswered request fails the sync.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Change a source added before (its mirror and documents stay).")
+    ] = False,
+) -> None:
+    """Add a source (kept in <data_dir>/sources.yaml, beside enclave.yaml's `sources:`).
+
+    Nothing is fetched: the web UI syncs it on its schedule, `enclave sources sync NAME` now.
+    Relative paths are made absolute here. The secret stays in the credentials file.
+    """
+    from pydantic import ValidationError
+
+    from core.sources import SourceSettings, guess_kind
+    from enclave.sources import add_source, load_sources
+    from ingest.sources import read_credentials
+
+    settings = state.settings
+    load_sources(settings)  # a broken sources file is named before it is rewritten
+    chosen = kind or guess_kind(location)
+    if chosen == "folder" and "://" not in location:
+        location = str(Path(location).expanduser().resolve())
+    values: dict[str, Any] = {
+        "kind": chosen,
+        "location": location,
+        "groups": list(parse_groups(groups)),
+        "acl": _absolute(acl),
+        "include": include or [],
+        "exclude": exclude or [],
+        "max_file_mb": max_file_mb,
+        "schedule": schedule,
+        "min_ratio": min_ratio,
+        "credentials_file": _absolute(credentials_file),
+        "encrypt": encrypt,
+        "security": security,
+        "folders": folder or [],
+        "ca_file": _absolute(ca_file),
+        "timeout_s": timeout_s,
+    }
+    try:
+        cfg = SourceSettings.model_validate(values)
+    except ValidationError as exc:
+        fail(
+            f"source '{name}': "
+            + "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        )
+    if cfg.credentials_file is not None:
+        read_credentials(cfg.credentials_file)  # there, readable, not readable by others, well formed
+    if cfg.acl is not None:
+        from ingest.acl import GroupPolicy
+
+        GroupPolicy.from_file(cfg.acl, tuple(cfg.groups), base=settings.sources_dir / name / "mirror")
+    source = add_source(settings, name, cfg, replace=replace)
+    typer.echo(
+        f"source {name}: {cfg.kind} {cfg.location}, groups {', '.join(cfg.groups) or '(from the acl file)'}"
+    )
+    if cfg.endpoint.host:
+        typer.echo(
+            f"the offline guard lets a sync of it reach {cfg.endpoint.host} (a configured source's server, "
+            "as llm.base_url and store.host are)"
+        )
+    when = f"on its schedule ({cfg.schedule})" if cfg.schedule else "only when asked"
+    typer.echo(
+        f"kept in {source.origin}; the web UI syncs it {when}; `enclave sources sync {name}` syncs it now"
+    )
+
+
+def _when(value: Any) -> str:
+    return str(value).replace("T", " ").replace("+00:00", "Z") if value else "-"
+
+
+@sources_app.command("list")
+def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the sources with their state: last sync and result, next run, documents."""
+    from enclave.sources import source_states
+
+    states = source_states(state.settings)
+    if as_json:
+        emit_json(states)
+        return
+    if not states:
+        typer.echo("no sources: add one with `enclave sources add NAME --location ...`")
+        return
+    for s in states:
+        if not s["configured"]:
+            typer.echo(
+                f"{s['name']}: not configured any more; {s['documents'] or 0} documents still indexed "
+                f"(`enclave sources remove {s['name']}` removes them)"
+            )
+            continue
+        last = s["last"] or {}
+        typer.echo(
+            f"{s['name']:<16} {s['kind']:<6} {s['state']:<13} last {_when(last.get('finished_at'))}  "
+            f"next {_when(s['next_run']) if s['schedule'] else 'manual'}  documents {s['documents'] or 0}  "
+            f"{s['location']}"
+        )
+        if s.get("reason"):
+            typer.echo(f"  {s['reason']}")
+
+
+@sources_app.command("show")
+def sources_show(
+    name: Annotated[str, typer.Argument(help="The source's name.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a source: its settings (never a secret), state, and the last sync's failures."""
+    from enclave.sources import get_source, last_report, source_state
+
+    settings = state.settings
+    source = get_source(settings, name)
+    data = {
+        **source_state(settings, source, name),
+        "settings": source.settings.model_dump(mode="json"),
+        "last_report": last_report(settings, name),
+    }
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(
+        f"source {name} ({'sources file ' + source.origin if source.added_by_command else 'settings'})"
+    )
+    for key, value in data["settings"].items():
+        if value not in (None, [], False):
+            typer.echo(f"  {key}: {value}")
+    typer.echo(f"state: {data['state']}" + (f": {data['reason']}" if data.get("reason") else ""))
+    last = data["last"] or {}
+    if last:
+        by = last.get("started_by") or {}
+        typer.echo(
+            f"last sync: {_when(last.get('started_at'))} to {_when(last.get('finished_at'))}, by {by.get('user')} "
+            f"({by.get('via')}) on {last.get('host')}; audit record {last.get('audit_id')}"
+        )
+        if last.get("mirror"):
+            typer.echo("  mirror: " + ", ".join(f"{v} {k}" for k, v in last["mirror"].items()))
+        if last.get("changes"):
+            typer.echo("  documents: " + ", ".join(f"{v} {k}" for k, v in last["changes"].items()))
+        for problem in last.get("failures") or []:
+            typer.echo(f"  failed: {problem['path']}: {problem['reason']}")
+    typer.echo(f"last successful sync: {_when(data['last_ok_at'])}; documents: {data['documents'] or 0}")
+    typer.echo(
+        f"next run: {_when(data['next_run']) if data['schedule'] else 'manual (enclave sources sync)'}"
+    )
+
+
+@sources_app.command("sync")
+def sources_sync(
+    name: Annotated[str, typer.Argument(help="The source's name.")],
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Write the sync's full report to this JSON file.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sync's report as JSON.")] = False,
+) -> None:
+    """Sync a source now: mirror what changed, ingest it, remove what the source no longer has.
+
+    A source that cannot be reached, or lists far fewer files than last time (min_ratio), is
+    marked failed and removes nothing. While the web UI runs on this data folder (embedded
+    Chroma), the web UI carries it out. Exit code: 0 when synced and every file ingested or
+    skipped, 1 when the source or any file failed.
+    """
+    if not sys.stderr.isatty():
+        logging.getLogger("ingest.pipeline").setLevel(logging.INFO)  # a line per file
+    result = _write_store("sources sync", store_commands.SyncArgs(name, as_json))
+    if report_file and result.report is not None:
+        report_file.write_text(json.dumps(result.report, indent=2, ensure_ascii=False), encoding="utf-8")
+    if result.code:
+        raise typer.Exit(result.code)
+
+
+@sources_app.command("remove")
+def sources_remove(name: Annotated[str, typer.Argument(help="The source's name.")]) -> None:
+    """Remove a source: its documents leave the index (audited), its mirror and state are deleted.
+
+    One defined in enclave.yaml: delete it there first, then this removes what it left. While the
+    web UI runs on this data folder (embedded Chroma), the web UI carries it out."""
+    result = _write_store("sources remove", store_commands.SourceRemoveArgs(name))
     if result.code:
         raise typer.Exit(result.code)
 
@@ -983,12 +1236,21 @@ def bundle_install(
 @config_app.command("show")
 def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print every effective setting and where its value came from; a secret (llm.api_key,
-    audit.dsn, ...) that is set shows as ******** with its source."""
+    audit.dsn, ...) that is set shows as ******** with its source. Sources added by `enclave
+    sources add` show with the sources file as theirs."""
+    from core.settings import flatten
+    from enclave.sources import load_sources
+
     settings = state.settings
     values = shown_settings(settings)
     sources = setting_sources(settings, state.config)
     if state.data_dir:
         sources["data_dir"] = "cli"
+    for name, source in load_sources(settings).items():
+        if source.added_by_command:
+            for key, value in flatten(source.settings.model_dump(mode="json"), f"sources.{name}.").items():
+                values[key] = value
+                sources[key] = "sources file"
     if as_json:
         emit_json({k: {"value": v, "source": sources.get(k, "default")} for k, v in values.items()})
         return
@@ -1005,7 +1267,7 @@ def _claim_store(settings: Settings, role: str) -> None:
 
     from vectorstore.chroma import claim_embedded
 
-    lock = settings.data_dir / "ingest.lock"
+    lock = settings.ingest_lock_path
     if lock.exists():
         with lock.open("r") as handle:
             try:
@@ -1050,23 +1312,31 @@ def _web_app(settings: Settings) -> tuple[Any, store_commands.Stores]:
         audit=assistant.audit,  # the log the answers go to, on whichever backend audit.backend names
         admin_status=AdminOverview(settings, store),
     )
-    return gr_app, store_commands.Stores(settings, embedder, store)
+    return gr_app, store_commands.Stores(settings, embedder, store, assistant.audit)
 
 
 def _serve_web_app(settings: Settings, gr_app: Any, stores: store_commands.Stores) -> None:
     """Serve until stopped. On embedded Chroma, which this process holds, the admin channel
-    carries out the command line's ingests and removals meanwhile (enclave/admin_channel.py)."""
-    from enclave.admin_channel import AdminChannel
+    carries out the command line's ingests and removals meanwhile (enclave/admin_channel.py).
+    The source scheduler syncs each source on its schedule (enclave/scheduler.py), one command
+    that writes the store at a time with the channel's."""
+    from enclave.admin_channel import AdminChannel, Jobs
+    from enclave.scheduler import SourceScheduler
     from ui.app import serve as serve_app
 
     channel = AdminChannel(settings, stores) if settings.store.mode == "embedded" else None
     if channel is not None:
         logging.getLogger("enclave.admin_channel").setLevel(logging.INFO)  # who ran what, in the server's log
         channel.open()
+    for name in ("enclave.scheduler", "enclave.sources"):
+        logging.getLogger(name).setLevel(logging.INFO)  # each sync and its result, in the server's log
+    scheduler = SourceScheduler(stores, channel.jobs if channel is not None else Jobs())
+    scheduler.start()
     originals = wiring.build_originals(settings)
     try:
         serve_app(gr_app, settings, block=True, sources=originals.find, attachments=originals.read_attachment)
     finally:
+        scheduler.stop()
         if channel is not None:
             channel.close()
 

@@ -1,12 +1,15 @@
-"""The commands that write the store: `enclave ingest`, `docs remove` and `docs reindex`.
+"""The commands that write the store: `enclave ingest`, `docs remove`, `docs reindex`, and
+`sources sync|remove`.
 
 The CLI runs them in its own process; while `enclave serve` holds the embedded store, the server
 runs them for the CLI over the admin channel (enclave/admin_channel.py). Either way the same code
 below runs, with the arguments as the CLI parsed them, writing what it has to say to a `Console`:
 the terminal, or the channel's events that the caller's terminal replays.
 
-A new command that writes the store (`enclave sources sync`, say) is a function here and one
-entry in COMMANDS; its arguments' dataclass is the channel's allow-list of what it takes.
+A new command that writes the store is a function here and one entry in COMMANDS; its
+arguments' dataclass is the channel's allow-list of what it takes. Each command that changes what
+is indexed writes an audit record (`ingest`, `document_removed`, `source_sync`, `source_removed`:
+docs/audit-format.md) naming who started it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from core.settings import Settings
 from enclave import wiring
 
 if TYPE_CHECKING:
+    from audit.log import AuditLog
     from ingest.manifest import DocEntry, Manifest
     from ingest.pipeline import FileOutcome, IngestPipeline
     from vectorstore.embedding import Embedder
@@ -51,6 +55,11 @@ class Caller:
     @classmethod
     def local(cls) -> Caller:
         return cls(user_name(os.getuid()), os.getuid(), os.getpid(), "command line")
+
+    @classmethod
+    def schedule(cls) -> Caller:
+        """The web UI's scheduler, running a source's sync on its schedule."""
+        return cls("schedule", os.getuid(), os.getpid(), "schedule")
 
     def describe(self) -> str:
         return f"{self.user} (uid {self.uid}, pid {self.pid})"
@@ -80,9 +89,16 @@ class Stores:
     settings: Settings
     embedder: Embedder | None = None
     index: SearchIndex | None = None
+    audit: AuditLog | None = None
 
-    def pipeline(self) -> IngestPipeline:
-        return wiring.build_pipeline(self.settings, self.embedder, self.index)
+    def pipeline(self, lock: bool = True) -> IngestPipeline:
+        return wiring.build_pipeline(self.settings, self.embedder, self.index, lock=lock)
+
+    def audit_log(self) -> AuditLog:
+        """The audit log the commands record their changes in (the web UI's own, in the web UI)."""
+        if self.audit is None:
+            self.audit = wiring.build_audit(self.settings)
+        return self.audit
 
     def search_index(self) -> SearchIndex:
         return self.index or wiring.build_store(self.settings)
@@ -143,6 +159,17 @@ class ReindexArgs:
 
 
 @dataclass(frozen=True)
+class SyncArgs:
+    name: str
+    as_json: bool = False
+
+
+@dataclass(frozen=True)
+class SourceRemoveArgs:
+    name: str
+
+
+@dataclass(frozen=True)
 class Call:
     """A command to run: its name (as typed after `enclave`), its arguments, the folder relative
     paths are taken from, and who asked."""
@@ -155,8 +182,9 @@ class Call:
 
 def ingest(stores: Stores, call: Call, console: Console) -> Result:
     from core.users import parse_groups
+    from enclave.sources import INGEST_EVENT, audit_user
     from ingest.acl import GroupPolicy
-    from ingest.reports import save_last_report
+    from ingest.reports import document_changes, files_under, save_last_report
 
     args: IngestArgs = call.args
     settings = stores.settings
@@ -164,12 +192,33 @@ def ingest(stores: Stores, call: Call, console: Console) -> Result:
     acl = call.cwd / args.acl if args.acl else None
     default = parse_groups(args.groups) or (() if acl else tuple(settings.ingest.default_groups))
     policy = GroupPolicy.from_file(acl, default) if acl else GroupPolicy(default)
+    audit = None if args.dry_run else stores.audit_log()
+    if audit is not None:
+        audit.check_writable()  # an ingest that could not be audited is never begun
     # The run brings the lexical index in step with Chroma itself, under the ingest lock.
     with store_session(settings, "enclave ingest", write=not args.dry_run):
-        report = stores.pipeline().run(
+        pipeline = stores.pipeline()
+        before = files_under(pipeline.manifest, paths) if audit is not None else {}
+        report = pipeline.run(
             paths, policy, prune=args.prune, dry_run=args.dry_run, force=args.force, report_to=console.files
         )
     data = {**report.as_dict(), "started_by": asdict(call.caller)}
+    if audit is not None:
+        record = audit.append(
+            INGEST_EVENT,
+            audit_user(call.caller),
+            data={
+                "paths": [str(p.resolve()) for p in paths],
+                "groups": list(default),
+                "acl": str(acl.resolve()) if acl else None,
+                "prune": args.prune,
+                "force": args.force,
+                "started_by": asdict(call.caller),
+                "counts": data["counts"],
+                **document_changes(report, before, pipeline.manifest),
+            },
+        )
+        data["audit_id"] = record.id
     if not args.dry_run:  # kept for the admin page; a dry run changed nothing, so it is not the last ingest
         save_last_report(settings.data_dir, data, paths)
     if args.as_json:
@@ -183,14 +232,33 @@ def ingest(stores: Stores, call: Call, console: Console) -> Result:
 
 
 def remove(stores: Stores, call: Call, console: Console) -> Result:
+    from enclave.sources import audit_user
     from ingest.manifest import Manifest
 
     args: RemoveArgs = call.args
     settings = stores.settings
-    doc = resolve_doc(Manifest(settings.manifest_path), args.ref, call.cwd)
+    manifest = Manifest(settings.manifest_path)
+    doc = resolve_doc(manifest, args.ref, call.cwd)
+    hashes = sorted({f.sha256 for f in manifest.files(doc.doc_id) if f.sha256})
+    audit = stores.audit_log()
+    audit.check_writable()
     with store_session(settings, "enclave docs remove", write=True):
         paths = stores.pipeline().remove(doc.doc_id)
-    console.echo(f"removed {doc.doc_id} ({doc.chunks} chunks) held by {len(paths)} file(s)")
+    record = audit.append(
+        "document_removed",
+        audit_user(call.caller),
+        data={
+            "doc_id": doc.doc_id,
+            "sha256": hashes[0] if hashes else None,
+            "title": doc.title,
+            "groups": list(doc.groups),
+            "paths": paths,
+            "started_by": asdict(call.caller),
+        },
+    )
+    console.echo(
+        f"removed {doc.doc_id} ({doc.chunks} chunks) held by {len(paths)} file(s) (audit record {record.id})"
+    )
     return Result(0)
 
 
@@ -204,7 +272,7 @@ def reindex(stores: Stores, call: Call, console: Console) -> Result:
     if args.lexical:
         with (
             store_session(settings, "enclave docs reindex", write=True),
-            exclusive(settings.data_dir / "ingest.lock"),  # never beside a running ingest
+            exclusive(settings.ingest_lock_path),  # never beside a running ingest
         ):
             changed = stores.search_index().sync_lexical()
         if args.as_json:
@@ -242,12 +310,49 @@ def reindex(stores: Stores, call: Call, console: Console) -> Result:
     return Result(1 if failed else 0)
 
 
+def sync(stores: Stores, call: Call, console: Console) -> Result:
+    """`enclave sources sync NAME`: mirror the source and ingest it now (enclave/sources.py)."""
+    from enclave.sources import get_source, run_sync
+
+    args: SyncArgs = call.args
+    source = get_source(stores.settings, args.name)
+    outcome = run_sync(stores, source, call.caller, console)
+    assert outcome is not None  # only a scheduled sync is ever passed over
+    report = outcome.report
+    if args.as_json:
+        console.echo(json_text(report))
+    else:
+        for problem in (report["documents"] or {}).get("failed", []):
+            console.echo(f"failed: {problem['path']}: {problem['reason']}", err=True)
+        if report["ingest"] is not None:
+            console.echo(f"files: {_counts(report['ingest']['counts'])}")
+    if report["result"] == "failed":
+        console.echo(f"error: source {args.name} failed: {report['reason']}", err=True)
+    elif not args.as_json:
+        console.echo(f"source {args.name}: ok; audit record {report['audit_id']}")
+    return Result(outcome.code, report)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def source_remove(stores: Stores, call: Call, console: Console) -> Result:
+    """`enclave sources remove NAME`: the source's entry, documents, mirror and state."""
+    from enclave.sources import remove_source
+
+    args: SourceRemoveArgs = call.args
+    return Result(0, remove_source(stores, args.name, call.caller, console))
+
+
 # The commands that write the store, by name: the admin channel runs these and no others, with
 # exactly the arguments (and argument types) of each one's dataclass.
 COMMANDS: dict[str, tuple[type, Callable[[Stores, Call, Console], Result]]] = {
     "ingest": (IngestArgs, ingest),
     "docs remove": (RemoveArgs, remove),
     "docs reindex": (ReindexArgs, reindex),
+    "sources sync": (SyncArgs, sync),
+    "sources remove": (SourceRemoveArgs, source_remove),
 }
 
 
@@ -264,7 +369,9 @@ __all__ = [
     "ReindexArgs",
     "RemoveArgs",
     "Result",
+    "SourceRemoveArgs",
     "Stores",
+    "SyncArgs",
     "json_text",
     "resolve_doc",
     "run",

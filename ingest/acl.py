@@ -42,14 +42,16 @@ class GroupPolicy:
         return self.default
 
     @classmethod
-    def from_file(cls, path: Path, default: tuple[str, ...] = ()) -> GroupPolicy:
+    def from_file(cls, path: Path, default: tuple[str, ...] = (), base: Path | None = None) -> GroupPolicy:
+        """The rules of the ACL file `path`, its folders relative to `base` (a source's mirror),
+        or by default to the file's own folder."""
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"ACL file {path} cannot be read: {exc}") from exc
         if not isinstance(data, dict) or not data:
             raise ConfigError(f"ACL file {path} must map folders to lists of groups")
-        base = path.resolve().parent
+        base = base.resolve() if base is not None else path.resolve().parent
         rules = []
         for folder, groups in data.items():
             if isinstance(groups, str):
@@ -62,6 +64,6 @@ class GroupPolicy:
                 raise ConfigError(f"ACL file {path}: '{folder}' must map to a non-empty list of group names")
             target = (base / str(folder)).resolve()
             if target != base and base not in target.parents:
-                raise ConfigError(f"ACL file {path}: '{folder}' points outside the file's folder")
+                raise ConfigError(f"ACL file {path}: '{folder}' points outside {base}")
             rules.append((target, tuple(sorted(set(groups)))))
         return cls(default=tuple(sorted(set(default))), rules=tuple(rules))

@@ -150,7 +150,12 @@ def _feedback_html(items: Sequence[Feedback]) -> str:
 
 # Keys of an answer record's data with a section of their own; anything else (new keys included)
 # is shown as JSON under "Other data", so nothing recorded is ever hidden.
-_OVERVIEW_KEYS = ("mode", "model", "role", "groups", "finish_reason", "latency_ms")
+_OVERVIEW_KEYS = (
+    "mode", "model", "role", "groups", "finish_reason", "latency_ms",
+    # an ingest's or a source's sync (docs/audit-format.md)
+    "source", "kind", "location", "result", "acl", "paths", "prune", "force", "started_at", "finished_at",
+    "host", "started_by", "mirror", "counts", "doc_id", "sha256", "title",
+)  # fmt: skip
 _SECTIONS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     # key, title, preferred columns, folded
     ("query", "Search query (rewritten question)", (), False),
@@ -165,6 +170,13 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("citations_removed", "Citations removed (to sources not supplied)", (), False),
     ("weakly_supported", "Weakly supported sentences", (), False),
     ("settings", "Settings in force", (), True),
+    # what an ingest or a sync changed in the index, file by file
+    ("added", "Files added", ("path", "doc_id", "sha256", "groups"), False),
+    ("changed", "Files changed", ("path", "doc_id", "sha256", "previous_doc_id", "previous_sha256"), False),
+    ("moved", "Files moved or renamed", ("from", "path", "doc_id", "sha256"), False),
+    ("removed", "Files removed", ("path", "doc_id", "sha256", "document_removed"), False),
+    ("failed", "Files that failed", ("path", "reason"), False),
+    ("skipped", "Files skipped", ("path", "reason"), True),
 )
 
 

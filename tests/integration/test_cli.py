@@ -90,8 +90,13 @@ def test_ingest_ask_audit_through_the_cli(run, tmp_path: Path) -> None:  # type:
     records = json.loads(result.stdout)
     assert records[0]["user"] == "bob" and records[0]["question"].startswith("How many days")
 
+    result = run("audit", "search", "--event", "ingest", "--json")  # the ingest is audited too (issue 17)
+    (ingested,) = json.loads(result.stdout)
+    assert [f["path"] for f in ingested["data"]["added"]] == [str((docs / "leave.md").resolve())]
+    assert [f["path"] for f in ingested["data"]["failed"]] == [str((docs / "broken.pdf").resolve())]
+
     result = run("audit", "verify")
-    assert result.exit_code == 0 and "1 records verified" in result.output
+    assert result.exit_code == 0 and "2 records verified" in result.output
 
     db = sqlite3.connect(tmp_path / "var" / "audit.sqlite3")
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():

@@ -40,6 +40,18 @@ def missing() -> str | None:
     return None
 
 
+def require() -> None:
+    """Skip the calling test when smbd cannot run here; fail it where CI requires it (REQUIRE_SAMBA=1)."""
+    import pytest
+
+    reason = missing()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
+    pytest.skip(reason)
+
+
 class SambaServer:
     SHARE = "docs"
 

@@ -122,3 +122,23 @@ def test_table_rows_are_one_line_and_carry_the_latest_rating() -> None:
     )
     assert rows == [[7, "2025-01-31 09:15:02", "alice", "answer", rows[0][4], "boom", "down (comment)"]]
     assert "\n" not in rows[0][4] and len(rows[0][4]) == 140 and rows[0][4].endswith("…")
+
+
+def test_a_sync_record_shows_each_file_with_its_document_and_hash() -> None:
+    sha = "ab" * 32
+    data = {
+        "source": "policies", "kind": "smb", "location": "smb://files/Policies", "groups": ["hr"], "acl": None,
+        "result": "ok", "started_at": "2026-12-07T10:00:00+00:00", "finished_at": "2026-12-07T10:01:00+00:00",
+        "host": "app-1", "started_by": {"user": "schedule", "uid": 999, "pid": 42, "via": "schedule"},
+        "mirror": {"listed": 3, "added": 1}, "counts": {"new": 1, "pruned": 1},
+        "added": [{"path": "hr/leave.pdf", "doc_id": sha[:32], "sha256": sha, "groups": ["hr"]}],
+        "changed": [], "moved": [{"from": "a.md", "path": "b.md", "doc_id": "c" * 32, "sha256": "c" * 64}],
+        "removed": [{"path": HOSTILE, "doc_id": "d" * 32, "sha256": "d" * 64, "document_removed": True}],
+        "failed": [{"path": "x.pdf", "reason": "x.pdf: could not be parsed"}], "skipped": [],
+    }  # fmt: skip
+    page = record_html(record(data, event="source_sync", question="", error=None))
+    for title in ("Files added", "Files moved or renamed", "Files removed", "Files that failed"):
+        assert title in page
+    assert sha in page and "hr/leave.pdf" in page and "smb://files/Policies" in page
+    assert "<script>" not in page and HOSTILE in visible_text(page)
+    assert "Other data" not in page  # every key had a place

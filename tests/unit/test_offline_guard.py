@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.errors import EgressBlocked
-from core.offline import TELEMETRY_ENV, blocked_attempts, configure_guard, guard_mode
+from core.offline import TELEMETRY_ENV, allow_hosts, blocked_attempts, configure_guard, guard_mode
 
 
 @pytest.fixture
@@ -54,6 +54,20 @@ def test_configured_host_is_allowed() -> None:
             assert not isinstance(info.value, EgressBlocked)
     finally:
         configure_guard(previous, [])
+
+
+def test_a_source_server_is_allowed_while_the_guard_stays_strict(strict_guard: None) -> None:
+    """A configured source's server joins the allow-list of the running guard (issue 17), which
+    never leaves strict mode meanwhile, and refuses the rest as before."""
+    allow_hosts(["192.0.2.11"])
+    assert guard_mode() == "strict"
+    with socket.socket() as s:
+        s.settimeout(0.01)
+        with pytest.raises(OSError) as info:
+            s.connect(("192.0.2.11", 445))
+        assert not isinstance(info.value, EgressBlocked)
+    with socket.socket() as s, pytest.raises(EgressBlocked, match=r"192\.0\.2\.12"):
+        s.connect(("192.0.2.12", 445))
 
 
 def test_cli_sets_offline_switches_before_heavy_imports() -> None:

@@ -49,6 +49,7 @@ def test_each_kind_of_location_is_taken_apart(kind: str, location: str, endpoint
         ({"kind": "smb", "location": "smb://files.corp", "credentials_file": CRED}, "smb://server/share"),
         ({"kind": "smb", "location": "smb://files.corp/share"}, "needs a credentials_file"),
         ({"kind": "webdav", "location": "ftp://x/"}, "http(s) URL"),
+        ({"kind": "webdav", "location": "https://bob:hunter2@cloud/dav/"}, "put them in the credentials_file"),
         ({"kind": "imap", "location": "imaps://m/INBOX", "credentials_file": CRED}, "name its folders"),
         ({"kind": "imap", "location": "imaps://m:99999", "credentials_file": CRED}, "port"),
         ({"kind": "nfs", "location": "/x"}, "kind"),
@@ -68,6 +69,7 @@ def test_bad_settings_are_refused_naming_them(values: dict[str, Any], says: str)
     with pytest.raises(ValidationError) as caught:
         source(**values)
     assert says in str(caught.value)
+    assert "hunter2" not in " ".join(str(e["msg"]) for e in caught.value.errors())
 
 
 def test_groups_schedule_and_imap_security_are_normalised() -> None:

@@ -7,6 +7,7 @@ chain verifies, and a session cookie from one replica is honoured by the other."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -251,3 +252,47 @@ def test_a_session_from_one_replica_is_honoured_by_the_other(cluster: Cluster) -
     with httpx.Client(base_url=a.url) as http:
         after = http.get("/", headers={"accept": "text/html"}, cookies={COOKIE: cookie})
     assert after.status_code == 303, "a session signed out on B still works on A"
+
+
+def test_a_due_sync_runs_on_exactly_one_replica(cluster: Cluster) -> None:
+    """Both replicas' schedulers find a new source due at the same time (the test holds the source's
+    lock until each says so), then race for it: one syncs it, the other sees it synced; one audit
+    record, one run in the source's state (issue 17)."""
+    import fcntl
+
+    data = Path(cluster.env["ENCLAVE_DATA_DIR"])
+    folder = data.parent / "rotas"
+    folder.mkdir()
+    (folder / "night.md").write_text("# Night rota\n\nThe night rota changes on Sundays.\n", encoding="utf-8")
+    lock_path = data / "sources" / "rotas" / "sync.lock"
+    lock_path.parent.mkdir(parents=True)
+    waiting = "source rotas is due, but another sync of it or another ingest"
+    with lock_path.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        added = cluster.enclave(
+            "sources", "add", "rotas", "--location", str(folder), "--groups", "rota-test", "--schedule", "1h"
+        )
+        assert added.returncode == 0, added.stderr
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not all(waiting in r.log_path.read_text(errors="replace") for r in cluster.replicas):
+            assert time.monotonic() < deadline, [r.log_tail() for r in cluster.replicas]
+            time.sleep(0.5)
+    # Released: both try again within seconds; each ends having synced it or having seen it synced.
+    outcomes = ("source rotas: synced (", "source rotas: synced by another process")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not all(
+        any(o in r.log_path.read_text(errors="replace") for o in outcomes) for r in cluster.replicas
+    ):
+        assert time.monotonic() < deadline, [r.log_tail() for r in cluster.replicas]
+        time.sleep(0.5)
+    ran = [r for r in cluster.replicas if outcomes[0] in r.log_path.read_text(errors="replace")]
+    assert len(ran) == 1, [r.log_tail() for r in cluster.replicas]
+
+    synced = [r for r in cluster.audit_records() if r.event == "source_sync" and r.data["source"] == "rotas"]
+    assert len(synced) == 1 and synced[0].user == "schedule" and synced[0].error is None
+    assert [row["path"] for row in synced[0].data["added"]] == ["night.md"]
+    state = json.loads((data / "sources" / "rotas" / "status.json").read_text())
+    assert state["last"]["result"] == "ok" and state["running"] is None
+    assert state["last"]["pid"] == ran[0].process.pid
+    verified = cluster.enclave("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

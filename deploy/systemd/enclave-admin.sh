@@ -2,9 +2,12 @@
 # Runs an `enclave` command as enclave-web.service runs: its user, settings and audit DSN.
 #   sudo /opt/enclave/deploy/systemd/enclave-admin.sh ingest /srv/documents --groups staff
 #   sudo /opt/enclave/deploy/systemd/enclave-admin.sh users add alice --role staff --password-stdin
-# On embedded Chroma (store.mode: embedded), a running enclave-web carries out `ingest` and
-# `docs remove|reindex` itself over its admin channel (<data>/run/admin.sock, open to this user):
-# the documents must be where the service sees them (not /home or /tmp: docs/deploy.md).
+# On embedded Chroma (store.mode: embedded), a running enclave-web carries out `ingest`,
+# `docs remove|reindex` and `sources sync|remove` itself over its admin channel
+# (<data>/run/admin.sock, open to this user): the documents must be where the service sees them
+# (not /home or /tmp: docs/deploy.md). It also syncs each source on its schedule:
+#   sudo /opt/enclave/deploy/systemd/enclave-admin.sh sources add policies --location smb://files/Policies \
+#       --credentials-file /etc/enclave/credentials/policies.cred --groups hr --schedule 1h
 # `audit migrate` and `audit purge` also get the DSN of the role that owns the audit tables
 # (/etc/enclave/credentials/audit-owner-dsn, root 0600), which the web service never sees:
 #   sudo /opt/enclave/deploy/systemd/enclave-admin.sh audit migrate

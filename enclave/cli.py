@@ -304,7 +304,7 @@ def sources_add(
         str,
         typer.Option(
             "--location",
-            help="A folder's path, smb://server/share[/folder], a WebDAV folder's http(s) URL, or "
+            help="A folder's path, smb://server/share/folder, a WebDAV folder's http(s) URL, or "
             "imaps://host (imap://host for STARTTLS).",
         ),
     ],

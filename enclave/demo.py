@@ -151,12 +151,17 @@ def prepare_demo(settings: Settings) -> list[tuple[str, str, str, tuple[str, ...
     embedder = wiring.build_embedder(settings)
     store = wiring.build_store(settings)
     pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)
+    from enclave.store_commands import Caller, audit_ingest
     from ingest.pipeline import IngestReport
-    from ingest.reports import save_last_report
+    from ingest.reports import files_under, save_last_report
 
+    audit = wiring.build_audit(settings)
+    audit.check_writable()  # every ingest is audited, the demo's too
     whole = IngestReport()
     for folder, groups in demo_folders():
+        before = files_under(pipeline.manifest, [folder])
         report = pipeline.run([folder], groups)
+        audit_ingest(audit, Caller.local(), report, before, pipeline.manifest, [folder], groups=groups)
         whole.files += report.files
         whole.seconds += report.seconds
         print(f"{folder.name:8} ({', '.join(groups)}): {report.summary()}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,8 +29,9 @@ from enclave import wiring
 
 if TYPE_CHECKING:
     from audit.log import AuditLog
-    from ingest.manifest import DocEntry, Manifest
-    from ingest.pipeline import FileOutcome, IngestPipeline
+    from audit.records import AuditRecord
+    from ingest.manifest import DocEntry, FileEntry, Manifest
+    from ingest.pipeline import FileOutcome, IngestPipeline, IngestReport
     from vectorstore.embedding import Embedder
     from vectorstore.index import SearchIndex
 
@@ -180,11 +181,42 @@ class Call:
     caller: Caller
 
 
+def audit_ingest(
+    audit: AuditLog,
+    caller: Caller,
+    report: IngestReport,
+    before: Mapping[str, FileEntry],
+    manifest: Manifest,
+    paths: Sequence[Path],
+    *,
+    groups: Sequence[str],
+    acl: str | None = None,
+    prune: bool = False,
+    force: bool = False,
+) -> AuditRecord:
+    """The `ingest` audit record of a run over `paths`: who started it, how, and each file added,
+    changed, moved and removed with its document id and hash (`before`: ingest.reports.files_under
+    taken before the run)."""
+    from enclave.sources import INGEST_EVENT, audit_user
+    from ingest.reports import document_changes
+
+    data = {
+        "paths": [str(Path(p).resolve()) for p in paths],
+        "groups": list(groups),
+        "acl": acl,
+        "prune": prune,
+        "force": force,
+        "started_by": asdict(caller),
+        "counts": report.as_dict()["counts"],
+        **document_changes(report, before, manifest),
+    }
+    return audit.append(INGEST_EVENT, audit_user(caller), data=data)
+
+
 def ingest(stores: Stores, call: Call, console: Console) -> Result:
     from core.users import parse_groups
-    from enclave.sources import INGEST_EVENT, audit_user
     from ingest.acl import GroupPolicy
-    from ingest.reports import document_changes, files_under, save_last_report
+    from ingest.reports import files_under, save_last_report
 
     args: IngestArgs = call.args
     settings = stores.settings
@@ -204,20 +236,11 @@ def ingest(stores: Stores, call: Call, console: Console) -> Result:
         )
     data = {**report.as_dict(), "started_by": asdict(call.caller)}
     if audit is not None:
-        record = audit.append(
-            INGEST_EVENT,
-            audit_user(call.caller),
-            data={
-                "paths": [str(p.resolve()) for p in paths],
-                "groups": list(default),
-                "acl": str(acl.resolve()) if acl else None,
-                "prune": args.prune,
-                "force": args.force,
-                "started_by": asdict(call.caller),
-                "counts": data["counts"],
-                **document_changes(report, before, pipeline.manifest),
-            },
-        )
+        settings_used = {"groups": list(default), "acl": str(acl.resolve()) if acl else None}
+        record = audit_ingest(
+            audit, call.caller, report, before, pipeline.manifest, paths,
+            **settings_used, prune=args.prune, force=args.force,
+        )  # fmt: skip
         data["audit_id"] = record.id
     if not args.dry_run:  # kept for the admin page; a dry run changed nothing, so it is not the last ingest
         save_last_report(settings.data_dir, data, paths)
@@ -372,6 +395,7 @@ __all__ = [
     "SourceRemoveArgs",
     "Stores",
     "SyncArgs",
+    "audit_ingest",
     "json_text",
     "resolve_doc",
     "run",

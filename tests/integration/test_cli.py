@@ -40,6 +40,12 @@ def test_help_on_every_command(run) -> None:  # type: ignore[no-untyped-def]
         ["config", "show"],
         ["serve"],
         ["demo"],
+        ["sources"],
+        ["sources", "add"],
+        ["sources", "list"],
+        ["sources", "show"],
+        ["sources", "sync"],
+        ["sources", "remove"],
     ):
         result = run(*args, "--help")
         assert result.exit_code == 0, (args, result.output)
@@ -196,6 +202,9 @@ def test_demo_runs_again_in_its_own_folder_and_only_while_it_holds_demo_data(  #
     first = run("demo", "--no-serve")
     assert first.exit_code == 0, first.output
     assert (var / DEMO_MARKER).is_file()
+    ingests = json.loads(run("audit", "search", "--event", "ingest", "--json").stdout)  # audited too
+    assert ingests and all(r["data"]["started_by"]["via"] == "command line" for r in ingests)
+    assert sum(len(r["data"]["added"]) for r in ingests) > 0
     again = run("demo", "--no-serve")  # its own folder: incremental, nothing new
     assert again.exit_code == 0, again.output
     (var / DEMO_MARKER).unlink()  # as a demo folder made before the marker was

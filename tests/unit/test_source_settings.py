@@ -49,7 +49,10 @@ def test_each_kind_of_location_is_taken_apart(kind: str, location: str, endpoint
         ({"kind": "smb", "location": "smb://files.corp", "credentials_file": CRED}, "smb://server/share"),
         ({"kind": "smb", "location": "smb://files.corp/share"}, "needs a credentials_file"),
         ({"kind": "webdav", "location": "ftp://x/"}, "http(s) URL"),
-        ({"kind": "webdav", "location": "https://bob:hunter2@cloud/dav/"}, "put them in the credentials_file"),
+        (
+            {"kind": "webdav", "location": "https://bob:hunter2@cloud/dav/"},
+            "put them in the credentials_file",
+        ),
         ({"kind": "imap", "location": "imaps://m/INBOX", "credentials_file": CRED}, "name its folders"),
         ({"kind": "imap", "location": "imaps://m:99999", "credentials_file": CRED}, "port"),
         ({"kind": "nfs", "location": "/x"}, "kind"),

@@ -510,6 +510,14 @@ def sources_sync(
         Path | None, typer.Option("--report", help="Write the sync's full report to this JSON file.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sync's report as JSON.")] = False,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="This once, take a listing far shorter than the last (min_ratio) as deletions: after a "
+            "real mass deletion or a move of the source's files.",
+        ),
+    ] = False,
 ) -> None:
     """Sync a source now: mirror what changed, ingest it, remove what the source no longer has.
 
@@ -520,7 +528,7 @@ def sources_sync(
     """
     if not sys.stderr.isatty():
         logging.getLogger("ingest.pipeline").setLevel(logging.INFO)  # a line per file
-    result = _write_store("sources sync", store_commands.SyncArgs(name, as_json))
+    result = _write_store("sources sync", store_commands.SyncArgs(name, as_json, allow_shrink))
     if report_file and result.report is not None:
         report_file.write_text(json.dumps(result.report, indent=2, ensure_ascii=False), encoding="utf-8")
     if result.code:

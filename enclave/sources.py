@@ -421,10 +421,12 @@ def run_sync(
     *,
     scheduled: bool = False,
     anchor: datetime | None = None,
+    allow_shrink: bool = False,
 ) -> SyncOutcome | None:
     """Sync `source` now: mirror it, ingest the mirror, audit and record the result. With
     `scheduled`, only if it is still due once its locks are held (None otherwise, and when
-    another sync or ingest holds them); else a busy lock is an IngestError saying who holds it."""
+    another sync or ingest holds them); else a busy lock is an IngestError saying who holds it.
+    `allow_shrink`: this once, a listing far shorter than the last is taken as deletions."""
     from ingest.pipeline import exclusive
 
     settings = stores.settings
@@ -443,7 +445,7 @@ def run_sync(
             due = next_run(source.settings, status, anchor)
             if due is None or due > _now():
                 return None  # another replica ran it meanwhile, or its schedule changed
-        return _sync_held(stores, source, paths, status, caller, console)
+        return _sync_held(stores, source, paths, status, caller, console, allow_shrink)
 
 
 def _sync_held(
@@ -453,7 +455,9 @@ def _sync_held(
     status: dict[str, Any],
     caller: Caller,
     console: Console,
+    allow_shrink: bool = False,
 ) -> SyncOutcome:
+    from core.errors import SourceShrank
     from core.offline import allow_hosts
     from enclave import wiring
     from enclave.store_commands import store_session
@@ -478,6 +482,7 @@ def _sync_held(
         "groups": cfg.groups,
         "acl": str(cfg.acl) if cfg.acl else None,
         **here,
+        "allow_shrink": allow_shrink,
         "result": "failed",
         "reason": None,
         "mirror": None,
@@ -497,7 +502,11 @@ def _sync_held(
             allow_hosts([cfg.endpoint.host] if cfg.endpoint.host else [])
             try:
                 mirror = sync_mirror(
-                    connector, paths.mirror, paths.mirror_state, min_ratio=cfg.min_ratio, selection=selection
+                    connector,
+                    paths.mirror,
+                    paths.mirror_state,
+                    min_ratio=0.0 if allow_shrink else cfg.min_ratio,
+                    selection=selection,
                 )
             finally:
                 connector.close()
@@ -521,7 +530,12 @@ def _sync_held(
         documents = len({f.doc_id for f in held_now.values() if f.status == "ingested" and f.doc_id})
         report["result"] = "ok"
     except Exception as exc:
-        if isinstance(exc, EnclaveError):
+        if isinstance(exc, SourceShrank):
+            reason = (
+                f"{exc} (nothing was removed; if the files were deleted, `enclave sources sync {source.name} "
+                "--allow-shrink` takes them as deletions once)"
+            )
+        elif isinstance(exc, EnclaveError):
             reason = str(exc) + (" (nothing was removed)" if isinstance(exc, SourceError) else "")
         elif isinstance(exc, OSError):
             reason = f"{type(exc).__name__}: {exc}"
@@ -576,6 +590,7 @@ def _audit_data(report: dict[str, Any]) -> dict[str, Any]:
             "host",
             "result",
             "started_at",
+            "allow_shrink",
         )
     }
     data["finished_at"] = report.get("finished_at")

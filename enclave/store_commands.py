@@ -163,6 +163,7 @@ class ReindexArgs:
 class SyncArgs:
     name: str
     as_json: bool = False
+    allow_shrink: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,7 @@ def sync(stores: Stores, call: Call, console: Console) -> Result:
 
     args: SyncArgs = call.args
     source = get_source(stores.settings, args.name)
-    outcome = run_sync(stores, source, call.caller, console)
+    outcome = run_sync(stores, source, call.caller, console, allow_shrink=args.allow_shrink)
     assert outcome is not None  # only a scheduled sync is ever passed over
     report = outcome.report
     if args.as_json:

@@ -153,8 +153,18 @@ def test_a_folder_source_synced_from_the_command_line(run: Run, tmp_path: Path) 
     assert failed["documents"] == 2 and failed["last_ok_at"] is not None
     assert audit_records(tmp_path)[-1].error is not None
 
+    assert "enclave sources sync handbook --allow-shrink" in failed["reason"]
+
     shown = run("sources", "show", "handbook")
     assert shown.exit_code == 0 and "state: failed" in shown.output, shown.output
+    # The files really were deleted: the administrator says so, once.
+    code, report = sync(run, "handbook")
+    assert code == 1 and report["result"] == "failed"  # still refused without it
+    result = run("sources", "sync", "handbook", "--allow-shrink")
+    assert result.exit_code == 0, result.output
+    assert docs(run) == {} and state(run, "handbook")["documents"] == 0
+    assert len(audit_records(tmp_path)[-1].data["removed"]) == 2
+    assert audit_records(tmp_path)[-1].data["allow_shrink"] is True
     verified = run("audit", "verify")
     assert verified.exit_code == 0 and "audit log intact" in verified.output, verified.output
 
@@ -253,3 +263,17 @@ def test_bad_input_is_refused_naming_it(run: Run, tmp_path: Path) -> None:
     twice = run("--config", str(config), "sources", "list")
     assert twice.exit_code == 1, twice.output
     assert "source 'docs' is defined twice" in twice.output and "sources.yaml" in twice.output
+
+
+def test_an_acl_file_gives_the_source_s_folders_their_groups(run: Run, tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    write(share, {"policy.md": "# Policy\n\nThe dress code is smart casual.\n",
+                  "finance/budget.md": "# Budget\n\nThe crane budget is 4.2 million euros.\n"})  # fmt: skip
+    acl = tmp_path / "acl.yaml"  # folders relative to the source's top, not to the file
+    acl.write_text(".: [staff]\nfinance: [finance]\n", encoding="utf-8")
+    assert run("sources", "add", "corp", "--location", "share", "--acl", str(acl)).exit_code == 0
+    code, report = sync(run, "corp")
+    assert code == 0, report
+    groups = {row["path"]: row["groups"] for row in report["documents"]["added"]}
+    assert groups == {"policy.md": ["staff"], "finance/budget.md": ["finance"]}
+    assert sorted(d["groups"] for d in docs(run).values()) == [["finance"], ["staff"]]

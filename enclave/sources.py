@@ -405,14 +405,6 @@ class SyncOutcome:
     report: dict[str, Any]
 
 
-def _mirror_counts(mirror: Any) -> dict[str, int]:
-    counts = {
-        k: len(getattr(mirror, k))
-        for k in ("added", "changed", "moved", "removed", "unchanged", "skipped", "failed")
-    }
-    return {"listed": mirror.listed, **counts, "bytes_fetched": mirror.bytes_fetched}
-
-
 def run_sync(
     stores: Stores,
     source: Source,
@@ -595,9 +587,7 @@ def _audit_data(report: dict[str, Any]) -> dict[str, Any]:
     }
     data["finished_at"] = report.get("finished_at")
     if report["mirror"] is not None:
-        data["mirror"] = {
-            k: (len(v) if isinstance(v, list) else v) for k, v in report["mirror"].items() if k != "location"
-        }
+        data["mirror"] = _mirror_summary(report["mirror"])
     if report["ingest"] is not None:
         data["counts"] = report["ingest"]["counts"]
     if report["documents"] is not None:
@@ -644,6 +634,7 @@ def _finish(
 
 
 def _mirror_summary(mirror: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A mirror's result (MirrorResult.as_dict()) as counts: each list by its length."""
     if mirror is None:
         return None
     return {k: (len(v) if isinstance(v, list) else v) for k, v in mirror.items() if k != "location"}

@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -140,18 +139,11 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Written whole or not at all; readable by all (no secret is kept here), so that a file the
+    command line wrote as root still reads in the web UI."""
+    from ingest.sources import write_atomically
+
+    write_atomically(path, text.encode("utf-8"), mode=0o644)
 
 
 def _save_file(path: Path, sources: dict[str, SourceSettings]) -> None:

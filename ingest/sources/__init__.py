@@ -17,7 +17,7 @@ from ingest.sources.base import (
     read_credentials,
 )
 from ingest.sources.local import LocalConnector
-from ingest.sources.mirror import MirrorResult, mirror_mtime_ns, sync_mirror
+from ingest.sources.mirror import MirrorResult, mirror_mtime_ns, sync_mirror, write_atomically
 
 __all__ = [
     "Connector",
@@ -33,4 +33,5 @@ __all__ = [
     "path_problem",
     "read_credentials",
     "sync_mirror",
+    "write_atomically",
 ]

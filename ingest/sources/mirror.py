@@ -107,7 +107,8 @@ def _load_state(path: Path) -> _State:
     return _State(int(data["listed"]), entries)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """`path` holds `data`, or what it held before: written aside, synced, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -115,6 +116,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -138,7 +140,7 @@ def _save_state(path: Path, location: str, state: _State) -> None:
         "listed": state.listed,
         "entries": {p: asdict(h) for p, h in sorted(state.entries.items())},
     }
-    _write_atomically(path, json.dumps(data, indent=0).encode())
+    write_atomically(path, json.dumps(data, indent=0).encode())
 
 
 class _LocalWriteError(Exception):

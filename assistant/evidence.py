@@ -38,6 +38,7 @@ Kind = Literal[
 MIN_COVERAGE = 0.0  # share of the question's (weighted) words a typed best candidate must hold
 MIN_COVERAGE_UNTYPED = 0.2  # the same, when the question asks for no particular kind of value
 MIN_COSINE = 0.4  # a candidate below this is about something else, whatever words it shares
+SUBJECT_SHARE = 0.6  # of the question's words its best document holds, a candidate's must hold
 TYPED_RANK = 1  # the first candidate of the kind asked for must be among the best TYPED_RANK + 1
 WEIGHT_COSINE = 1.0
 WEIGHT_COVERAGE = 1.0
@@ -93,6 +94,11 @@ _UNITS: dict[str, tuple[str, ...]] = {
     "metre": ("metre", "metres", "meter", "meters", "m"),
     "kilometre": ("kilometre", "kilometres", "kilometer", "kilometers", "km"),
     "knot": ("knot", "knots", "kt", "kts"),
+    "inch": ("inch", "inches", "in", '"'),
+    "mph": ("mph", "miles per hour", "mile per hour"),
+    "kilogram": ("kilogram", "kilograms", "kg"),
+    "tonne": ("tonne", "tonnes", "ton", "tons", "t"),
+    "age": ("age",),
     "pound": ("pound", "pounds", "lb", "lbs"),
     "gallon": ("gallon", "gallons", "gal"),
     "character": ("character", "characters", "chars"),
@@ -100,7 +106,15 @@ _UNITS: dict[str, tuple[str, ...]] = {
     "degree": ("degree", "degrees", "°"),
 }
 _DURATION_UNITS = ("week", "day", "night", "hour", "minute", "month", "year")
-_LENGTH_UNITS = ("foot", "mile", "metre", "kilometre")
+_LENGTH_UNITS = ("foot", "mile", "metre", "kilometre", "inch")
+# "How tall was the tree?" wants a length, "how old" an age: a model number is neither.
+_DIMENSIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"\bhow far (?:ahead|in advance|before|back|beforehand)\b", _DURATION_UNITS),
+    (r"\bhow (?:far|high|tall|wide|deep)\b", _LENGTH_UNITS),
+    (r"\bhow fast\b", ("knot", "mph", "kilometre")),
+    (r"\bhow heavy\b", ("pound", "kilogram", "tonne")),
+    (r"\bhow old\b", ("year", "age")),
+)
 _FREQUENCY = re.compile(
     r"\b(?:daily|weekly|monthly|quarterly|yearly|annually|fortnightly|biweekly|bi-weekly|hourly|every|each|"
     r"once|twice|per (?:day|week|month|year|quarter|sprint)|a (?:day|week|month|year)|\d+ times)\b",
@@ -133,6 +147,8 @@ class Expectation:
         """Whether `text` holds a value of this kind (with one of the units, when they are named).
         In a `Label: value` line only the value counts: a label is no name."""
         label = _LABEL.match(text)
+        if label and self.kind == "number" and self.units and _number_with_unit(text, self.units):
+            return True  # "Age: 17": the label is the unit
         if label:
             text = text[label.end() :]
         match self.kind:
@@ -170,9 +186,9 @@ def _number_with_unit(text: str, units: Sequence[str]) -> bool:
     words = [w for unit in units for w in _UNITS.get(unit, (unit, unit.removesuffix("s")))]
     unit = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
     number = _NUMBER.pattern
-    # "12 weeks", "12-week", "twelve (12) weeks", "3,078 feet long", "weeks: 12"
+    # "12 weeks", "12-week", "twelve (12) weeks", "3,078 feet long", "weeks: 12", "age 85"
     near = re.compile(
-        rf"(?:{number})(?:\s*\(\d[\d,.]*\))?[\s-]*(?:[\w-]+\s+){{0,2}}?(?:{unit})\b|\b(?:{unit})\s*[:=]\s*(?:{number})",
+        rf"(?:{number})(?:\s*\(\d[\d,.]*\))?[\s-]*(?:[\w-]+\s+){{0,2}}?(?:{unit})\b|\b(?:{unit})\s*[:=]?\s*(?:{number})",
         re.IGNORECASE,
     )
     return bool(near.search(text))
@@ -216,11 +232,16 @@ def expectation(question: str) -> Expectation:
         if not units and nouns:
             units = (nouns[-1],)  # "how many vendor quotes": a number of quotes, not any number
         return Expectation("number", units)
+    if re.search(r"\bhow long\b.*\bbe\??$", q):  # "How long does my password have to be?": a size
+        return Expectation("number")
     if re.search(r"\bhow (?:long|soon)\b", q):
         if re.search(r"\b(?:runway|strip|road|cable|vessel|ship|boat|fence|wall|bridge|rope|line)\b", q):
             return Expectation("number", _LENGTH_UNITS)
         return Expectation("number", _DURATION_UNITS)
-    if re.search(r"\bhow (?:far|high|tall|wide|deep|big|large|old|heavy|fast)\b", q):
+    for pattern, units in _DIMENSIONS:
+        if re.search(pattern, q):
+            return Expectation("number", units)
+    if re.search(r"\bhow (?:big|large)\b", q):
         return Expectation("number")
     if re.search(r"\bhow often\b|\b(?:what|which) (?:frequency|interval)\b", q):
         return Expectation("frequency")
@@ -369,6 +390,7 @@ class EvidenceFinder:
         for i, c in enumerate(found):
             by_passage.setdefault(c.passage, []).append(i)
         held = [content_terms(c.text) for c in found]
+        on_subject = _on_subject(terms, hits, found, held)
         ranked = []
         for i, c in enumerate(found):
             cosine = max(sum(a * b for a, b in zip(q, vectors[i], strict=True)) for q in queries)
@@ -383,6 +405,8 @@ class EvidenceFinder:
             coverage = max(own, 0.5 * own + 0.5 * _coverage(terms, near))
             typed = expected.kind != "any" and expected.met_by(c.text)
             label = label_match(asked_terms, c.text)
+            if not on_subject[i]:  # another aircraft's altimeter setting answers nothing about this one
+                typed, label = False, 0.0
             if typed and numbers and not all(y in " ".join(found[j].text for j in siblings) for y in numbers):
                 typed = False  # "the maximum salary in 2023": a passage without 2023 does not give it
             score = (
@@ -413,6 +437,22 @@ class EvidenceFinder:
         ):
             return True, ""
         return False, f"no passage gives a {_kind_words(expected)} for what was asked"
+
+
+def _on_subject(
+    terms: dict[str, float], hits: Sequence[Hit], found: Sequence[Candidate], held: Sequence[set[str]]
+) -> list[bool]:
+    """Per candidate: whether its document, as far as the passages show it (their text and title),
+    holds at least SUBJECT_SHARE of the (weighted) question words that the best-matching
+    document holds. A question names what it is about ("the Cessna 152 accident at Venice"); a
+    value from a document about something else is no answer to it, however well it fits."""
+    words: dict[str, set[str]] = {}
+    for c, h in zip(found, held, strict=True):
+        chunk = hits[c.passage].chunk
+        words.setdefault(chunk.doc_id, content_terms(chunk.title)).update(h)
+    share = {doc: _coverage(terms, held_words) for doc, held_words in words.items()}
+    best = max(share.values(), default=0.0)
+    return [share[hits[c.passage].chunk.doc_id] >= SUBJECT_SHARE * best for c in found]
 
 
 def _years(question: str) -> set[str]:
@@ -458,6 +498,22 @@ class Terms:
         return _coverage(self.weights, content_terms(text))
 
 
+# How a question asks for a field that a form names otherwise ("How old was the pilot?": "Age: 17").
+_FIELD_WORDS = {
+    "old": "age",
+    "own": "owner",
+    "owned": "owner",
+    "operat": "operator",
+    "depart": "departure",
+    "tall": "height",
+    "high": "height",
+    "fast": "speed",
+    "heavy": "weight",
+    "long": "length",
+    "wide": "width",
+}
+
+
 def label_match(asked: set[str], line: str) -> float:
     """The share of a `Label: value` line's label words that the question holds (`asked`, its
     content terms) when it names all of them, or at least two and MIN_LABEL_MATCH of them; else
@@ -471,6 +527,7 @@ def label_match(asked: set[str], line: str) -> float:
     words = content_terms(label)
     if not words or len(label.split()) > MAX_LABEL_WORDS:
         return 0.0  # "You can use Sick Leave for: ..." is a sentence, not a field
+    asked = asked | {label for word, label in _FIELD_WORDS.items() if word in asked}
     named = len(words & asked)
     if named == len(words) or (named >= 2 and named / len(words) >= MIN_LABEL_MATCH):
         return named / len(words)

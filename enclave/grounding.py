@@ -176,14 +176,22 @@ def grounding_settings(settings: Settings, corpus: Path, llm: bool) -> Settings:
     )
 
 
+_NOT_CHUNKING = frozenset({"reports.py", "acl.py"})
+
+
 def ingest_fingerprint(settings: Settings) -> str:
     """The ingest code and settings the index was made with: chunks made by other code are stale
-    even though their files did not change."""
+    even though their files did not change. The code that only fetches files from elsewhere
+    (ingest/sources/), reports runs or reads ACL files shapes no chunk of a folder's files, so
+    its changes do not make the corpus be ingested again."""
     import ingest
 
     digest = hashlib.sha256(settings.ingest.model_dump_json(exclude={"manifest_path"}).encode())
     root = Path(ingest.__file__).parent
     for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == "sources" or relative.name in _NOT_CHUNKING:
+            continue
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 

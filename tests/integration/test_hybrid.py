@@ -351,7 +351,7 @@ def test_cross_encoder_reorders_the_head_by_its_own_scores(
     retriever = wiring.build_assistant(settings, embedder=embedder, store=store).retriever
     assert retriever.reranker is not None
     query = "crane budget for the blue car park"
-    fused = retriever._rank(ALICE.groups, query, 3, "hybrid")
+    fused = retriever._rank(ALICE.groups, query, 3, "hybrid")[0]
     reranked = retriever.rank(ALICE, query, 3)
 
     # The same model run directly with transformers: sigmoid of the single logit per pair.

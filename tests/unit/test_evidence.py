@@ -33,6 +33,14 @@ def hits(*texts: str) -> list[Hit]:
     ]
 
 
+def one_document(*texts: str) -> list[Hit]:
+    """Passages of one report, the way its chunks come back from retrieval."""
+    return [
+        Hit(Chunk(f"r-{i:05d}", "r", text, "report.pdf", ("public",), title="Report", index=i), 0.9, 0.6)
+        for i, text in enumerate(texts)
+    ]
+
+
 @pytest.fixture(scope="module")
 def finder(embedder: Any) -> EvidenceFinder:
     return EvidenceFinder(embedder)
@@ -137,9 +145,8 @@ def test_a_named_field_answers_though_it_is_short_and_far_in_meaning(finder: Evi
         "On December 23, 2007, a Cessna 172 was destroyed when it collided with terrain near "
         "Boquete, Panama. The flight departed Islas Secas at about 1145."
     )
-    found = hits(
-        narrative, "Departure Point: Islas Secas\nType of Flight Plan Filed: Unknown\nDestination: Volcan"
-    )
+    form = "Departure Point: Islas Secas\nType of Flight Plan Filed: Unknown\nDestination: Volcan"
+    found = one_document(narrative, form)
     finding = finder.find(
         "What destination is listed for the Cessna 172 flight that crashed near Boquete, Panama?",
         found,
@@ -147,3 +154,35 @@ def test_a_named_field_answers_though_it_is_short_and_far_in_meaning(finder: Evi
     )
     assert finding.answerable and finding.ranked[0].candidate.text == "Destination: Volcan"
     assert finding.ranked[0].cosine < finding.ranked[1].cosine  # the field wins on its label, not meaning
+
+
+def test_a_value_from_a_document_about_something_else_answers_nothing(finder: EvidenceFinder) -> None:
+    venice = Chunk(
+        "v-00000", "v", "Location: Venice, FL\nAircraft: Cessna 152\nAltimeter Setting:", "v.pdf", ("p",)
+    )
+    other = Chunk(
+        "o-00005",
+        "o",
+        "Conditions at Accident Site: Visual\nAltimeter Setting: 30.27 inches Hg",
+        "o.pdf",
+        ("p",),
+    )
+    found = [Hit(venice, 0.9, 0.66), Hit(other, 0.8, 0.62)]
+    question = "What altimeter setting was reported for the Cessna 152 accident at Venice, Florida?"
+    finding = finder.find(question, found, citations_for(found))
+    # Venice's report leaves the field empty: the other report's value is not taken for it.
+    theirs = next(r for r in finding.ranked if "30.27" in r.candidate.text)
+    assert theirs.label == 0.0 and theirs is not finding.ranked[0]
+    # The same field in the report the question is about answers it.
+    venice_full = Chunk("v-00000", "v", venice.text + " 30.02 inches Hg", "v.pdf", ("p",))
+    found = [Hit(venice_full, 0.9, 0.66), Hit(other, 0.8, 0.62)]
+    finding = finder.find(question, found, citations_for(found))
+    assert finding.answerable and finding.ranked[0].candidate.text == "Altimeter Setting: 30.02 inches Hg"
+
+
+def test_dimensions_want_their_units() -> None:
+    tall = expectation("How tall was the tree the Aerostar 601 struck?")
+    assert tall.met_by("It struck a 60-foot tree.") and not tall.met_by("Aircraft: Ted Aerostar 601")
+    old = expectation("How old was the student pilot?")
+    assert old.met_by("Age: 17, Male") and old.met_by("The pilot, age 85, was landing.")
+    assert not old.met_by("Aircraft: Piper PA-28-140")

@@ -30,6 +30,8 @@ _KIND_ONLY: dict[str, tuple[str, ...]] = {
     "credentials_file": ("smb", "webdav", "imap"),
     "timeout_s": ("smb", "webdav", "imap"),
 }
+# Kinds whose connector lists each file's permissions (`groups: from-source`).
+FROM_SOURCE_KINDS: tuple[str, ...] = ("folder", "smb")
 
 
 def check_source_name(name: str) -> str:
@@ -135,7 +137,20 @@ class SourceSettings(BaseModel):
     groups: list[str] = Field(
         default_factory=list,
         description="Groups that may read the source's documents (every one of them), unless the acl "
-        "file gives a folder others. 'from-source' (the source's own permissions) is not built yet.",
+        "file gives a folder others. [from-source]: each file's own permissions at the source (folder: "
+        "its owner group and ACL groups that grant read; smb: the SIDs its security descriptor lets "
+        "read), mapped through group_map.",
+    )
+    group_map: Path | None = Field(
+        None,
+        description="groups from-source: a YAML file mapping the source's group names and SIDs to "
+        "Enclave groups (`finance-staff: [finance]`, `S-1-5-21-...-1104: [hr]`). Unmapped POSIX "
+        "groups keep their name; unmapped SIDs give no group and are reported at each sync.",
+    )
+    everyone_group: str | None = Field(
+        None,
+        description="groups from-source: the Enclave group of files every user may read at the source "
+        "(POSIX other, SMB Everyone or Authenticated Users). Empty: such a grant gives no group.",
     )
     acl: Path | None = Field(
         None,
@@ -193,10 +208,10 @@ class SourceSettings(BaseModel):
     def _groups(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [g.strip() for g in value.split(",") if g.strip()]
-        if isinstance(value, list) and FROM_SOURCE in value:
+        if isinstance(value, list) and FROM_SOURCE in value and len(value) > 1:
             raise ValueError(
-                "groups 'from-source' (the source's own permissions as groups) is not built yet: give "
-                "the groups (e.g. [hr, staff]) or an acl file"
+                f"groups {value}: 'from-source' takes each file's groups from the source's permissions, "
+                "so it goes alone (map other names through group_map, or use everyone_group)"
             )
         return value
 
@@ -207,6 +222,13 @@ class SourceSettings(BaseModel):
             if not group.strip() or "," in group:
                 raise ValueError(f"group {group!r} is not a group name")
         return sorted({g.strip() for g in value})
+
+    @field_validator("everyone_group")
+    @classmethod
+    def _everyone_group(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "," in value):
+            raise ValueError(f"everyone_group {value!r} is not a group name")
+        return value.strip() if value else None
 
     @field_validator("schedule")
     @classmethod
@@ -220,6 +242,18 @@ class SourceSettings(BaseModel):
         endpoint(self.kind, self.location)
         if not self.groups and self.acl is None:
             raise ValueError("give the groups that may read its documents (groups: [..]) or an acl file")
+        if self.groups_from_source:
+            if self.kind not in FROM_SOURCE_KINDS:
+                raise ValueError(
+                    f"groups from-source: a {self.kind} source gives no permissions to read; it is built "
+                    f"for {' and '.join(FROM_SOURCE_KINDS)} sources (give the groups or an acl file)"
+                )
+            if self.acl is not None:
+                raise ValueError("groups from-source and an acl file: choose one")
+        else:
+            for name in ("group_map", "everyone_group"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is a setting of groups: [from-source], not of fixed groups")
         for name, kinds in _KIND_ONLY.items():
             value = getattr(self, name)
             if value not in (None, False, []) and self.kind not in kinds:
@@ -228,7 +262,7 @@ class SourceSettings(BaseModel):
                 )
         if self.kind in ("smb", "imap") and self.credentials_file is None:
             raise ValueError(f"a {self.kind} source needs a credentials_file (username=, password= lines)")
-        for name in ("acl", "credentials_file", "ca_file"):
+        for name in ("acl", "credentials_file", "ca_file", "group_map"):
             path = getattr(self, name)
             if path is not None and not path.is_absolute():
                 raise ValueError(f"{name} {str(path)!r} must be an absolute path")
@@ -238,6 +272,11 @@ class SourceSettings(BaseModel):
         if self.kind == "imap" and scheme == "imap" and self.security == "ssl":
             raise ValueError("security ssl goes with imaps://, not imap://")
         return self
+
+    @property
+    def groups_from_source(self) -> bool:
+        """Each file's groups come from its permissions at the source."""
+        return self.groups == [FROM_SOURCE]
 
     @property
     def endpoint(self) -> Endpoint:

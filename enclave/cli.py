@@ -313,7 +313,22 @@ def sources_add(
         typer.Option("--kind", help="folder, smb, webdav or imap (default: from the location)."),
     ] = None,
     groups: Annotated[
-        str | None, typer.Option("--groups", help="Comma-separated groups that may read its documents.")
+        str | None,
+        typer.Option(
+            "--groups",
+            help="Comma-separated groups that may read its documents, or from-source (each file's own "
+            "permissions at a folder or SMB source).",
+        ),
+    ] = None,
+    group_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--group-map", help="from-source: YAML file mapping the source's group names and SIDs to groups."
+        ),
+    ] = None,
+    everyone_group: Annotated[
+        str | None,
+        typer.Option("--everyone-group", help="from-source: the group of files every user may read."),
     ] = None,
     acl: Annotated[
         Path | None,
@@ -386,6 +401,8 @@ def sources_add(
         "location": location,
         "groups": list(parse_groups(groups)),
         "acl": _absolute(acl),
+        "group_map": _absolute(group_map),
+        "everyone_group": everyone_group,
         "include": include or [],
         "exclude": exclude or [],
         "max_file_mb": max_file_mb,
@@ -411,6 +428,10 @@ def sources_add(
         from ingest.acl import GroupPolicy
 
         GroupPolicy.from_file(cfg.acl, tuple(cfg.groups), base=settings.sources_dir / name / "mirror")
+    if cfg.group_map is not None:
+        from ingest.sources import GroupMap
+
+        GroupMap.load(cfg.group_map)  # there and well formed
     source = add_source(settings, name, cfg, replace=replace)
     typer.echo(
         f"source {name}: {cfg.kind} {cfg.location}, groups {', '.join(cfg.groups) or '(from the acl file)'}"

@@ -370,9 +370,17 @@ def audit_user(caller: Caller) -> str:
     return "schedule" if caller.via == "schedule" else f"cli:{caller.user}"
 
 
-def group_policy(cfg: SourceSettings, mirror: Path) -> GroupPolicy:
+def group_policy(cfg: SourceSettings, mirror: Path, mirror_state: Path | None = None) -> GroupPolicy:
+    """The groups of the source's files: fixed, by its acl file, or (from-source) each file's own
+    as the mirror's state keeps them after a sync (`mirror_state`)."""
     from ingest.acl import GroupPolicy
 
+    if cfg.groups_from_source:
+        from ingest.sources import mirror_groups
+
+        top = mirror.resolve()
+        held = mirror_groups(mirror_state) if mirror_state is not None else {}
+        return GroupPolicy((), files={top / path: groups for path, groups in held.items()})
     default = tuple(cfg.groups)
     if cfg.acl is not None:
         return GroupPolicy.from_file(cfg.acl, default, base=mirror)
@@ -447,7 +455,7 @@ def _sync_held(
     from enclave.store_commands import store_session
     from ingest.manifest import Manifest
     from ingest.reports import document_changes, files_under
-    from ingest.sources import Selection, sync_mirror
+    from ingest.sources import GroupMap, Selection, sync_mirror
 
     settings = stores.settings
     cfg = source.settings
@@ -477,7 +485,8 @@ def _sync_held(
     mirror = None
     try:
         audit.check_writable()  # a sync that could not be audited is never begun
-        policy = group_policy(cfg, paths.mirror)
+        policy = group_policy(cfg, paths.mirror)  # an acl file that cannot be read stops it here
+        group_map = GroupMap.load(cfg.group_map, cfg.everyone_group) if cfg.groups_from_source else None
         console.echo(f"source {source.name}: syncing {cfg.location}", err=True)
         max_mb = cfg.max_file_mb or settings.ingest.max_file_mb
         selection = Selection(tuple(cfg.include), tuple(cfg.exclude), int(max_mb * 1024 * 1024))
@@ -491,9 +500,12 @@ def _sync_held(
                     paths.mirror_state,
                     min_ratio=0.0 if allow_shrink else cfg.min_ratio,
                     selection=selection,
+                    group_map=group_map,
                 )
             finally:
                 connector.close()
+            if group_map is not None:
+                policy = group_policy(cfg, paths.mirror, paths.mirror_state)
             report["mirror"] = mirror.as_dict()
             console.echo(mirror.summary(), err=True)
             pipeline = stores.pipeline(lock=False)  # this sync holds the ingest lock
@@ -612,6 +624,7 @@ def _finish(
         "failures": list(changes.get("failed", [])),
         "documents": documents,
         "audit_id": audit_id,
+        "unmapped": (report["mirror"] or {}).get("unmapped", []),
     }
     new = {"running": None, "last": last, "last_ok_at": status.get("last_ok_at")}
     if report["result"] == "ok":

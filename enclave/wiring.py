@@ -311,7 +311,7 @@ def build_connector(source: SourceSettings) -> Connector:
 
             from ingest.sources import LocalConnector
 
-            return LocalConnector(Path(where.path))
+            return LocalConnector(Path(where.path), permissions=source.groups_from_source)
         case "smb":
             from ingest.sources.smb import SmbConnector
 

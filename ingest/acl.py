@@ -10,25 +10,36 @@ The mapping file is YAML, folders relative to the file's own folder, the longest
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from core.errors import ConfigError
+from core.errors import ConfigError, IngestError
 
 
 @dataclass(frozen=True)
 class GroupPolicy:
     default: tuple[str, ...]
     rules: tuple[tuple[Path, tuple[str, ...]], ...] = field(default=())
+    # Each file's own groups (a source's permissions, `groups: from-source`), by resolved path:
+    # then every file must be in it, and default and rules are not used.
+    files: Mapping[Path, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
-        if not self.default and not self.rules:
+        if not self.default and not self.rules and self.files is None:
             raise ConfigError("documents need at least one group: pass --groups or an ACL file")
 
     def groups_for(self, path: Path) -> tuple[str, ...]:
         resolved = path.resolve()
+        if self.files is not None:
+            if resolved not in self.files:
+                raise IngestError(
+                    f"{path}: its source gave no permissions for it (it is not in the mirror's state); "
+                    "the next sync of the source takes it again"
+                )
+            return self.files[resolved]
         best: tuple[int, tuple[str, ...]] | None = None
         for folder, groups in self.rules:
             if resolved == folder or folder in resolved.parents:

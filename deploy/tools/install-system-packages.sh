@@ -7,7 +7,9 @@
 # without it those files are reported "needs OCR", which the same tests check), Samba's smbd and
 # Dovecot's IMAP server (the SMB and IMAP sources, tests/integration/test_connectors.py: the tests
 # start throwaway servers of their own on 127.0.0.1; the services the packages set up are not
-# used, and in a container without systemd they are not started). Installs only what is missing;
+# used, and in a container without systemd they are not started), and acl's setfacl/getfacl (the
+# POSIX ACLs of a folder source with `groups: from-source`, tests/integration/test_source_permissions.py).
+# Installs only what is missing;
 # needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes with
 # systemd, already on Debian.
 set -euo pipefail
@@ -18,8 +20,9 @@ need=()
 [[ -x /usr/bin/tesseract ]] || need+=(tesseract-ocr)
 [[ -x /usr/sbin/smbd ]] || need+=(samba)
 [[ -x /usr/sbin/dovecot ]] || need+=(dovecot-imapd)
+[[ -x /usr/bin/setfacl ]] || need+=(acl)
 if ((${#need[@]} == 0)); then
-    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd"
+    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd, acl"
     exit 0
 fi
 if [[ $(id -u) != 0 ]]; then

@@ -17,20 +17,25 @@ from ingest.sources.base import (
     read_credentials,
 )
 from ingest.sources.local import LocalConnector
-from ingest.sources.mirror import MirrorResult, mirror_mtime_ns, sync_mirror, write_atomically
+from ingest.sources.mirror import MirrorResult, mirror_groups, mirror_mtime_ns, sync_mirror, write_atomically
+from ingest.sources.permissions import EVERYONE, GroupMap, posix_readers
 
 __all__ = [
+    "EVERYONE",
     "Connector",
     "Credentials",
     "Entry",
+    "GroupMap",
     "LocalConnector",
     "MirrorResult",
     "Selection",
     "SourceError",
     "SourceShrank",
     "SourceUnavailable",
+    "mirror_groups",
     "mirror_mtime_ns",
     "path_problem",
+    "posix_readers",
     "read_credentials",
     "sync_mirror",
     "write_atomically",

@@ -47,13 +47,18 @@ class Entry:
     two entries with the same identity hold the same bytes (file id plus marker for folders and
     SMB; Message-ID, arrival time and size for mail); None where the source has no such id.
     `modified_ns` is the source's modification time where it gives one (the mirror dates its copy
-    by it)."""
+    by it). `readers`: who may read it at the source (ingest.sources.permissions), where the
+    connector was asked for permissions; `groups`: the Enclave groups they map to, set by the
+    mirror (`groups: from-source`), () where none may read it. Neither is part of the marker: a
+    change of permissions alone is no change of bytes."""
 
     path: str
     size: int
     marker: str
     identity: str | None = None
     modified_ns: int | None = None
+    readers: tuple[str, ...] | None = None
+    groups: tuple[str, ...] | None = None
 
 
 class Connector(Protocol):

@@ -1,7 +1,8 @@
 """A local or mounted folder as a source (an NFS or CIFS mount, a synced folder).
 
 Markers are "<mtime_ns>:<size>"; the identity is the inode with the marker, so a file renamed or
-moved within the folder is recognised. Symlinked files are followed, symlinked folders and
+moved within the folder is recognised. With `permissions`, each entry's readers are its owner
+group, ACL groups and "other" that grant read (ingest.sources.permissions). Symlinked files are followed, symlinked folders and
 hidden folders are not entered (as the ingest's own walk). A folder that cannot be listed fails
 the whole listing: its files must not look deleted. An unmounted share usually leaves an empty
 mount point, which the mirror's ratio check takes for an outage.
@@ -18,6 +19,7 @@ from typing import BinaryIO
 
 from core.errors import IngestError, SourceUnavailable
 from ingest.sources.base import Entry
+from ingest.sources.permissions import posix_readers
 
 # Errors about one file while the folder itself answers; any other error is the source's.
 _ENTRY_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
@@ -26,8 +28,9 @@ _ENTRY_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.EL
 class LocalConnector:
     kind = "folder"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, permissions: bool = False) -> None:
         self.root = Path(root).absolute()
+        self.permissions = permissions
         self.location = str(self.root)
 
     def list(self) -> list[Entry]:
@@ -53,6 +56,12 @@ class LocalConnector:
                     fail(exc)
                 if not stat.S_ISREG(st.st_mode):
                     continue
+                readers = None
+                if self.permissions:
+                    try:
+                        readers = posix_readers(path, st)
+                    except OSError as exc:
+                        fail(exc)
                 marker = f"{st.st_mtime_ns}:{st.st_size}"
                 entries.append(
                     Entry(
@@ -61,6 +70,7 @@ class LocalConnector:
                         marker=marker,
                         identity=f"{st.st_ino}@{marker}",
                         modified_ns=st.st_mtime_ns,
+                        readers=readers,
                     )
                 )
         return entries

@@ -14,6 +14,12 @@ and renamed into place only once every fetch of the sync has succeeded; the stat
 replaced last. Entries fetched by a sync that then failed stay staged, and the next sync takes
 them without fetching again. One entry that cannot be read (IngestError from the connector) is
 reported as failed and keeps its previous copy.
+
+With a GroupMap (`groups: from-source`), each entry's readers at the source become its Enclave
+groups, kept in the state beside its marker: a change of permissions alone changes no marker and
+fetches nothing, but is `regrouped`, and `mirror_groups` gives the ingest each file's groups. An
+entry no Enclave group may read is left out (skipped, so its copy and document go); readers
+that map to no group are listed once in `unmapped`.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from core.errors import IngestError, SourceShrank
 from ingest.pipeline import exclusive
 from ingest.sources.base import Connector, Entry, Selection
+from ingest.sources.permissions import GroupMap
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,8 @@ class MirrorResult:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): left out
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): previous copy kept
+    regrouped: list[str] = field(default_factory=list)  # same bytes, new groups: nothing fetched
+    unmapped: list[str] = field(default_factory=list)  # readers at the source mapped to no group
     bytes_fetched: int = 0
 
     def summary(self) -> str:
@@ -61,7 +70,16 @@ class MirrorResult:
             f"{len(getattr(self, name))} {name}"
             for name in ("added", "changed", "moved", "removed", "unchanged", "skipped", "failed")
         )
-        return f"{self.location}: {self.listed} listed; {counts}; {self.bytes_fetched} bytes fetched"
+        if self.regrouped:
+            counts += f"; {len(self.regrouped)} with new permissions"
+        unmapped = (
+            f"; readers mapped to no group (add them to the group mapping file): {', '.join(self.unmapped)}"
+            if self.unmapped
+            else ""
+        )
+        return (
+            f"{self.location}: {self.listed} listed; {counts}; {self.bytes_fetched} bytes fetched{unmapped}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,13 +87,15 @@ class MirrorResult:
 
 @dataclass(frozen=True)
 class _Held:
-    """A mirrored entry as the state file records it: the source's marker and identity, and the
-    size and mtime of the copy written (a copy that no longer has them is fetched again)."""
+    """A mirrored entry as the state file records it: the source's marker and identity, the
+    size and mtime of the copy written (a copy that no longer has them is fetched again), and
+    its Enclave groups from the source's permissions (None: not asked)."""
 
     marker: str
     size: int
     identity: str | None
     mtime_ns: int
+    groups: list[str] | None = None
 
 
 @dataclass
@@ -105,6 +125,16 @@ def _load_state(path: Path) -> _State:
         raise IngestError(f"source state file {path}: format {data.get('format')!r}, expected {STATE_FORMAT}")
     entries = {path: _Held(**held) for path, held in data["entries"].items()}
     return _State(int(data["listed"]), entries)
+
+
+def mirror_groups(state_path: Path) -> dict[str, tuple[str, ...]]:
+    """Each mirrored path's Enclave groups from the source's permissions, as the last sync kept
+    them (paths relative to the mirror); paths mirrored without permissions are not in it."""
+    return {
+        path: tuple(held.groups)
+        for path, held in _load_state(Path(state_path)).entries.items()
+        if held.groups is not None
+    }
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -202,9 +232,11 @@ def sync_mirror(
     *,
     min_ratio: float,
     selection: Selection = Selection(),
+    group_map: GroupMap | None = None,
 ) -> MirrorResult:
     """Bring `folder` in step with the source; `state_path` (beside the folder, not in it) keeps
-    what the last sync mirrored. Raises SourceUnavailable or SourceShrank having changed nothing;
+    what the last sync mirrored; `group_map` gives each entry its groups from its readers (the
+    connector must list them). Raises SourceUnavailable or SourceShrank having changed nothing;
     IngestError when the mirror itself cannot be written or another sync of it runs."""
     if not 0.0 <= min_ratio <= 1.0:
         raise ValueError(f"min_ratio must be between 0 and 1, not {min_ratio}")
@@ -216,7 +248,19 @@ def sync_mirror(
         state = _load_state(state_path)
         entries, skipped = selection.apply(connector.list())
         entries, twice = _unique(entries)
-        result = MirrorResult(connector.location, listed=len(entries), skipped=skipped + twice)
+        unmapped: list[str] = []
+        if group_map is not None:
+            entries, unreadable, unmapped = _grouped(connector, entries, group_map)
+            skipped += unreadable
+        result = MirrorResult(
+            connector.location, listed=len(entries), skipped=skipped + twice, unmapped=unmapped
+        )
+        if unmapped:
+            log.warning(
+                "%s: readers mapped to no Enclave group (add them to the group mapping file): %s",
+                connector.location,
+                ", ".join(unmapped),
+            )
         if state.listed and len(entries) < min_ratio * state.listed:
             raise SourceShrank(
                 f"{connector.location} lists {len(entries)} files where it listed {state.listed} at the "
@@ -232,6 +276,32 @@ def sync_mirror(
         shutil.rmtree(folder / STAGING, ignore_errors=True)
     log.info("%s", result.summary())
     return result
+
+
+def _grouped(
+    connector: Connector, entries: list[Entry], group_map: GroupMap
+) -> tuple[list[Entry], list[tuple[str, str]], list[str]]:
+    """The entries with their Enclave groups; those no group may read, as skipped with why; and
+    every reader that maps to no group, once."""
+    kept: list[Entry] = []
+    skipped: list[tuple[str, str]] = []
+    unmapped: set[str] = set()
+    for entry in entries:
+        if entry.readers is None:
+            raise IngestError(
+                f"{connector.location}: the {connector.kind} connector did not list permissions for "
+                f"{entry.path}; groups: from-source cannot be used with it"
+            )
+        groups, missing = group_map.groups(entry.readers)
+        unmapped.update(missing)
+        if groups:
+            kept.append(replace(entry, groups=groups))
+        else:
+            readers = ", ".join(entry.readers) or "none"
+            skipped.append(
+                (entry.path, f"no Enclave group may read it at the source (its readers: {readers})")
+            )
+    return kept, skipped, sorted(unmapped)
 
 
 def _unique(entries: list[Entry]) -> tuple[list[Entry], list[tuple[str, str]]]:
@@ -264,17 +334,25 @@ def _stage(
     staged: list[_Staged] = []
     for entry in entries:
         previous = state.entries.get(entry.path)
+        groups = list(entry.groups) if entry.groups is not None else None
+        regrouped = previous is not None and previous.groups != groups
+        if previous is not None and regrouped:
+            # Permissions are the source's now, whatever becomes of the bytes: a copy kept after
+            # a failed fetch must not stay readable by a group the source no longer lets in.
+            previous = replace(previous, groups=groups)
         if (
             previous is not None
             and previous.marker == entry.marker
             and _intact(folder / entry.path, previous)
         ):
             result.unchanged.append(entry.path)
+            if regrouped:
+                result.regrouped.append(entry.path)
             kept[entry.path] = previous
             continue
         mtime_ns = mirror_mtime_ns(entry)
         file = staging / hashlib.sha256(f"{entry.path}\0{entry.marker}".encode()).hexdigest()
-        held = _Held(entry.marker, entry.size, entry.identity, mtime_ns)
+        held = _Held(entry.marker, entry.size, entry.identity, mtime_ns, groups)
         if file.exists() and file.stat().st_size == entry.size:  # fetched by a sync that then failed
             staged.append(_Staged(entry, file, held))
             continue
@@ -397,7 +475,7 @@ def _commit(
             result.failed.append((item.entry.path, f"cannot be placed in the mirror: {exc}"))
             previous = state.entries.get(item.entry.path)
             if previous is not None and _intact(target, previous):
-                kept[item.entry.path] = previous
+                kept[item.entry.path] = replace(previous, groups=item.held.groups)
             continue
         kept[item.entry.path] = item.held
         if item.moved_from is not None:
@@ -408,7 +486,7 @@ def _commit(
             result.added.append(item.entry.path)
     with contextlib.suppress(OSError):
         _fsync_dir(folder)
-    for name in ("added", "changed", "removed", "unchanged"):
+    for name in ("added", "changed", "removed", "unchanged", "regrouped"):
         getattr(result, name).sort()
     result.moved.sort()
     result.failed.sort()

@@ -235,7 +235,8 @@ def test_bad_input_is_refused_naming_it(run: Run, tmp_path: Path) -> None:
     os.chmod(open_cred, 0o644)
     cases = [
         (["--location", "share"], "give the groups"),
-        (["--location", "share", "--groups", "from-source"], "not built yet"),
+        (["--location", "share", "--groups", "from-source,staff"], "so it goes alone"),
+        (["--location", "share", "--groups", "staff", "--everyone-group", "all"], "not of fixed groups"),
         (["--location", "smb://files/share", "--groups", "a"], "needs a credentials_file"),
         (["--location", "smb://files", "--groups", "a", "--credentials-file", str(open_cred)], "smb://server/share"),
         (["--location", "smb://files/s", "--groups", "a", "--credentials-file", str(open_cred)], "chmod 600"),

@@ -57,7 +57,21 @@ def test_each_kind_of_location_is_taken_apart(kind: str, location: str, endpoint
         ({"kind": "imap", "location": "imaps://m:99999", "credentials_file": CRED}, "port"),
         ({"kind": "nfs", "location": "/x"}, "kind"),
         ({"kind": "folder", "location": "/x", "groups": []}, "give the groups"),
-        ({"kind": "folder", "location": "/x", "groups": "from-source"}, "not built yet"),
+        ({"kind": "folder", "location": "/x", "groups": "from-source, hr"}, "so it goes alone"),
+        (
+            {"kind": "webdav", "location": "https://c/dav/", "groups": "from-source"},
+            "a webdav source gives no permissions to read",
+        ),
+        ({"kind": "folder", "location": "/x", "groups": "from-source", "acl": "/a.yaml"}, "choose one"),
+        ({"kind": "folder", "location": "/x", "groups": "hr", "group_map": "/m.yaml"}, "not of fixed groups"),
+        (
+            {"kind": "folder", "location": "/x", "groups": "from-source", "group_map": "m.yaml"},
+            "absolute path",
+        ),
+        (
+            {"kind": "folder", "location": "/x", "groups": "from-source", "everyone_group": "a,b"},
+            "not a group",
+        ),
         ({"kind": "folder", "location": "/x", "encrypt": True}, "encrypt is a setting of smb sources"),
         ({"kind": "folder", "location": "/x", "credentials_file": CRED}, "credentials_file is a setting of"),
         ({"kind": "smb", "location": "//f/s", "credentials_file": "f.cred"}, "must be an absolute path"),
@@ -119,3 +133,17 @@ def test_a_bad_source_in_enclave_yaml_names_its_key(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"unknown setting 'sources\.docs\.group'"):
         load_settings(config)
+
+
+def test_groups_from_source_with_a_group_map() -> None:
+    cfg = source(
+        kind="smb",
+        location="smb://files/share",
+        credentials_file=CRED,
+        groups="from-source",
+        group_map="/etc/enclave/sids.yaml",
+        everyone_group=" staff ",
+    )
+    assert cfg.groups_from_source and cfg.groups == ["from-source"]
+    assert str(cfg.group_map) == "/etc/enclave/sids.yaml" and cfg.everyone_group == "staff"
+    assert not source(kind="folder", location="/x").groups_from_source

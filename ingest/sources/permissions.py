@@ -1,0 +1,132 @@
+"""Who may read a file at its source, and the Enclave groups that makes (`groups: from-source`,
+docs/sources.md, "Permissions from the source").
+
+A connector asked for permissions lists each entry's readers as the source names them:
+`group:<name>` (a POSIX group, or its number when it has no name), `sid:<SID>` (an SMB security
+identifier) and `everyone` (POSIX "other", SMB Everyone or Authenticated Users). A GroupMap turns
+them into Enclave groups: a POSIX group becomes the Enclave group of the same name unless the
+mapping file names it; a SID or a nameless group only through the mapping file; `everyone` only
+to the source's everyone_group. Readers it cannot map are collected, for the sync to report once.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from core.errors import ConfigError
+
+__all__ = ["EVERYONE", "GroupMap", "posix_readers"]
+
+EVERYONE = "everyone"
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+# Tags of the kernel's POSIX ACL xattr (linux/posix_acl_xattr.h): each entry is tag, perm, id.
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_READ = 0x04
+_NO_ACL = {errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def _group(gid: int) -> str:
+    try:
+        return f"group:{grp.getgrgid(gid).gr_name}"
+    except KeyError:
+        return f"group:{gid}"
+
+
+def posix_readers(path: Path, st: os.stat_result) -> tuple[str, ...]:
+    """The groups that may read `path` by its POSIX ACL (the kernel's own xattr, read without a
+    new dependency), or by its mode bits where it has none (no ACL set, or a filesystem without
+    them). The owner group and named groups count where they grant read (through the mask); the
+    owner and named users are not groups and do not count. OSError if it cannot be read."""
+    try:
+        raw = os.getxattr(path, _ACL_XATTR)
+    except OSError as exc:
+        if exc.errno not in _NO_ACL:
+            raise
+        raw = b""
+    readers: set[str] = set()
+    if not raw:
+        if st.st_mode & 0o040:
+            readers.add(_group(st.st_gid))
+        if st.st_mode & 0o004:
+            readers.add(EVERYONE)
+        return tuple(sorted(readers))
+    if len(raw) < 4 or (len(raw) - 4) % 8 or struct.unpack_from("<I", raw)[0] != _ACL_VERSION:
+        raise OSError(errno.EINVAL, f"its POSIX ACL ({_ACL_XATTR}) is not in a known format", str(path))
+    entries = [struct.unpack_from("<HHI", raw, offset) for offset in range(4, len(raw), 8)]
+    mask = next((perm for tag, perm, _ in entries if tag == _MASK), 0o7)
+    for tag, perm, ident in entries:
+        if tag == _GROUP_OBJ and perm & mask & _READ:
+            readers.add(_group(st.st_gid))
+        elif tag == _GROUP and perm & mask & _READ:
+            readers.add(_group(ident))
+        elif tag == _OTHER and perm & _READ:
+            readers.add(EVERYONE)
+    return tuple(sorted(readers))
+
+
+@dataclass(frozen=True)
+class GroupMap:
+    """Readers at the source to Enclave groups. `names` maps a POSIX group name or number, or a
+    SID, to Enclave groups (an empty list: to none, on purpose); `everyone` is what files every
+    user may read go to (none by default)."""
+
+    names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    everyone: tuple[str, ...] = ()
+
+    def groups(self, readers: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
+        """The Enclave groups of these readers, and the readers that map to none (unmapped)."""
+        groups: set[str] = set()
+        unmapped: list[str] = []
+        for reader in readers:
+            kind, _, name = reader.partition(":")
+            if reader == EVERYONE:
+                groups.update(self.everyone)
+            elif name in self.names:
+                groups.update(self.names[name])
+            elif kind == "group" and not name.isdigit():
+                groups.add(name)
+            else:
+                unmapped.append(reader)
+        return tuple(sorted(groups)), unmapped
+
+    @classmethod
+    def load(cls, path: Path | None, everyone: str | None = None) -> GroupMap:
+        """The mapping file `path` (YAML: a group name or SID to an Enclave group or a list of
+        them), or none; ConfigError naming the file and the entry when it is malformed."""
+        names: dict[str, tuple[str, ...]] = {}
+        if path is not None:
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"group mapping file {path} cannot be read: {exc}") from exc
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise ConfigError(
+                    f"group mapping file {path} must map group names or SIDs to Enclave groups "
+                    "(e.g. `S-1-5-21-1-2-3-1104: [hr]`)"
+                )
+            for key, value in data.items():
+                if isinstance(value, str):
+                    value = [value]
+                if (
+                    not isinstance(key, str | int)
+                    or not str(key).strip()
+                    or not isinstance(value, list)
+                    or not all(isinstance(g, str) and g.strip() and "," not in g for g in value)
+                ):
+                    raise ConfigError(
+                        f"group mapping file {path}: {key!r} must map to an Enclave group name or a list "
+                        "of them ([] for none)"
+                    )
+                names[str(key).strip()] = tuple(sorted({g.strip() for g in value}))
+        return cls(names, (everyone,) if everyone else ())

@@ -1,11 +1,11 @@
 """Rewrite the generated blocks of docs/benchmarks.md from the benchmarks' result files.
 
     .venv/bin/python bench/report.py [--ingest FILE] [--retrieval FILE] [--quality FILE]
-        [--load FILE] [--grounding FILE] [--grounding-before FILE]
+        [--load FILE] [--sources FILE] [--grounding FILE] [--grounding-before FILE]
         [--doc docs/benchmarks.md | --standalone FILE]
 
 Each block sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` (NAME: summary, ingest,
-retrieval, quality, load, grounding); only the text between the markers is replaced, everything else in the
+retrieval, quality, load, sources, grounding); only the text between the markers is replaced, everything else in the
 file is written by hand and kept. A marker missing from the file is an error naming it. Without a
 file argument the newest full (not -quick) result of each benchmark in bench/results/ is used.
 Every figure is printed beside the comparison its benchmark measured in the same run (plain
@@ -30,15 +30,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-BLOCKS = ("summary", "ingest", "retrieval", "quality", "load")
+BLOCKS = ("summary", "ingest", "retrieval", "quality", "load", "sources")
 FULL_LOAD_USERS = 50
 FULL_SYNTHETIC_CHUNKS = 10_000
 FULL_RETRIEVAL_SIZE = 1_000_000
+FULL_SOURCE_FILES = 10_000
 COMMANDS = {
     "ingest": "python bench/ingest.py",
     "retrieval": "python bench/retrieval.py --work-dir var/bench/retrieval",
     "quality": "python bench/quality.py --work-dir var/bench/quality",
     "load": "python bench/load.py --work-dir var/bench/load",
+    "sources": "python bench/sources.py",
     "grounding": "python bench/grounding.py",
 }
 
@@ -258,6 +260,66 @@ def load_block(r: dict[str, Any]) -> str:
     return "\n\n".join([run_line(r, load_small(r)), note, r.get("markdown", ""), f"Checks: {checks}."])
 
 
+def sources_small(r: dict[str, Any]) -> str | None:
+    s = r.get("settings", {})
+    if min(s.get("files", 0), s.get("messages", 0)) < FULL_SOURCE_FILES:
+        return (
+            f"{s.get('files', 0):,} files and {s.get('messages', 0):,} messages per source "
+            f"(the full run has {FULL_SOURCE_FILES:,} of each)"
+        )
+    return None
+
+
+def sources_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for a in r.get("resync", []):
+        first, last = a["first"], a["resyncs"]
+        fetched = max(x["bytes_fetched"] for x in last)
+        rows.append(
+            [
+                f"source re-sync, unchanged, {first['listed']:,} entries, {a['connector']}",
+                "re-sync s (median); bytes fetched",
+                f"{fmt(a['resync_median_s'])}; {fetched:,}",
+                f"first mirror {fmt(first['seconds'])} s; {first['bytes_fetched']:,} bytes",
+                f"{a['first_over_resync']:.1f}x (first / re-sync)" if a.get("first_over_resync") else "—",
+            ]
+        )
+    for b in r.get("first_sync", []):
+        sync, local = b["sync"], b["local_ingest"]
+        rows.append(
+            [
+                f"source first sync, {sync['documents']:,} documents, {b['connector']}",
+                "documents/s (command wall, start included)",
+                fmt(sync["documents_per_s"], 1),
+                f"local `enclave ingest` {fmt(local['documents_per_s'], 1)}",
+                f"{b['sync_over_local']:.2f}x (sync / local)",
+            ]
+        )
+    return rows
+
+
+def sources_block(r: dict[str, Any]) -> str:
+    c = r.get("corpus", {})
+    files, first, mail = c.get("files", {}), c.get("first_sync_files", {}), c.get("messages", {})
+
+    def sizes(s: dict[str, Any]) -> str:
+        return f"{s.get('min_bytes', '?')}-{s.get('max_bytes', '?')} bytes, mean {s.get('mean_bytes', '?')}"
+
+    note = (
+        f"Corpus: {c.get('kind', '?')}; {files.get('count', 0):,} files per source ({sizes(files)}); the "
+        f"mailbox {mail.get('count', 0):,} messages of the same texts ({sizes(mail)}); the first-sync "
+        f"comparison {first.get('count', 0):,} of the same files ({sizes(first)}). Servers on 127.0.0.1: "
+        f"smbd, WsgiDAV, Dovecot (tests/support). Bytes: MirrorResult.bytes_fetched; socket payload "
+        f"this process received (plaintext protocols); the server's /proc rchar (its file reads, and its "
+        f"socket reads where it reads them with read()), for the folder this process's own."
+    )
+    skipped = r.get("skipped") or {}
+    parts = [run_line(r, sources_small(r)), note, r.get("markdown", "")]
+    if skipped:
+        parts.append("Skipped: " + "; ".join(f"{k}: {why}" for k, why in skipped.items()) + ".")
+    return "\n\n".join(parts)
+
+
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
 
@@ -373,6 +435,7 @@ SECTIONS: dict[
     "retrieval": (retrieval_rows, retrieval_block, retrieval_small),
     "quality": (quality_rows, quality_block, lambda r: "quick subset" if r.get("quick") else None),
     "load": (load_rows, load_block, load_small),
+    "sources": (sources_rows, sources_block, sources_small),
 }
 
 

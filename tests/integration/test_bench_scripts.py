@@ -28,7 +28,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "script", ["ingest.py", "embed_cost.py", "load.py", "retrieval.py", "quality.py", "report.py"]
+    "script",
+    ["ingest.py", "embed_cost.py", "load.py", "retrieval.py", "quality.py", "sources.py", "report.py"],
 )
 def test_bench_script_help(script: str) -> None:
     done = run(str(BENCH / script), "--help")
@@ -124,3 +125,30 @@ def test_retrieval_bench_small_run_and_its_report(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "Small run, not the full benchmark: largest size 200 chunks" in text
     assert "not run yet: `python bench/load.py" in text  # no load result was given
+
+
+def test_sources_bench_small_run_and_its_report(tmp_path: Path) -> None:
+    """A tiny re-sync run on every connector whose server runs here (smbd and Dovecot need root:
+    reported as skipped otherwise): the re-syncs fetch nothing, the first mirror every byte."""
+    out = tmp_path / "sources.json"
+    done = run(
+        str(BENCH / "sources.py"), "--files", "12", "--messages", "12", "--repeats", "2",
+        "--no-first-sync", "--output", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    measured = {a["connector"]: a for a in result["resync"]}
+    assert set(measured) | set(result["skipped"]) == {"folder", "smb", "webdav", "imap"}
+    assert {"folder", "webdav"} <= set(measured)  # these need no root
+    files = result["corpus"]["files"]
+    assert files["count"] == 12 and 300 <= files["min_bytes"] <= files["max_bytes"] <= 700
+    for kind, a in measured.items():
+        assert a["nothing_fetched"], kind
+        assert a["first"]["bytes_fetched"] > 0 and a["first"]["fetched"] == a["first"]["listed"] == 12
+        assert [r["bytes_fetched"] for r in a["resyncs"]] == [0, 0]
+    assert measured["webdav"]["first"]["wire_received_bytes"] > measured["webdav"]["first"]["bytes_fetched"]
+
+    block = report.sources_block(report.load_result(out) or {})
+    assert "Small run, not the full benchmark: 12 files and 12 messages" in block
+    assert "| webdav | 12 |" in block
+    assert any(row[0].startswith("source re-sync") for row in report.sources_rows(result))

@@ -324,6 +324,7 @@ def build_connector(source: SourceSettings) -> Connector:
                 credentials_file=source.credentials_file,
                 port=where.port or 445,
                 encrypt=source.encrypt,
+                permissions=source.groups_from_source,
                 **({"timeout_s": source.timeout_s} if source.timeout_s else {}),
             )
         case "webdav":

@@ -23,7 +23,7 @@ import yaml
 
 from core.errors import ConfigError
 
-__all__ = ["EVERYONE", "GroupMap", "posix_readers"]
+__all__ = ["EVERYONE", "GroupMap", "posix_readers", "sid_readers"]
 
 EVERYONE = "everyone"
 _ACL_XATTR = "system.posix_acl_access"
@@ -32,6 +32,13 @@ _ACL_VERSION = 2
 _USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _READ = 0x04
 _NO_ACL = {errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP}
+# SMB ([MS-DTYP] 2.4.4.1, 2.4.3): ACE types and flags, and the access rights that let a SID read.
+ACCESS_ALLOWED, ACCESS_DENIED = 0x00, 0x01
+_INHERIT_ONLY = 0x08
+_READS = 0x00000001 | 0x80000000 | 0x10000000  # FILE_READ_DATA, GENERIC_READ, GENERIC_ALL
+_EVERYONE_SIDS = {"S-1-1-0", "S-1-5-11"}  # Everyone, Authenticated Users
+# The system itself and placeholders of inheritable ACEs: never a reader worth a group.
+_IGNORED_SIDS = {"S-1-5-18", "S-1-3-0", "S-1-3-1"}
 
 
 def _group(gid: int) -> str:
@@ -71,6 +78,29 @@ def posix_readers(path: Path, st: os.stat_result) -> tuple[str, ...]:
         elif tag == _OTHER and perm & _READ:
             readers.add(EVERYONE)
     return tuple(sorted(readers))
+
+
+def sid_readers(dacl: Iterable[tuple[int, int, int, str]] | None) -> tuple[str, ...]:
+    """The readers an SMB file's DACL gives, from its ACEs as (type, flags, access mask, SID):
+    each SID an allow ACE lets read (`sid:<SID>`, Everyone and Authenticated Users as
+    `everyone`), less each SID a deny ACE keeps from reading (a deny to Everyone: none). ACEs
+    that only pass to children, and types other than allow and deny, do not count. No DACL at
+    all lets everyone in; an empty one, no one."""
+    if dacl is None:
+        return (EVERYONE,)
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for ace_type, flags, mask, sid in dacl:
+        if flags & _INHERIT_ONLY or not mask & _READS or sid in _IGNORED_SIDS:
+            continue
+        reader = EVERYONE if sid in _EVERYONE_SIDS else f"sid:{sid}"
+        if ace_type == ACCESS_ALLOWED:
+            allowed.add(reader)
+        elif ace_type == ACCESS_DENIED:
+            denied.add(reader)
+    if EVERYONE in denied:
+        return ()
+    return tuple(sorted(allowed - denied))
 
 
 @dataclass(frozen=True)

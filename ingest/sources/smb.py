@@ -3,7 +3,9 @@ smbclient, without mounting it.
 
 Markers are "<mtime_ns>:<size>" from the directory listing (no file is opened to list it); the
 identity is the server's file id with the marker, so a file renamed or moved within the share is
-recognised. The user name and password come from a credentials file (base.read_credentials),
+recognised. With `permissions`, each file's security descriptor is read too (one open per file,
+for READ_CONTROL only) and its DACL gives the entry's readers (ingest.sources.permissions). The
+user name and password come from a credentials file (base.read_credentials),
 never from settings. A folder that cannot be listed fails the whole listing; a file that is
 gone, locked (an open Office document) or denied since the listing fails alone.
 """
@@ -18,11 +20,21 @@ from typing import Any, BinaryIO
 import smbclient
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException, SMBOSError
 from smbprotocol.header import NtStatus
+from smbprotocol.open import FilePipePrinterAccessMask, InfoType, SMB2QueryInfoRequest, SMB2QueryInfoResponse
+from smbprotocol.security_descriptor import SMB2CreateSDBuffer
 
 from core.errors import IngestError, SourceUnavailable
 from ingest.sources.base import Entry, read_credentials
+from ingest.sources.permissions import sid_readers
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DACL_SECURITY_INFORMATION = 0x00000004
+_SD_PRESENT_DACL = 0x0004  # SE_DACL_PRESENT in the descriptor's control flags
+_GONE_STATUSES = {
+    NtStatus.STATUS_OBJECT_NAME_NOT_FOUND,
+    NtStatus.STATUS_OBJECT_PATH_NOT_FOUND,
+    NtStatus.STATUS_DELETE_PENDING,
+}
 # Statuses about one file while the share answers: that file fails, the sync goes on.
 _ENTRY_STATUSES = {
     NtStatus.STATUS_OBJECT_NAME_NOT_FOUND,
@@ -63,6 +75,7 @@ class SmbConnector:
         port: int = 445,
         encrypt: bool = False,
         timeout_s: float = 30.0,
+        permissions: bool = False,
     ) -> None:
         self.server = server
         self.share = share
@@ -71,6 +84,7 @@ class SmbConnector:
         self.credentials_file = Path(credentials_file)
         self.encrypt = encrypt
         self.timeout_s = timeout_s
+        self.permissions = permissions
         where = f"{server}:{port}" if port != 445 else server
         self.location = f"smb://{where}/{share}" + (f"/{self.folder}" if self.folder else "")
         self._cache: dict[str, Any] = {}  # this connector's own connections, not smbclient's global pool
@@ -142,7 +156,74 @@ class SmbConnector:
                         )
         except (SMBException, OSError, ValueError) as exc:  # ValueError: smbclient cannot connect
             raise self._unavailable(exc, "listing", top=rel == "") from exc
+        if self.permissions:
+            entries = [e for e in (self._with_readers(e) for e in entries) if e is not None]
         return sorted(entries, key=lambda e: e.path)
+
+    def _with_readers(self, entry: Entry) -> Entry | None:
+        """The entry with the readers its security descriptor gives; None when it is gone since
+        the listing. A descriptor that cannot be read fails the listing: a file whose permissions
+        are unknown must neither keep its old groups nor look deleted."""
+        try:
+            dacl = self._dacl(entry.path)
+        except SMBOSError as exc:
+            if exc.ntstatus in _GONE_STATUSES:
+                return None
+            if exc.ntstatus == NtStatus.STATUS_ACCESS_DENIED:
+                self.close()
+                raise SourceUnavailable(
+                    f"{self.location}: the permissions of {entry.path} cannot be read (access denied to "
+                    f"the user of {self.credentials_file}); nothing was removed. Let that user read "
+                    "permissions, or exclude the file"
+                ) from exc
+            raise self._unavailable(exc, f"reading the permissions of {entry.path}") from exc
+        except (SMBException, OSError, ValueError) as exc:
+            raise self._unavailable(exc, f"reading the permissions of {entry.path}") from exc
+        return Entry(
+            entry.path, entry.size, entry.marker, entry.identity, entry.modified_ns, readers=sid_readers(dacl)
+        )
+
+    def _dacl(self, path: str) -> list[tuple[int, int, int, str]] | None:
+        """The file's DACL as (type, flags, mask, SID) per ACE; None when it has none (all may
+        read). smbclient has no call for it: a QUERY_INFO of the security descriptor on an open
+        that asks for READ_CONTROL only, so a file open elsewhere is not disturbed."""
+        with smbclient.open_file(
+            self._unc(path),
+            "rb",
+            buffering=0,
+            share_access="rwd",
+            desired_access=FilePipePrinterAccessMask.READ_CONTROL,
+            **self._options(),
+        ) as raw:
+            fd = raw.fd
+            request = SMB2QueryInfoRequest()
+            request["info_type"] = InfoType.SMB2_0_INFO_SECURITY
+            request["file_info_class"] = 0
+            request["file_id"] = fd.file_id
+            request["output_buffer_length"] = 65536
+            request["additional_information"] = _DACL_SECURITY_INFORMATION
+            sent = fd.connection.send(
+                request, fd.tree_connect.session.session_id, fd.tree_connect.tree_connect_id
+            )
+            response = SMB2QueryInfoResponse()
+            response.unpack(fd.connection.receive(sent)["data"].get_value())
+        descriptor = SMB2CreateSDBuffer()
+        descriptor.unpack(response["buffer"].get_value())
+        if not descriptor["control"].get_value() & _SD_PRESENT_DACL:
+            return None
+        dacl = descriptor.get_dacl()
+        if dacl is None:
+            return None
+        return [
+            (
+                ace["ace_type"].get_value(),
+                ace["ace_flags"].get_value(),
+                ace["mask"].get_value(),
+                str(ace["sid"]),
+            )
+            for ace in dacl["aces"].get_value()
+            if not isinstance(ace, bytes)  # a type smbprotocol does not parse (object ACEs: directories)
+        ]
 
     def fetch(self, entry: Entry, dest: BinaryIO) -> None:
         options = self._options()

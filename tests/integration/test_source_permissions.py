@@ -1,11 +1,15 @@
 """`groups: from-source`: each file of a folder source is ingested with the groups its own POSIX
 permissions give (owner group, ACL groups, "other"), set with the real setfacl/chgrp on real
-files (tests run as root: groups are made with groupadd and removed after). A permission change
-at the source moves the document between access classes at the next sync: nothing fetched
-again, nothing re-embedded, and the group that lost it no longer retrieves it."""
+files (tests run as root: groups are made with groupadd and removed after); each file of an SMB
+share with the SIDs its security descriptor lets read, as the real smbd (tests/support/samba.py)
+gives them for the POSIX ACL underneath (a Unix group is S-1-22-2-<gid>), mapped through a group
+mapping file. A permission change at the source moves the document between access classes at
+the next sync: nothing fetched again, nothing re-embedded, and the group that lost it no longer
+retrieves it."""
 
 from __future__ import annotations
 
+import grp
 import json
 import shutil
 import subprocess
@@ -22,7 +26,10 @@ from core.settings import load_settings
 from enclave import wiring
 from enclave.cli import app
 from ingest.sources import EVERYONE, GroupMap, LocalConnector
+from ingest.sources.permissions import ACCESS_ALLOWED, ACCESS_DENIED, sid_readers
+from tests.support import samba as samba_support
 from tests.support.cli import shared_embedder
+from tests.support.samba import SambaServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -208,3 +215,73 @@ def test_a_sid_that_maps_to_no_group_is_reported_once(run: Run, tmp_path: Path) 
     shown = run("sources", "list", "--json")
     (state,) = json.loads(shown.stdout)
     assert state["last"]["unmapped"] == ["group:48213"]
+
+
+def test_sid_readers_take_allows_less_denies() -> None:
+    """An SMB DACL as (type, flags, mask, SID): allows of read, less denies of read; an ACE that
+    only passes to children, one without read, and the system's own SID do not count."""
+    read, write, inherit_only = 0x120089, 0x000116, 0x08
+    dacl = [
+        (ACCESS_DENIED, 0, read, "S-1-5-21-1-2-3-1105"),
+        (ACCESS_ALLOWED, 0, read, "S-1-5-21-1-2-3-1104"),
+        (ACCESS_ALLOWED, 0, read, "S-1-5-21-1-2-3-1105"),
+        (ACCESS_ALLOWED, 0, write, "S-1-5-21-1-2-3-1106"),
+        (ACCESS_ALLOWED, inherit_only, read, "S-1-5-21-1-2-3-1107"),
+        (ACCESS_ALLOWED, 0, 0x10000000, "S-1-5-18"),
+        (ACCESS_ALLOWED, 0, 0x80000000, "S-1-5-11"),
+    ]
+    assert sid_readers(dacl) == (EVERYONE, "sid:S-1-5-21-1-2-3-1104")
+    assert sid_readers([*dacl, (ACCESS_DENIED, 0, read, "S-1-1-0")]) == ()
+    assert sid_readers(None) == (EVERYONE,)  # no DACL: every user may
+    assert sid_readers([]) == ()  # an empty one: no one
+
+
+@pytest.fixture
+def samba() -> Iterator[SambaServer]:
+    samba_support.require()
+    server = SambaServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_an_smb_share_gives_each_file_the_groups_of_its_sids(
+    run: Run, tmp_path: Path, groups: tuple[str, str], samba: SambaServer
+) -> None:
+    a, b = groups
+    sid_a, sid_b = (f"S-1-22-2-{grp.getgrnam(g).gr_gid}" for g in groups)  # Samba's "Unix Group\<name>"
+    budget = samba.share_dir / "budget.md"
+    budget.write_text("# Budget\n\nThe quince budget for next year is 40,000 euros.\n", encoding="utf-8")
+    memo = samba.share_dir / "memo.md"
+    memo.write_text("# Memo\n\nThe quince harvest starts in October.\n", encoding="utf-8")
+    for path in (budget, memo):
+        path.chmod(0o600)
+    sh("setfacl", "-m", f"g:{a}:r", str(budget))
+    sh("setfacl", "-m", f"g:{b}:r", str(memo))
+    mapping = tmp_path / "sids.yaml"
+    mapping.write_text(f"{sid_a}: [finance]\n{sid_b}: [legal]\n", encoding="utf-8")
+    credentials = samba.credentials(tmp_path / "smb.cred")
+    added = run(
+        "sources", "add", "files", "--location", f"smb://127.0.0.1:{samba.port}/{samba.SHARE}",
+        "--credentials-file", str(credentials), "--groups", "from-source", "--group-map", str(mapping),
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+
+    first = sync(run, "files")
+    rows = {row["path"]: row for row in first["documents"]["added"]}
+    assert rows["budget.md"]["groups"] == ["finance"] and rows["memo.md"]["groups"] == ["legal"]
+    # The owner's own SID (a user, not in the mapping file) is named once, not dropped unsaid.
+    unmapped = first["mirror"]["unmapped"]
+    assert len(unmapped) == 1 and unmapped[0].startswith("sid:S-1-5-21-"), unmapped
+    assert retrieves(tmp_path, "quince budget", "finance") == {"budget.md"}
+    assert retrieves(tmp_path, "quince budget", "legal") == {"memo.md"}
+
+    # The budget's ACL now lets group b read it and not group a: moved, nothing fetched or embedded.
+    sh("setfacl", "-x", f"g:{a}", str(budget))
+    sh("setfacl", "-m", f"g:{b}:r", str(budget))
+    second = sync(run, "files")
+    assert second["mirror"]["regrouped"] == ["budget.md"] and second["mirror"]["bytes_fetched"] == 0
+    assert second["ingest"]["chunks_embedded"] == 0
+    assert retrieves(tmp_path, "quince budget", "finance") == set()
+    assert retrieves(tmp_path, "quince budget", "legal") == {"budget.md", "memo.md"}

@@ -249,9 +249,13 @@ def sync_mirror(
         entries, skipped = selection.apply(connector.list())
         entries, twice = _unique(entries)
         unmapped: list[str] = []
+        unreadable: list[tuple[str, str]] = []
         if group_map is not None:
             entries, unreadable, unmapped = _grouped(connector, entries, group_map)
             skipped += unreadable
+        # Files the source lists but no group may read are no sign of an outage: a revocation of
+        # many files at once must reach the index, not be refused as a shrunk listing.
+        counted = len(entries) + len(unreadable)
         result = MirrorResult(
             connector.location, listed=len(entries), skipped=skipped + twice, unmapped=unmapped
         )
@@ -261,18 +265,18 @@ def sync_mirror(
                 connector.location,
                 ", ".join(unmapped),
             )
-        if state.listed and len(entries) < min_ratio * state.listed:
+        if state.listed and counted < min_ratio * state.listed:
             raise SourceShrank(
-                f"{connector.location} lists {len(entries)} files where it listed {state.listed} at the "
+                f"{connector.location} lists {counted} files where it listed {state.listed} at the "
                 f"last sync, under {min_ratio:.0%} of them: taken for an outage, so nothing was removed "
                 "and the mirror is as it was. If the files were really deleted, sync once with the "
                 "ratio check off (min_ratio 0)",
                 before=state.listed,
-                now=len(entries),
+                now=counted,
             )
         staged, kept = _stage(connector, folder, state, entries, result)
         _commit(folder, state, entries, staged, kept, result)
-        _save_state(state_path, connector.location, _State(len(entries), kept))
+        _save_state(state_path, connector.location, _State(counted, kept))
         shutil.rmtree(folder / STAGING, ignore_errors=True)
     log.info("%s", result.summary())
     return result

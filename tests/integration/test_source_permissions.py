@@ -25,11 +25,12 @@ from typer.testing import CliRunner
 from core.settings import load_settings
 from enclave import wiring
 from enclave.cli import app
-from ingest.sources import EVERYONE, GroupMap, LocalConnector
+from ingest.sources import EVERYONE, GroupMap, LocalConnector, mirror_groups, sync_mirror
 from ingest.sources.permissions import ACCESS_ALLOWED, ACCESS_DENIED, sid_readers
 from tests.support import samba as samba_support
 from tests.support.cli import shared_embedder
 from tests.support.samba import SambaServer
+from tests.support.sources import Interrupted
 
 pytestmark = [
     pytest.mark.slow,
@@ -119,6 +120,43 @@ def test_posix_readers_from_the_acl_and_the_mode(tmp_path: Path, groups: tuple[s
         ["sid:S-1-5-21-9", "group:4242"],
     )
     assert GroupMap.load(None).groups([EVERYONE]) == ((), [])
+
+
+def test_the_mirror_keeps_the_sources_permissions_even_when_a_fetch_fails(
+    tmp_path: Path, groups: tuple[str, str]
+) -> None:
+    """New bytes that cannot be fetched keep the last good copy, but under the groups the source
+    gives now: a group the source no longer lets read it must not keep it. And a revocation of
+    most files at once is no shrunk listing: they are listed, only no group may read them."""
+    a, b = groups
+    share, mirror, state = tmp_path / "share", tmp_path / "mirror", tmp_path / "state.json"
+    share.mkdir()
+    for n in range(4):
+        (share / f"f{n}.md").write_text(f"# File {n}\n", encoding="utf-8")
+        (share / f"f{n}.md").chmod(0o600)
+        sh("setfacl", "-m", f"g:{a}:r", str(share / f"f{n}.md"))
+    group_map = GroupMap.load(None)
+
+    def mirrored(connector: Any) -> Any:
+        return sync_mirror(connector, mirror, state, min_ratio=0.5, group_map=group_map)
+
+    mirrored(LocalConnector(share, permissions=True))
+    assert mirror_groups(state) == {f"f{n}.md": (a,) for n in range(4)}
+
+    (share / "f0.md").write_text("# File 0, second version\n", encoding="utf-8")
+    sh("setfacl", "-x", f"g:{a}", str(share / "f0.md"))
+    sh("setfacl", "-m", f"g:{b}:r", str(share / "f0.md"))
+    # Gone between the listing and its fetch: the fetch fails, the old copy stays.
+    result = mirrored(Interrupted(LocalConnector(share, permissions=True), (share / "f0.md").unlink))
+    assert [path for path, _ in result.failed] == ["f0.md"]
+    assert (mirror / "f0.md").read_text(encoding="utf-8") == "# File 0\n"
+    assert mirror_groups(state)["f0.md"] == (b,)
+
+    for n in range(1, 4):
+        (share / f"f{n}.md").chmod(0o600)  # with an ACL, chmod sets the mask: no group reads
+    result = mirrored(LocalConnector(share, permissions=True))
+    assert result.removed == ["f0.md", "f1.md", "f2.md", "f3.md"]
+    assert len(result.skipped) == 3 and not any((mirror / f"f{n}.md").exists() for n in range(4))
 
 
 def test_a_group_map_that_is_not_a_mapping_is_named(tmp_path: Path) -> None:

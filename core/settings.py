@@ -390,6 +390,13 @@ class UISettings(_Section):
         "(HTTP 413) before it is read. The chat sends the conversation shown so far with each "
         "question, so this bounds how long one conversation can grow in one page.",
     )
+    max_upload_mb: float = Field(
+        512.0,
+        gt=0,
+        description="Largest upload an admin may send from the admin page at once (all its files "
+        "together), in MiB; a larger one is refused (HTTP 413) before it is read. Each file is also "
+        "held to ingest.max_file_mb. Only admins may upload at all.",
+    )
     # Gradio's queue (ui/app.py applies these; docs/deploy.md "The web UI's queue" says why).
     concurrent_answers: int = Field(
         32,
@@ -517,6 +524,11 @@ class Settings(BaseSettings):
     def sources_dir(self) -> Path:
         """One folder per source: its mirror, sync state and last report."""
         return self.data_dir / "sources"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """One folder per upload source: the files admins uploaded from the admin page."""
+        return self.data_dir / "uploads"
 
     @property
     def audit_path(self) -> Path:

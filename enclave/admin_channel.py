@@ -172,7 +172,7 @@ class Jobs:
             if self.current is not None:
                 running, started = self.current
                 raise IngestError(
-                    f"the web UI (pid {os.getpid()}) is already running `enclave {running.command}` for "
+                    f"the web UI (pid {os.getpid()}) is already running {running.what} for "
                     f"{running.caller.describe()} since {started}; it runs one command that writes the "
                     "store at a time: try again when that one has finished"
                 )
@@ -276,11 +276,11 @@ class AdminChannel:
     """The server's end of the channel. `open()` it once the process holds the store; it runs
     the commands on `stores` (the store and embedder the chat uses) until `close()`."""
 
-    def __init__(self, settings: Settings, stores: Stores) -> None:
+    def __init__(self, settings: Settings, stores: Stores, jobs: Jobs | None = None) -> None:
         self.settings = settings
         self.stores = stores
         self.path = socket_path(settings)
-        self.jobs = Jobs()
+        self.jobs = jobs if jobs is not None else Jobs()  # shared with the scheduler and admin page
         self._listener: socket.socket | None = None
         self._inode: int | None = None
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)

@@ -1322,9 +1322,13 @@ def _start_audit_anchors(settings: Settings) -> None:
     PeriodicAnchor(audit, settings.audit.anchor_interval_minutes * 60, settings.audit.anchor_file).start()
 
 
-def _web_app(settings: Settings) -> tuple[Any, store_commands.Stores]:
-    """The web UI, its admin page looking at the same store as the assistant; and that store
-    with its embedder, for the commands the admin channel runs beside the chat."""
+def _web_app(settings: Settings) -> tuple[Any, store_commands.Stores, Any]:
+    """The web UI, its admin page looking at the same store as the assistant; that store with
+    its embedder, for the commands the admin channel runs beside the chat; and the web UI's turn
+    of commands that write the store (enclave.admin_channel.Jobs), which the admin page's syncs
+    and uploads, the scheduler's and the channel's share."""
+    from enclave.admin_channel import Jobs
+    from enclave.admin_sources import AdminSources
     from enclave.health import AdminOverview
     from ui.app import build_app
 
@@ -1334,32 +1338,35 @@ def _web_app(settings: Settings) -> tuple[Any, store_commands.Stores]:
     if prepare is not None:  # onnx-int8: export now, at start, rather than on the first question
         prepare()
     assistant = wiring.build_assistant(settings, embedder=embedder, store=store)
+    stores = store_commands.Stores(settings, embedder, store, assistant.audit)
+    jobs = Jobs()
     gr_app = build_app(
         assistant,
         wiring.build_users(settings),
         settings,
         audit=assistant.audit,  # the log the answers go to, on whichever backend audit.backend names
         admin_status=AdminOverview(settings, store),
+        admin_sources=AdminSources(stores, jobs),
     )
-    return gr_app, store_commands.Stores(settings, embedder, store, assistant.audit)
+    return gr_app, stores, jobs
 
 
-def _serve_web_app(settings: Settings, gr_app: Any, stores: store_commands.Stores) -> None:
+def _serve_web_app(settings: Settings, gr_app: Any, stores: store_commands.Stores, jobs: Any) -> None:
     """Serve until stopped. On embedded Chroma, which this process holds, the admin channel
     carries out the command line's ingests and removals meanwhile (enclave/admin_channel.py).
     The source scheduler syncs each source on its schedule (enclave/scheduler.py), one command
     that writes the store at a time with the channel's."""
-    from enclave.admin_channel import AdminChannel, Jobs
+    from enclave.admin_channel import AdminChannel
     from enclave.scheduler import SourceScheduler
     from ui.app import serve as serve_app
 
-    channel = AdminChannel(settings, stores) if settings.store.mode == "embedded" else None
+    channel = AdminChannel(settings, stores, jobs) if settings.store.mode == "embedded" else None
     if channel is not None:
         logging.getLogger("enclave.admin_channel").setLevel(logging.INFO)  # who ran what, in the server's log
         channel.open()
     for name in ("enclave.scheduler", "enclave.sources"):
         logging.getLogger(name).setLevel(logging.INFO)  # each sync and its result, in the server's log
-    scheduler = SourceScheduler(stores, channel.jobs if channel is not None else Jobs())
+    scheduler = SourceScheduler(stores, jobs)
     scheduler.start()
     originals = wiring.build_originals(settings)
     try:
@@ -1384,8 +1391,8 @@ def serve(
         settings.ui.port = port
     _claim_store(settings, "enclave serve")
     _start_audit_anchors(settings)
-    gr_app, stores = _web_app(settings)
-    _serve_web_app(settings, gr_app, stores)
+    gr_app, stores, jobs = _web_app(settings)
+    _serve_web_app(settings, gr_app, stores, jobs)
 
 
 @app.command()
@@ -1405,12 +1412,12 @@ def demo(
     logins = prepare_demo(settings)
     if no_serve:
         return
-    gr_app, stores = _web_app(settings)
+    gr_app, stores, jobs = _web_app(settings)
     url = f"http://{settings.ui.host}:{settings.ui.port}"
     typer.echo(f"\nEnclave demo at {url}\nSign in as:")
     for name, password, role, groups in logins:
         typer.echo(f"  {name:8} / {password:18} {role:8} groups: {', '.join(groups)}")
-    _serve_web_app(settings, gr_app, stores)
+    _serve_web_app(settings, gr_app, stores, jobs)
 
 
 def main() -> None:

@@ -366,8 +366,11 @@ def last_report(settings: Settings, name: str) -> dict[str, Any] | None:
 
 
 def audit_user(caller: Caller) -> str:
-    """How the audit log names who started a command: `schedule`, or `cli:<user>`."""
-    return "schedule" if caller.via == "schedule" else f"cli:{caller.user}"
+    """How the audit log names who started a command: `schedule`, the admin's user name (the
+    admin page), or `cli:<user>`."""
+    if caller.via == "schedule":
+        return "schedule"
+    return caller.user if caller.via == "admin page" else f"cli:{caller.user}"
 
 
 def group_policy(cfg: SourceSettings, mirror: Path, mirror_state: Path | None = None) -> GroupPolicy:

@@ -62,7 +62,15 @@ class Caller:
         """The web UI's scheduler, running a source's sync on its schedule."""
         return cls("schedule", os.getuid(), os.getpid(), "schedule")
 
+    @classmethod
+    def admin_page(cls, user: str) -> Caller:
+        """An admin signed in to the web UI, on its admin page (`user`: the app's user name; uid
+        and pid: the web UI's, which carries it out)."""
+        return cls(user, os.getuid(), os.getpid(), "admin page")
+
     def describe(self) -> str:
+        if self.via == "admin page":
+            return f"{self.user} on the admin page"
         return f"{self.user} (uid {self.uid}, pid {self.pid})"
 
 
@@ -180,6 +188,13 @@ class Call:
     args: Any  # the command's argument dataclass (COMMANDS)
     cwd: Path
     caller: Caller
+
+    @property
+    def what(self) -> str:
+        """The command as a person would name it."""
+        if self.command == "sources upload":
+            return f"an upload to source '{self.args.name}'"
+        return f"`enclave {self.command}`"
 
 
 def audit_ingest(

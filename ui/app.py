@@ -24,7 +24,7 @@ from audit import AuditLog
 from core.errors import ConfigError, EnclaveError
 from core.settings import Settings, UISettings
 from core.users import UserStore
-from ui.admin import AdminPage, StatusSource, is_admin
+from ui.admin import AdminPage, SourceActions, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
 from ui.files import Attachments, Sources
@@ -52,10 +52,12 @@ def build_app(
     settings: Settings,
     audit: AuditLog | None = None,
     admin_status: StatusSource | None = None,
+    admin_sources: SourceActions | None = None,
 ) -> gr.Blocks:
     """The chat UI for `assistant` (anything with the Assistant's `stream` method), the
     auditor page over `audit`, and the admin page showing what `admin_status` gathers
-    (enclave.health.AdminOverview).
+    (enclave.health.AdminOverview) and running the sources through `admin_sources`
+    (enclave.admin_sources.AdminSources; None: the page lists none).
 
     Sign-ins, feedback and answers go to one log: `audit`, else the assistant's own
     (`assistant.audit`); only where audit.backend is sqlite may both be missing (the file at
@@ -90,7 +92,7 @@ def build_app(
         auditor.register_events(app)
     with app.route("Admin", ADMIN_PATH):
         gr.Navbar(visible=True, main_page_name="Chat")
-        admin = AdminPage(admin_status, audit_log, users, settings.ui)
+        admin = AdminPage(admin_status, audit_log, users, settings.ui, admin_sources)
         admin.build()
         admin.register_events(app)
     setattr(app, _SIGN_IN, (users, audit_log, auditor.export))
@@ -159,7 +161,8 @@ def serve(
         enable_monitoring=False,
         footer_links=["api"],
         show_error=False,  # our handlers produce the messages users see; tracebacks stay in the log
-        max_file_size="1mb",  # nothing is uploaded through the chat
+        # Only admins upload (ui.boundary), on the admin page: each file up to what the ingest takes.
+        max_file_size=int(settings.ingest.max_file_mb * 1024 * 1024),
         server_name=settings.ui.host,
         server_port=settings.ui.port,
     )

@@ -11,7 +11,11 @@ app alike, and only what the allow-lists below name gets through:
 - Event payloads are checked slot by slot against the kind of each input component: a text slot
   takes a string, a number slot a number, a state slot nothing (its value lives on the server).
   No slot, nor the event data, may hold a file reference: Gradio would copy a server file named
-  in one into its cache and serve it.
+  in one into its cache and serve it. The one exception is a file slot of an event in
+  `FILE_EVENTS` (the admin page's upload), which takes only files that the same sign-in uploaded
+  through `/gradio_api/upload` (admins only, at most ui.max_upload_mb per request): the paths
+  Gradio answers an upload with are bound to the sign-in that sent it, and any other path is
+  refused.
 - A request that a browser sends from a page of another site (its Origin is not this server,
   or is opaque) is refused: no other site can drive the app with a user's cookie, and no
   response carries CORS headers for one.
@@ -63,7 +67,10 @@ ADMINS = frozenset({"admin"})
 Access = Literal["anyone", "signed in"] | frozenset[str]
 
 # What a route carries that the boundary checks beyond who is calling.
-Check = Literal["", "event", "call", "call_result", "session_path", "session_query", "cancel", "reset"]
+Check = Literal[
+    "", "event", "call", "call_result", "session_path", "session_query", "cancel", "reset", "upload",
+    "upload_progress",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,9 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", rf"/gradio_api/heartbeat/(?P<session>{_SESSION})", SIGNED_IN, "session_path"),
     _route("POST", r"/gradio_api/cancel", SIGNED_IN, "cancel"),
     _route("POST", r"/gradio_api/reset/?", SIGNED_IN, "reset"),
+    # the admin page's upload: the files, then their progress (each bound to the sign-in)
+    _route("POST", r"/gradio_api/upload", ADMINS, "upload"),
+    _route("GET", r"/gradio_api/upload_progress", ADMINS, "upload_progress"),
     _route("POST", r"/gradio_api/call/(?P<api>[A-Za-z0-9_]+)/?", SIGNED_IN, "call"),
     _route(
         "GET",
@@ -135,7 +145,17 @@ EVENTS: Mapping[str, Access] = {
     "audit_export_jsonl": AUDITORS,
     "admin_page": ADMINS,
     "admin_refresh": ADMINS,
+    "admin_sources": ADMINS,
+    "admin_source_report": ADMINS,
+    "admin_sync": ADMINS,
+    "admin_upload": ADMINS,
 }
+# The events whose file inputs take uploads (each file one the caller's sign-in uploaded); a file
+# input of any other event is refused whole. Admins' only: ui/admin.py's upload.
+FILE_EVENTS: frozenset[str] = frozenset({"admin_upload"})
+MAX_UPLOAD_FILES = 200  # files one upload event may name
+MAX_HELD_UPLOADS = 1000  # uploaded files one sign-in holds at once (its oldest go first)
+MAX_UPLOAD_ANSWER = 1024 * 1024  # bytes of an upload's answer read for its paths
 
 
 def allowed(access: Access, role: str | None) -> bool:
@@ -157,30 +177,36 @@ def route_for(method: str, path: str) -> tuple[Route, re.Match[str]] | None:
 
 # -- what an event's inputs may hold ------------------------------------------------------------
 
-SlotKind = Literal["text", "number", "datetime", "integer", "state"]
+SlotKind = Literal["text", "number", "datetime", "integer", "boolean", "state", "files"]
 MAX_TEXT_CHARS = 100_000
 MAX_DATETIME_CHARS = 64
+MAX_PATH_CHARS = 4096
 
 
-def slot_kind(component: Any) -> SlotKind | None:
-    """The kind of value an input component takes from a client; None: not allowed as an input
-    at all (a file, a chat history, an image: anything that could carry a path)."""
+def slot_kind(component: Any, api_name: str = "") -> SlotKind | None:
+    """The kind of value an input component of the event `api_name` takes from a client; None:
+    not allowed as an input at all (a chat history, an image: anything that could carry a path,
+    and a file input of an event not in FILE_EVENTS)."""
     name = type(component).__name__
     if name in ("Textbox", "Radio") or (name == "Dropdown" and not getattr(component, "multiselect", False)):
         return "text"
     if name == "Number":
         return "number"
+    if name == "Checkbox":
+        return "boolean"
     if name == "DateTime":
         return "datetime"
     if name == "State":
         return "state"
+    if name == "File" and api_name in FILE_EVENTS and getattr(component, "type", None) == "filepath":
+        return "files"
     if name == "Api":  # a gr.api parameter: its annotation's JSON type
         kind = component.api_info().get("type")
         return {"string": "text", "integer": "integer", "number": "number"}.get(kind)
     return None
 
 
-def _slot_ok(kind: SlotKind, value: Any) -> bool:
+def _slot_ok(kind: SlotKind, value: Any, uploaded: Callable[[str], bool]) -> bool:
     if kind == "state":
         return value is None  # the value lives on the server; whatever a client sends is refused
     if value is None:
@@ -191,12 +217,34 @@ def _slot_ok(kind: SlotKind, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "files":
+        items = value if isinstance(value, list) else [value]
+        return 0 < len(items) <= MAX_UPLOAD_FILES and all(_upload_ok(f, uploaded) for f in items)
     if isinstance(value, str):  # datetime: a date or time as text
         return len(value) <= MAX_DATETIME_CHARS
     return isinstance(value, int | float) and not isinstance(value, bool)  # or as a timestamp
 
 
 _FILE_KEYS = frozenset({"path", "url", "meta", "orig_name", "is_stream", "mime_type"})
+_UPLOAD_KEYS = frozenset({*_FILE_KEYS, "size"})
+
+
+def _upload_ok(value: Any, uploaded: Callable[[str], bool]) -> bool:
+    """Whether `value` is a FileData of a file this sign-in uploaded, and nothing more."""
+    if not isinstance(value, dict) or not set(value) <= _UPLOAD_KEYS:
+        return False
+    path = value.get("path")
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH_CHARS or not uploaded(path):
+        return False
+    if value.get("meta") != {"_type": "gradio.FileData"} or value.get("is_stream"):
+        return False
+    texts = (value.get(k) for k in ("url", "orig_name", "mime_type"))
+    if not all(t is None or (isinstance(t, str) and len(t) <= MAX_PATH_CHARS) for t in texts):
+        return False
+    size = value.get("size")
+    return size is None or (isinstance(size, int) and not isinstance(size, bool))
 
 
 def holds_file(value: Any, depth: int = 0) -> bool:
@@ -212,6 +260,10 @@ def holds_file(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _nobody(path: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Event:
     """One Gradio dependency as the boundary sees it."""
@@ -222,9 +274,17 @@ class Event:
     event_data: bool  # whether it takes event data (a thumb's, a selected row's)
     callable: bool  # has a Python function (JS-only events and cancel helpers never run here)
 
-    def check(self, data: Any, event_data: Any, *, simple: bool = False) -> str | None:
+    def check(
+        self,
+        data: Any,
+        event_data: Any,
+        *,
+        simple: bool = False,
+        uploaded: Callable[[str], bool] = _nobody,
+    ) -> str | None:
         """Why this payload is refused, or None. `simple`: the call/{api_name} form, which may
-        leave out the state slots."""
+        leave out the state slots. `uploaded`: whether the caller's sign-in uploaded a path (a
+        file slot takes only those)."""
         if not isinstance(data, list):
             return "the event's data must be a list"
         slots = self.slots
@@ -233,13 +293,19 @@ class Event:
         if len(data) != len(slots):
             return f"the event {self.api_name!r} takes {len(slots)} values, not {len(data)}"
         for n, (kind, value) in enumerate(zip(slots, data, strict=True)):
-            if kind is None or not _slot_ok(kind, value):
+            if kind is None or not _slot_ok(kind, value, uploaded):
+                if kind == "files":
+                    return (
+                        f"value {n + 1} of the event {self.api_name!r} must be files you uploaded "
+                        f"from this page (1 to {MAX_UPLOAD_FILES}), and nothing else"
+                    )
                 return (
                     f"value {n + 1} of the event {self.api_name!r} is not a {kind or 'value this app takes'}"
                 )
         if event_data is not None and not self.event_data:
             return f"the event {self.api_name!r} takes no event data"
-        if holds_file(data) or holds_file(event_data):
+        plain = [value for kind, value in zip(slots, data, strict=True) if kind != "files"]
+        if holds_file(plain) or holds_file(event_data):
             return "files cannot be passed to this app"
         return None
 
@@ -253,7 +319,7 @@ class Events:
             event = Event(
                 fn_index=fn._id,
                 api_name=str(fn.api_name or ""),
-                slots=tuple(slot_kind(c) for c in fn.inputs),
+                slots=tuple(slot_kind(c, str(fn.api_name or "")) for c in fn.inputs),
                 event_data=bool(getattr(fn, "collects_event_data", False)),
                 callable=fn.fn is not None,
             )
@@ -338,6 +404,9 @@ class Boundary:
         self.gate = gate
         self.events = events
         self.bindings = Bindings(ttl_s=gate.idle_s)
+        # The files each sign-in uploaded (keyed by sid and path: the same bytes uploaded by two
+        # sign-ins land on one path, which each then holds).
+        self.uploads = Bindings(ttl_s=gate.idle_s, per_session=MAX_HELD_UPLOADS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -359,11 +428,12 @@ class Boundary:
                 scope, receive, send
             )
             return
-        refused = self._refused_size(scope)
+        limit = self.gate.max_upload_bytes if route.check == "upload" else self.gate.max_request_bytes
+        refused = self._refused_size(scope, limit, route.check == "upload")
         if refused is not None:
             await refused(scope, receive, send)
             return
-        receive = self._bounded(receive)
+        receive = self._bounded(receive, limit)
         if route.access == ANYONE:
             await self.app(scope, receive, send)
             return
@@ -400,6 +470,8 @@ class Boundary:
         scope[SESSION_KEY] = caller.sid
         if route.check in ("event", "call"):
             send = self._binding_event_ids(send, caller.sid)
+        elif route.check == "upload":
+            send = self._binding_uploads(send, caller.sid)
         if identity.cookie is not None:
             send = _with_cookie(send, self.gate.cookie_header(identity.cookie))
         await self.app(scope, receive, send)
@@ -418,6 +490,16 @@ class Boundary:
             if len(hashes) != 1:
                 return receive, (400, "Name one session_hash.")
             return receive, self._session(hashes[0], caller, now)
+        if check in ("upload", "upload_progress"):
+            # The upload's progress is followed by its id, which is bound to whoever used it first.
+            ids = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("upload_id", [])
+            if check == "upload" and not ids:
+                return receive, None
+            if len(ids) != 1 or not re.fullmatch(_SESSION, ids[0]):
+                return receive, (400, "Name one upload_id of 1-64 letters, digits, '-' or '_'.")
+            if not self.bindings.claim("upload_id:" + ids[0], caller.sid, now):
+                return receive, (403, "That upload belongs to another sign-in.")
+            return receive, None
         if check == "call_result":
             event = self.events.by_name.get(match["api"])
             if event is None or not allowed(EVENTS.get(event.api_name, frozenset()), caller.role):
@@ -452,7 +534,9 @@ class Boundary:
         if why is not None:
             return why
         assert event is not None
-        refused = event.check(payload.get("data"), payload.get("event_data"))
+        refused = event.check(
+            payload.get("data"), payload.get("event_data"), uploaded=self._uploaded(caller, now)
+        )
         if refused is not None:
             return 400, f"Refused: {refused}."
         return self._session(payload.get("session_hash"), caller, now)
@@ -463,7 +547,7 @@ class Boundary:
         if why is not None:
             return why
         assert event is not None
-        refused = event.check(payload.get("data"), None, simple=True)
+        refused = event.check(payload.get("data"), None, simple=True, uploaded=self._uploaded(caller, now))
         if refused is not None:
             return 400, f"Refused: {refused}."
         if payload.get("session_hash") is not None:
@@ -484,6 +568,10 @@ class Boundary:
         if not self.bindings.claim("session:" + value, caller.sid, now):
             return 403, "That session belongs to another sign-in. Reload the page."
         return None
+
+    def _uploaded(self, caller: Caller, now: float) -> Callable[[str], bool]:
+        """Whether the caller's sign-in uploaded `path` (within the session's idle time)."""
+        return lambda path: self.uploads.holds(caller.sid + "\n" + path, caller.sid, now)
 
     def _own_event(self, value: object, caller: Caller, now: float) -> tuple[int, str] | None:
         if value is None:
@@ -511,28 +599,56 @@ class Boundary:
 
         return binding
 
+    def _binding_uploads(self, send: Send, sid: str) -> Send:
+        """`send` that binds the paths a successful upload is answered with to `sid`: only that
+        sign-in may then hand them to an event (FILE_EVENTS)."""
+        status = 0
+        body = bytearray()
+
+        async def binding(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status == 200:
+                if len(body) <= MAX_UPLOAD_ANSWER:
+                    body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    try:
+                        paths = json.loads(bytes(body))
+                    except ValueError:
+                        paths = None
+                    if isinstance(paths, list):
+                        now = time.time()
+                        for path in paths:
+                            if isinstance(path, str):
+                                self.uploads.claim(sid + "\n" + path, sid, now)
+            await send(message)
+
+        return binding
+
     # -- refusals -----------------------------------------------------------------------------
 
-    def _refused_size(self, scope: Scope) -> Response | None:
-        """A response refusing a body declared too large (or a Content-Length that is no number)."""
+    def _refused_size(self, scope: Scope, limit: int, upload: bool = False) -> Response | None:
+        """A response refusing a body declared over `limit` bytes (or a Content-Length that is no
+        number)."""
         for key, value in scope.get("headers", []):
             if key.lower() == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     return _json(400, "The Content-Length header is not a number.")
-                if declared > self.gate.max_request_bytes:
-                    limit = self.gate.max_request_bytes // 1024
-                    return _json(
-                        413,
-                        f"The request is {declared} bytes, more than the {limit} KiB allowed (ui.max_request_kb).",
+                if declared > limit:
+                    allowed = (
+                        f"{limit / 1024 / 1024:g} MiB allowed for one upload (ui.max_upload_mb)"
+                        if upload
+                        else f"{limit // 1024} KiB allowed (ui.max_request_kb)"
                     )
+                    return _json(413, f"The request is {declared} bytes, more than the {allowed}.")
         return None
 
-    def _bounded(self, receive: Receive) -> Receive:
-        """`receive` that ends a body without a Content-Length (chunked) once it is too large: the
-        app sees the client gone rather than reading on."""
-        limit = self.gate.max_request_bytes
+    def _bounded(self, receive: Receive, limit: int) -> Receive:
+        """`receive` that ends a body without a Content-Length (chunked) once it is over `limit`:
+        the app sees the client gone rather than reading on."""
         seen = 0
 
         async def bounded() -> Message:

@@ -103,6 +103,7 @@ class Gate:
         self.repeat_window_s = ui.audit_repeat_window_minutes * 60
         self.org_name = ui.org_name
         self.max_request_bytes = ui.max_request_kb * 1024
+        self.max_upload_bytes = int(ui.max_upload_mb * 1024 * 1024)
 
     # -- peers -------------------------------------------------------------------------------
 

@@ -427,11 +427,11 @@ def test_no_file_route_serves_anything_outside_the_users_documents(served: Serve
             assert answer.status_code in (400, 403, 404), (probe, answer.status_code)
             for name, head in kept.items():
                 assert head not in answer.content, (probe, name)
-        # Uploads are closed: nothing in the app takes a file, and they would fill the disk.
+        # Uploads are the admins' alone (the admin page's): staff are refused before a byte is read.
         upload = http.post(
             "/gradio_api/upload", files={"files": ("x.html", b"<script>alert(1)</script>", "text/html")}
         )
-        assert upload.status_code == 404  # no such route: the boundary knows only what the pages use
+        assert upload.status_code == 403 and "for the admin role only" in upload.json()["detail"]
 
 
 # -- CSV formula injection in audit exports -------------------------------------------------------------

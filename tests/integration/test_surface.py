@@ -33,7 +33,7 @@ from tests.support.net import (
 )
 from tests.support.surface import asgi_routes, concrete
 from ui import build_app, serve
-from ui.boundary import ANYONE, EVENTS, ROUTES, allowed, route_for, slot_kind
+from ui.boundary import ANYONE, EVENTS, FILE_EVENTS, ROUTES, allowed, route_for, slot_kind
 
 pytestmark = pytest.mark.slow  # a real server
 
@@ -62,7 +62,7 @@ REFUSED = {
     "/gradio_api/run/{api_name}/", "/gradio_api/run/{api_name}", "/gradio_api/call/v2/{api_name}/",
     "/gradio_api/call/v2/{api_name}", "/gradio_api/call/v2/{api_name}/{event_id}",
     "/gradio_api/component_server/", "/gradio_api/component_server", "/gradio_api/queue/status",
-    "/gradio_api/upload_progress", "/gradio_api/upload", "/gradio_api/process_recording",
+    "/gradio_api/process_recording",
     "/gradio_api/vibe-edit", "/gradio_api/vibe-edit/", "/gradio_api/undo-vibe-edit",
     "/gradio_api/undo-vibe-edit/", "/gradio_api/vibe-code", "/gradio_api/vibe-code/",
     "/gradio_api/vibe-starter-queries", "/gradio_api/vibe-starter-queries/",
@@ -210,10 +210,15 @@ def test_every_route_and_event_has_a_decision(served: Served) -> None:
     for fn in served.app.fns.values():
         if fn.fn is not None and fn.page in pages:
             assert EVENTS[str(fn.api_name)] == pages[fn.page], fn.api_name
-    # No event input takes a file, a chat history or anything else but plain values.
+    # No event input takes a chat history or anything else but plain values; a file only on the
+    # events that take uploads, which are the admins' alone.
     for fn in served.app.fns.values():
         if fn.fn is not None:
-            assert all(slot_kind(c) is not None for c in fn.inputs), (fn.api_name, fn.inputs)
+            kinds = [slot_kind(c, str(fn.api_name)) for c in fn.inputs]
+            assert all(k is not None for k in kinds), (fn.api_name, fn.inputs)
+            if "files" in kinds:
+                assert fn.api_name in FILE_EVENTS and EVENTS[str(fn.api_name)] == frozenset({"admin"})
+            assert all(slot_kind(c) != "files" for c in fn.inputs), fn.api_name
     # Gradio's own path checks run as if launched, with the data folder blocked.
     assert served.app.has_launched
     assert str(served.settings.data_dir.resolve()) in served.app.blocked_paths
@@ -263,7 +268,11 @@ def hostile_values(served: Served) -> list[Any]:
 def plain_value_of(kind: str | None, value: Any) -> bool:
     """Whether `value` is an ordinary value for a slot of `kind` (numbers for number slots)."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    return (kind in ("number", "datetime") and number) or (kind == "integer" and type(value) is int)
+    return (
+        (kind in ("number", "datetime") and number)
+        or (kind == "integer" and type(value) is int)
+        or (kind == "boolean" and type(value) is bool)
+    )
 
 
 def benign(kind: str | None) -> Any:
@@ -280,7 +289,7 @@ def test_hostile_payloads_in_every_slot_are_refused(served: Served, name: str | 
         config = served.app.get_config_file()
         for dep in config["dependencies"]:
             fn = served.app.fns[dep["id"]]
-            kinds = [slot_kind(c) for c in fn.inputs]
+            kinds = [slot_kind(c, str(fn.api_name)) for c in fn.inputs]
             base = [benign(k) for k in kinds]
             attempts: list[tuple[list[Any], Any]] = []
             for slot in range(len(base)):
@@ -320,7 +329,7 @@ def test_a_caller_runs_only_the_events_of_its_role(served: Served, name: str) ->
         config = http.get("/config").json()
         for dep in config["dependencies"]:
             fn = served.app.fns[dep["id"]]
-            data = [benign(slot_kind(c)) for c in fn.inputs]
+            data = [benign(slot_kind(c, str(fn.api_name))) for c in fn.inputs]
             body = {"data": data, "fn_index": dep["id"], "session_hash": session, "event_data": None}
             response = http.post("/gradio_api/queue/join", json=body)
             access = EVENTS.get(str(dep.get("api_name")))

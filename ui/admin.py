@@ -530,6 +530,7 @@ class AdminPage:
             outputs=[self.report_summary, self.report, self.sources_summary, self.sources],
             api_name="admin_sync",
             concurrency_limit=None,  # one sync at a time is the web UI's rule (Jobs), not the queue's
+            show_progress_on=[self.report_summary],
             **api,
         )
         self.upload.click(
@@ -538,6 +539,7 @@ class AdminPage:
             outputs=[self.upload_result, self.uploaded, self.upload_files, *self._sources_outputs()],
             api_name="admin_upload",
             concurrency_limit=None,
+            show_progress_on=[self.upload_result],
             **api,
         )
 

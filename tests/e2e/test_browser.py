@@ -439,3 +439,141 @@ def test_auditor_finds_the_rated_answer_verifies_the_chain_and_exports(
     assert hashlib.sha256(canonical.encode("utf-8")).hexdigest() == digest  # checkable on its own
     exports = [r for r in served.audit.last(20) if r.event == "audit_export" and r.user == "audrey"]
     assert {r.data["format"] for r in exports} == {"csv", "jsonl"}
+
+
+# -- admin: sources and upload ----------------------------------------------------------------------
+
+MARKER = "HELDBATCH"  # a sync holding a file with this word waits for the test (HeldEmbedder)
+ROTA = "# Night shift rota\n\nThe night shift at berth 4 starts at 22:00 and ends at 06:00.\n"
+ROTA_QUESTION = "When does the night shift at berth 4 start?"
+
+
+@dataclass
+class SourcesSite:
+    served: Served
+    notices: Path  # the folder source "notices"
+    embedder: Any  # HeldEmbedder
+
+
+@pytest.fixture(scope="module")
+def sources_site(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[SourcesSite]:
+    """The web UI with its admin page running sources (enclave.admin_sources.AdminSources on the
+    same store and audit log as the chat), a folder source "notices", an admin and two staff."""
+    from core.sources import SourceSettings
+    from enclave.admin_channel import Jobs
+    from enclave.admin_sources import AdminSources
+    from enclave.health import AdminOverview
+    from enclave.sources import add_source
+    from enclave.store_commands import Stores
+    from tests.support.held_embedder import HeldEmbedder
+
+    root = tmp_path_factory.mktemp("browser-sources")
+    notices = root / "notices"
+    notices.mkdir()
+    (notices / "canteen.md").write_text("# Canteen\n\nThe canteen opens at 07:30 on weekdays.\n")
+    settings = load_settings(None, data_dir=root / "var")
+    settings.ingest.parse_timeout_s = 0
+    settings.ui.port = free_port()
+    settings.ui.org_name = ORG
+    add_source(settings, "notices", SourceSettings(kind="folder", location=str(notices), groups=["public"]))
+    users = wiring.build_users(settings)
+    users.add("adam", PASSWORD, "admin", ())
+    users.add("hanna", PASSWORD, "staff", ("hr", "public"))
+    users.add("felix", PASSWORD, "staff", ("finance", "public"))
+    audit = wiring.build_audit(settings)
+    store = wiring.build_store(settings)
+    held = HeldEmbedder(embedder, MARKER)
+    assistant = wiring.build_assistant(settings, embedder=embedder, store=store)
+    actions = AdminSources(Stores(settings, held, store, audit), Jobs())
+    status = AdminOverview(settings, store)
+    app = build_app(assistant, users, settings, audit=audit, admin_status=status, admin_sources=actions)
+    url = serve(app, settings, block=False, sources=wiring.build_originals(settings).find)
+    try:
+        yield SourcesSite(Served(url, settings, audit, {}), notices, held)
+    finally:
+        held.release()
+        app.close()
+
+
+def ask(page: Any, question: str) -> Any:
+    """Ask in the chat; the finished answer's message."""
+    from playwright.sync_api import expect
+
+    box = page.locator("#enclave-question textarea")
+    box.fill(question)
+    box.press("Enter")
+    answer = page.locator("#enclave-chat [data-testid=bot]").filter(has_text="Audit record")
+    expect(answer).to_have_count(1)
+    return answer
+
+
+def test_admin_uploads_for_a_group_syncs_a_source_and_staff_of_that_group_only_find_it(
+    open_page: OpenPage, sources_site: SourcesSite, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    served = sources_site.served
+    page = open_page(height=1400)
+    sign_in(page, served, "adam", "admin")
+    expect(page.locator("#enclave-admin-panel").first).to_be_visible()
+    sources = page.locator("#enclave-admin-sources")
+    expect(sources).to_contain_text("notices")
+    expect(sources).to_contain_text("never synced")
+
+    # Upload a file for the hr group: kept, hashed, ingested, audited.
+    rota = tmp_path / "rota.md"
+    rota.write_text(ROTA)
+    page.locator("#enclave-admin-upload-files input[type=file]").set_input_files(str(rota))
+    expect(page.locator("#enclave-admin-upload-files")).to_contain_text(f"{len(ROTA)}.0 B")  # uploaded
+    page.locator("#enclave-admin-upload-groups textarea").fill("hr")
+    page.locator("#enclave-admin-upload").click()
+    result = page.locator("#enclave-admin-upload-result")
+    expect(result).to_contain_text("1 file uploaded to uploads for hr")
+    expect(result).to_contain_text("Source uploads synced")
+    digest = hashlib.sha256(ROTA.encode()).hexdigest()
+    expect(page.locator("#enclave-admin-uploaded")).to_contain_text(digest)
+    expect(page.locator("#enclave-admin-uploaded")).to_contain_text("added")
+    expect(sources).to_contain_text("uploads")
+    stored = served.settings.uploads_dir / "uploads" / "rota.md"
+    assert stored.read_text() == ROTA
+    upload = next(r for r in served.audit.last(50) if r.event == "upload")
+    assert upload.user == "adam" and upload.data["groups"] == ["hr"]
+    assert upload.data["files"][0]["sha256"] == digest
+
+    # Sync now on the folder source: its result, then a second sync followed file by file.
+    picker = page.locator("#enclave-admin-source input")
+    picker.fill("notices")
+    picker.press("Enter")
+    page.locator("#enclave-admin-sync").click()
+    report = page.locator("#enclave-admin-report-summary")
+    expect(report).to_contain_text("Source notices synced")
+    expect(report).to_contain_text("1 added")
+    expect(page.locator("#enclave-admin-report")).to_contain_text("canteen.md")
+
+    (sources_site.notices / "ferry.md").write_text(
+        f"# Ferry\n\n{MARKER}: the island ferry leaves at 09:15.\n"
+    )
+    sources_site.embedder.hold()
+    try:
+        page.locator("#enclave-admin-sync").click()
+        expect(page.get_by_text(re.compile(r"1 of 2 files: canteen\.md")).first).to_be_visible()
+        screenshot(page, "admin-sources.png", full_page=True)
+    finally:
+        sources_site.embedder.release()
+    expect(report).to_contain_text("1 added, 0 changed")
+    expect(page.locator("#enclave-admin-report")).to_contain_text("ferry.md")
+    expect(sources.locator("tr").filter(has_text="notices")).to_contain_text("ok")
+
+    # Staff of hr retrieve the upload; staff of another group do not.
+    hanna = open_page()
+    sign_in(hanna, served, "hanna")
+    answer = ask(hanna, ROTA_QUESTION)
+    expect(answer).to_contain_text("22:00")
+    expect(hanna.locator("#enclave-chat .thought-group").filter(has_text="Sources (")).to_contain_text(
+        "rota.md"
+    )
+    felix = open_page()
+    sign_in(felix, served, "felix")
+    answer = ask(felix, ROTA_QUESTION)
+    expect(answer).not_to_contain_text("22:00")
+    expect(felix.locator("#enclave-chat")).not_to_contain_text("rota.md")

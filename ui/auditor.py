@@ -155,6 +155,8 @@ _OVERVIEW_KEYS = (
     # an ingest's or a source's sync (docs/audit-format.md)
     "source", "kind", "location", "result", "acl", "paths", "prune", "force", "started_at", "finished_at",
     "host", "started_by", "mirror", "counts", "doc_id", "sha256", "title",
+    # an upload from the admin page
+    "replace",
 )  # fmt: skip
 _SECTIONS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     # key, title, preferred columns, folded
@@ -170,7 +172,8 @@ _SECTIONS: tuple[tuple[str, str, tuple[str, ...], bool], ...] = (
     ("citations_removed", "Citations removed (to sources not supplied)", (), False),
     ("weakly_supported", "Weakly supported sentences", (), False),
     ("settings", "Settings in force", (), True),
-    # what an ingest or a sync changed in the index, file by file
+    # what an upload kept, then what an ingest or a sync changed in the index, file by file
+    ("files", "Files uploaded", ("name", "size", "sha256", "stored", "previous_sha256"), False),
     ("added", "Files added", ("path", "doc_id", "sha256", "groups"), False),
     ("changed", "Files changed", ("path", "doc_id", "sha256", "previous_doc_id", "previous_sha256"), False),
     ("moved", "Files moved or renamed", ("from", "path", "doc_id", "sha256"), False),

@@ -142,3 +142,20 @@ def test_a_sync_record_shows_each_file_with_its_document_and_hash() -> None:
     assert sha in page and "hr/leave.pdf" in page and "smb://files/Policies" in page
     assert "<script>" not in page and HOSTILE in visible_text(page)
     assert "Other data" not in page  # every key had a place
+
+
+def test_an_upload_record_shows_each_file_with_its_hash() -> None:
+    sha, before = "ef" * 32, "01" * 32
+    data = {
+        "source": "uploads", "groups": ["hr", "payroll"], "replace": True,
+        "files": [
+            {"name": "rota.md", "size": 82, "sha256": sha, "stored": "new"},
+            {"name": HOSTILE, "size": 9, "sha256": "02" * 32, "stored": "replaced", "previous_sha256": before},
+        ],
+        "started_by": {"user": "adam", "uid": 999, "pid": 42, "via": "admin page"},
+    }  # fmt: skip
+    page = record_html(record(data, event="upload", question="", error=None))
+    assert "Files uploaded" in page and sha in page and before in page and "rota.md" in page
+    assert "admin page" in page and "payroll" in page
+    assert "<script>" not in page and HOSTILE in visible_text(page)
+    assert "Other data" not in page  # every key had a place

@@ -313,6 +313,13 @@ def sources_block(r: dict[str, Any]) -> str:
         f"this process received (plaintext protocols); the server's /proc rchar (its file reads, and its "
         f"socket reads where it reads them with read()), for the folder this process's own."
     )
+    p = r.get("product") or {}
+    changed = p.get("uncommitted", [])
+    if p:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        note += f" Code: commit `{str(p.get('commit', '?'))[:12]}`" + (
+            f", uncommitted: {shown}." if changed else "."
+        )
     skipped = r.get("skipped") or {}
     parts = [run_line(r, sources_small(r)), note, r.get("markdown", "")]
     if skipped:

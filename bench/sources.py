@@ -57,6 +57,7 @@ CONNECTORS = ("folder", "smb", "webdav", "imap")
 PACKAGES = ("smbprotocol", "httpx", "IMAPClient", "wsgidav", "cheroot", "chromadb", "sentence-transformers")
 BUSY_LOADAVG = 1.5
 PER_FOLDER = 100
+PRODUCT = ("core", "ingest", "vectorstore", "enclave", "requirements.lock")
 BASE_TIME = 1_767_000_000  # file and message dates: fixed, so that runs make the same corpus
 WORDS = (
     "harbour ferry rota canteen policy leave shift pilot berth tide crane permit safety audit "
@@ -418,6 +419,21 @@ def first_sync(sources: Sources, kind: str) -> dict[str, Any]:
     return out
 
 
+def product_state() -> dict[str, Any]:
+    """Which code was measured: the commit, and the files changed since it (others may be editing
+    the same checkout while a benchmark runs)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
+        except OSError:
+            return ""
+        return done.stdout.rstrip("\n")
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", *PRODUCT).splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted": changed}
+
+
 # -- the run ------------------------------------------------------------------------------------------
 
 
@@ -500,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/sources.py"
         + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
         "machine": machine(PACKAGES),
+        "product": product_state(),
         "settings": {
             "files": args.files,
             "messages": args.messages,

@@ -391,11 +391,12 @@ class UISettings(_Section):
         "question, so this bounds how long one conversation can grow in one page.",
     )
     max_upload_mb: float = Field(
-        512.0,
+        50.0,
         gt=0,
         description="Largest upload an admin may send from the admin page at once (all its files "
         "together), in MiB; a larger one is refused (HTTP 413) before it is read. Each file is also "
-        "held to ingest.max_file_mb. Only admins may upload at all.",
+        "held to ingest.max_file_mb. Only admins may upload at all. The shipped nginx configs "
+        "take bodies up to 50 MiB (client_max_body_size): raise both together.",
     )
     # Gradio's queue (ui/app.py applies these; docs/deploy.md "The web UI's queue" says why).
     concurrent_answers: int = Field(

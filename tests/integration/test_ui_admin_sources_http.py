@@ -300,6 +300,15 @@ def test_the_same_name_is_replaced_only_when_asked(served: Served) -> None:
     # The same bytes again: nothing to replace, nothing new in the index.
     summary, table, *_ = served.upload("adam", [changed], "notices", "public, staff")
     assert "0 new, 0 replaced, 1 unchanged." in summary and table["data"][0][3:] == ["unchanged", "unchanged"]
+    # The same bytes for other groups: the document moves to them, nothing is embedded again.
+    summary, table, *_ = served.upload("adam", [changed], "notices", "hr")
+    assert table["data"][0][3:] == ["unchanged", "changed"]
+    assert served.groups_of("notice.md") == ["hr"]
+    sync = served.records("source_sync")[-1]
+    assert sync.data["counts"].get("new", 0) == 0 and sync.data["changed"][0]["previous_groups"] == [
+        "public",
+        "staff",
+    ]
 
 
 @pytest.fixture
@@ -377,6 +386,7 @@ def test_a_hostile_file_name_is_neutralised_by_the_upload_route(served: Served) 
                     break
     folder = served.settings.uploads_dir / "uploads"
     assert (folder / "evil.md").is_file() and (folder / "nulname.md").is_file()
+    assert not any(Path(p).exists() for p in paths)  # kept under the data folder: Gradio's copies gone
     assert not (served.settings.data_dir / "evil.md").exists()
     assert not any(p.name == "evil.md" for p in served.settings.data_dir.parent.glob("*"))
 

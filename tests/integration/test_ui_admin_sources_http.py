@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -63,6 +64,7 @@ class Served:
     embedder: HeldEmbedder
     store: Any
     jobs: Jobs
+    actions: AdminSources
 
     def client(self, name: str) -> Client:
         return Client(self.url, auth=(name, PASSWORD), verbose=False, analytics_enabled=False)
@@ -136,7 +138,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
     gr_app = build_app(object(), users, settings, log, admin_sources=actions)
     url = serve(gr_app, settings, block=False)
     try:
-        yield Served(url, settings, log, handbook, files, held, store, jobs)
+        yield Served(url, settings, log, handbook, files, held, store, jobs, actions)
     finally:
         held.release()
         gr_app.close()
@@ -427,6 +429,39 @@ def test_only_admins_upload_or_sync(served: Served, name: str | None) -> None:
             ("/gradio_api/queue/join", "The event 'admin_sync' is for the admin role only."),
             ("/gradio_api/queue/join", "The event 'admin_upload' is for the admin role only."),
         }
+
+
+@pytest.mark.parametrize("name", ["alice", "olga"])
+def test_the_handlers_check_the_role_themselves(served: Served, name: str) -> None:
+    """Behind the boundary, each handler refuses anyone but an admin before it looks at a file or
+    a source (called here as Gradio would call them, with the signed-in user's request)."""
+    import gradio as gr
+
+    from ui.admin import NOT_ALLOWED, AdminPage
+
+    page = AdminPage(
+        None, served.log, UserStore(served.settings.users_path), served.settings.ui, served.actions
+    )
+    request = SimpleNamespace(username=name)
+    memo = served.file("memo.md", "# Memo\n")
+    uploads = sorted(served.settings.uploads_dir.rglob("*"))
+    state = served.state("handbook")
+    calls = {
+        "upload files": lambda: page.upload_now([str(memo)], "uploads", "hr", False, request),
+        "sync a source": lambda: page.sync_now("handbook", request),
+        "see the sources": lambda: page.sources_view(request),
+        "read a source's report": lambda: page.source_report("handbook", request),
+    }
+    for action, call in calls.items():
+        with pytest.raises(gr.Error) as refused:
+            call()
+        assert refused.value.message == NOT_ALLOWED, action
+    assert memo.exists() and sorted(served.settings.uploads_dir.rglob("*")) == uploads
+    assert served.state("handbook")["last"] == state["last"]
+    denied = [
+        r.data for r in served.records("access_denied") if r.user == name and r.data.get("page") == "admin"
+    ]
+    assert {d["action"] for d in denied} >= set(calls)
 
 
 def test_an_uploaded_file_is_usable_by_the_sign_in_that_uploaded_it_only(served: Served) -> None:

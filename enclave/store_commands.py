@@ -242,7 +242,10 @@ def ingest(stores: Stores, call: Call, console: Console) -> Result:
     policy = GroupPolicy.from_file(acl, default) if acl else GroupPolicy(default)
     audit = None if args.dry_run else stores.audit_log()
     if audit is not None:
-        audit.check_writable()  # an ingest that could not be audited is never begun
+        from ingest.pipeline import disk_full_explained
+
+        with disk_full_explained(settings.data_dir, started=False):  # a full disk said as such
+            audit.check_writable()  # an ingest that could not be audited is never begun
     # The run brings the lexical index in step with Chroma itself, under the ingest lock.
     with store_session(settings, "enclave ingest", write=not args.dry_run):
         pipeline = stores.pipeline()

@@ -11,26 +11,21 @@ temporary folder is written; no systemd. The master must start as root.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import os
 import pwd
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from tests.support.daemon import LocalDaemon
 from tests.support.net import free_port
 
 REQUIRE_ENV = "REQUIRE_DOVECOT"
 APT_HINT = "install Debian's dovecot-imapd package (deploy/tools/install-system-packages.sh)"
 DOVECOT = "/usr/sbin/dovecot"
-START_TIMEOUT_S = 30.0
 
 
 def missing() -> str | None:
@@ -82,8 +77,10 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class DovecotServer:
+class DovecotServer(LocalDaemon):
     USER = "enclave"
+    user = USER
+    name = "dovecot"
 
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="enclave-dovecot-"))
@@ -142,40 +139,18 @@ service imap-login {{
 """
         )
 
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.tls_port)
+
+    @property
+    def output(self) -> Path:
+        return self.base / "dovecot.out"  # log_path is Dovecot's own log
+
     def start(self) -> DovecotServer:
-        with (self.base / "dovecot.out").open("ab") as out:
+        with self.output.open("ab") as out:
             self.process = subprocess.Popen(
                 [DOVECOT, "-F", "-c", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = (self.base / "dovecot.out").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"dovecot exited with {self.process.returncode}:\n{tail}")
-            with contextlib.suppress(OSError):
-                for port in (self.port, self.tls_port):
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"dovecot did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT_S:.0f} s")
-
-    def stop(self) -> None:
-        """Kill the master and every process it started (mail kept: `start()` again)."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def credentials(self, path: Path, password: str | None = None) -> Path:
-        """A credentials file for the mailbox's user (with `password` instead, a wrong one)."""
-        path.write_text(f"username={self.USER}\npassword={password or self.password}\n")
-        path.chmod(0o600)
-        return path
+        self.wait_listening()
+        return self

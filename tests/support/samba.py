@@ -10,25 +10,20 @@ binaries; no systemd. smbd must run as root.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from tests.support.daemon import LocalDaemon
 from tests.support.net import free_port
 
 REQUIRE_ENV = "REQUIRE_SAMBA"
 APT_HINT = "install Debian's samba package (deploy/tools/install-system-packages.sh)"
 SMBD = "/usr/sbin/smbd"
 PDBEDIT = "/usr/bin/pdbedit"
-START_TIMEOUT_S = 30.0
 
 
 def missing() -> str | None:
@@ -52,7 +47,7 @@ def require() -> None:
     pytest.skip(reason)
 
 
-class SambaServer:
+class SambaServer(LocalDaemon):
     SHARE = "docs"
 
     def __init__(self) -> None:
@@ -104,38 +99,16 @@ valid users = {self.user}
         if done.returncode != 0:
             raise RuntimeError(f"pdbedit failed ({done.returncode}): {done.stderr or done.stdout}")
 
+    name = "smbd"
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
     def start(self) -> SambaServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [SMBD, "--foreground", "--no-process-group", "--debug-stdout", "-s", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"smbd exited with {self.process.returncode}:\n{tail}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"smbd did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT_S:.0f} s")
-
-    def stop(self) -> None:
-        """Stop smbd and every process it forked (a server gone, its files kept: `start()` again)."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def credentials(self, path: Path, password: str | None = None) -> Path:
-        """A credentials file for the share's user (with `password` instead, a wrong one)."""
-        path.write_text(f"username={self.user}\npassword={password or self.password}\n")
-        path.chmod(0o600)
-        return path
+        self.wait_listening()
+        return self

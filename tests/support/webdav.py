@@ -6,26 +6,22 @@ group (`stop()`), it can be started again on the same port with the same files.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from tests.support.daemon import LocalDaemon
 from tests.support.net import free_port
 
-START_TIMEOUT_S = 60.0
 
-
-class WebDavServer:
+class WebDavServer(LocalDaemon):
     USER = "enclave"
+    user = USER
+    name = "wsgidav"
+    start_timeout_s = 60.0
 
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="enclave-webdav-"))
@@ -58,6 +54,9 @@ class WebDavServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/dav/"
 
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
     def start(self) -> WebDavServer:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -66,32 +65,5 @@ class WebDavServer:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 cwd=self.base,
             )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"wsgidav exited with {self.process.returncode}:\n{tail}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"wsgidav did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT_S:.0f} s")
-
-    def stop(self) -> None:
-        """Kill the server (a crash, a host gone), keeping its files: `start()` brings it back."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def credentials(self, path: Path, password: str | None = None) -> Path:
-        """A credentials file for the server's user (with `password` instead, a wrong one)."""
-        path.write_text(f"username={self.USER}\npassword={password or self.password}\n")
-        path.chmod(0o600)
-        return path
+        self.wait_listening()
+        return self

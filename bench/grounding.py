@@ -26,7 +26,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import subprocess
 import sys
 import time
 import urllib.request
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from bench.machine import loadavg, machine  # noqa: E402
+from bench.machine import checkout_state, loadavg, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 QUESTIONS = ROOT / "bench" / "grounding"
@@ -57,22 +56,14 @@ PRODUCT = ("assistant", "core", "enclave", "ingest", "vectorstore")
 def product_state() -> dict[str, Any]:
     """Which code was measured: the commit, and the product files changed since it."""
 
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
-        except OSError:
-            return ""
-        return done.stdout.rstrip("\n")
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--", *PRODUCT).splitlines()]
+    state = checkout_state(ROOT, PRODUCT)
     harness = {
         name: hashlib.sha256((ROOT / name).read_bytes()).hexdigest()[:16]
         for name in ("enclave/grounding.py", "bench/grounding.py")
     }
     return {
         "root": str(ROOT),
-        "commit": git("rev-parse", "HEAD"),
-        "uncommitted": changed,
+        **state,
         "harness_sha256": harness,
     }
 

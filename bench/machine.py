@@ -6,10 +6,26 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import subprocess
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+
+def checkout_state(root: Path, paths: Iterable[str]) -> dict[str, Any]:
+    """Which code a run measured: the checkout's commit, and those of `paths` changed since it
+    (others may be editing the same checkout while a benchmark runs)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        except OSError:
+            return ""
+        return done.stdout.rstrip("\n")
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", *paths).splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted": changed}
 
 
 def loadavg() -> float:

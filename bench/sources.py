@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from bench.machine import loadavg, machine  # noqa: E402
+from bench.machine import checkout_state, loadavg, machine  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CONNECTORS = ("folder", "smb", "webdav", "imap")
@@ -420,18 +420,7 @@ def first_sync(sources: Sources, kind: str) -> dict[str, Any]:
 
 
 def product_state() -> dict[str, Any]:
-    """Which code was measured: the commit, and the files changed since it (others may be editing
-    the same checkout while a benchmark runs)."""
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30)
-        except OSError:
-            return ""
-        return done.stdout.rstrip("\n")
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--", *PRODUCT).splitlines()]
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted": changed}
+    return checkout_state(ROOT, PRODUCT)
 
 
 # -- the run ------------------------------------------------------------------------------------------

@@ -20,15 +20,13 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 
 from core.settings import load_settings
 from enclave import wiring
-from enclave.cli import app
 from ingest.sources import EVERYONE, GroupMap, LocalConnector, mirror_groups, sync_mirror
 from ingest.sources.permissions import ACCESS_ALLOWED, ACCESS_DENIED, sid_readers
 from tests.support import samba as samba_support
-from tests.support.cli import shared_embedder
+from tests.support.cli import data_dir_cli
 from tests.support.samba import SambaServer
 from tests.support.sources import Interrupted
 
@@ -42,15 +40,7 @@ Run = Callable[..., Result]
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any) -> Run:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(wiring, "build_embedder", shared_embedder(embedder))
-    monkeypatch.setenv("ENCLAVE_INGEST__PARSE_TIMEOUT_S", "0")
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, ["--data-dir", str(tmp_path / "var"), *args])
-
-    return invoke
+    return data_dir_cli(tmp_path, monkeypatch, embedder)
 
 
 @pytest.fixture

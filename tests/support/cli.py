@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 
 from core.settings import EmbeddingSettings, Settings
 from enclave import wiring
@@ -46,3 +48,21 @@ def quick_cli(embedder: Any) -> Iterator[None]:
         patch.setattr(wiring, "build_embedder", shared_embedder(embedder))
         patch.setenv("ENCLAVE_INGEST__PARSE_TIMEOUT_S", "0")
         yield
+
+
+def data_dir_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Any) -> Callable[..., Result]:
+    """`enclave --data-dir <tmp_path>/var ...` run in-process, in tmp_path, with the session's
+    embedder and parses in the test process; returns the CliRunner's result."""
+    from typer.testing import CliRunner
+
+    from enclave.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(wiring, "build_embedder", shared_embedder(embedder))
+    monkeypatch.setenv("ENCLAVE_INGEST__PARSE_TIMEOUT_S", "0")
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, ["--data-dir", str(tmp_path / "var"), *args])
+
+    return invoke

@@ -25,9 +25,8 @@ from core.settings import load_settings
 from enclave import wiring
 from ingest.sources import EVERYONE, GroupMap, LocalConnector, mirror_groups, sync_mirror
 from ingest.sources.permissions import ACCESS_ALLOWED, ACCESS_DENIED, sid_readers
-from tests.support import samba as samba_support
 from tests.support.cli import data_dir_cli
-from tests.support.samba import SambaServer
+from tests.support.samba import SambaServer, running_samba
 from tests.support.sources import Interrupted
 
 pytestmark = [
@@ -264,16 +263,6 @@ def test_sid_readers_take_allows_less_denies() -> None:
     assert sid_readers([]) == ()  # an empty one: no one
 
 
-@pytest.fixture
-def samba() -> Iterator[SambaServer]:
-    samba_support.require()
-    server = SambaServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def test_an_smb_share_gives_each_file_the_groups_of_its_sids(
     run: Run, tmp_path: Path, groups: tuple[str, str], samba: SambaServer
 ) -> None:
@@ -313,3 +302,9 @@ def test_an_smb_share_gives_each_file_the_groups_of_its_sids(
     assert second["ingest"]["chunks_embedded"] == 0
     assert retrieves(tmp_path, "quince budget", "finance") == set()
     assert retrieves(tmp_path, "quince budget", "legal") == {"budget.md", "memo.md"}
+
+
+@pytest.fixture
+def samba() -> Iterator[SambaServer]:
+    with running_samba() as server:
+        yield server

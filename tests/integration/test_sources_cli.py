@@ -21,9 +21,8 @@ from click.testing import Result
 
 from core.settings import load_settings
 from enclave import wiring
-from tests.support import samba as samba_support
 from tests.support.cli import data_dir_cli
-from tests.support.samba import SambaServer
+from tests.support.samba import SambaServer, running_samba
 
 pytestmark = pytest.mark.slow
 
@@ -159,16 +158,6 @@ def test_a_folder_source_synced_from_the_command_line(run: Run, tmp_path: Path) 
     assert verified.exit_code == 0 and "audit log intact" in verified.output, verified.output
 
 
-@pytest.fixture
-def samba() -> Iterator[SambaServer]:
-    samba_support.require()
-    server = SambaServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def test_an_smb_source_that_cannot_be_reached_is_marked_failed_and_removes_nothing(
     run: Run, tmp_path: Path, samba: SambaServer
 ) -> None:
@@ -268,3 +257,9 @@ def test_an_acl_file_gives_the_source_s_folders_their_groups(run: Run, tmp_path:
     groups = {row["path"]: row["groups"] for row in report["documents"]["added"]}
     assert groups == {"policy.md": ["staff"], "finance/budget.md": ["finance"]}
     assert sorted(d["groups"] for d in docs(run).values()) == [["finance"], ["staff"]]
+
+
+@pytest.fixture
+def samba() -> Iterator[SambaServer]:
+    with running_samba() as server:
+        yield server

@@ -10,11 +10,13 @@ binaries; no systemd. smbd must run as root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.daemon import LocalDaemon
@@ -112,3 +114,14 @@ valid users = {self.user}
             )  # fmt: skip
         self.wait_listening()
         return self
+
+
+@contextlib.contextmanager
+def running_samba() -> Iterator[SambaServer]:
+    """A Samba of the caller's own, closed after it (skipped, or failed under REQUIRE_SAMBA, without smbd)."""
+    require()
+    server = SambaServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -504,3 +504,29 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(served: Served) -
         f"more than the {UPLOAD_MIB} MiB allowed for one upload (ui.max_upload_mb)"
         in refused.json()["detail"]
     )
+
+
+def test_an_upload_sent_chunked_cannot_pass_the_limit_without_a_content_length(served: Served) -> None:
+    """A body with no Content-Length (chunked) is cut off once over the limit: no path comes back."""
+    boundary = "enclave-chunked"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.md"\r\n'
+        "Content-Type: text/markdown\r\n\r\n".encode()
+        + b"x" * (UPLOAD_MIB * 1024 * 1024 + 64 * 1024)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    with served.http("adam") as http:
+        try:
+            answer = http.post(
+                "/gradio_api/upload",
+                content=chunks(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+        except httpx.HTTPError:
+            return  # the server dropped the body: nothing was kept
+    assert answer.status_code != 200, answer.text[:500]

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from core.errors import ConfigError
+from core.identity import GroupMapping, GroupRule
 from core.sources import SourceSettings, check_source_name
 
 ENV_PREFIX = "ENCLAVE_"
@@ -314,7 +315,8 @@ class UISettings(_Section):
         None,
         description="Request header naming the signed-in user, set by the organisation's SSO "
         "reverse proxy (e.g. X-Remote-User). Honoured only from trusted_proxies; the user must "
-        "exist in the users file (role and groups come from there). Empty: no SSO.",
+        "exist in the users file (role and groups come from there), unless sso_groups_header is "
+        "set. Empty: no SSO.",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -327,6 +329,20 @@ class UISettings(_Section):
         "and the proxy only) that the SSO proxy sends in sso_secret_header with every request: "
         "sso_header is believed only with it, so a local process on a trusted address cannot sign "
         "in as anyone. Required when sso_header is set.",
+    )
+    sso_groups_header: str | None = Field(
+        None,
+        description="Request header in which the SSO proxy sends the user's groups (comma-separated), "
+        "mapped by auth.proxy_mapping. Set: the proxy is the directory (its users need no entry in "
+        "the users file; groups and role come from the header at each request). Empty: role and "
+        "groups come from the users file.",
+    )
+    sso_groups_separator: str = Field(
+        ",",
+        min_length=1,
+        max_length=4,
+        description="What separates the groups in sso_groups_header: ',' for plain names; where the "
+        "proxy sends DNs (which hold commas), have it join them with ';' or '|' and set that here.",
     )
     sso_secret_header: str = Field(
         "X-Enclave-Proxy-Secret",
@@ -436,6 +452,189 @@ class UISettings(_Section):
         return value
 
 
+class GroupRuleSettings(_Section):
+    match: str = Field(
+        description="A directory group's DN or name, or a shell pattern (* ?) matched without regard "
+        "to case against the whole name and its CN, e.g. 'CN=Finance-*' or 'finance*'."
+    )
+    groups: list[str] = Field(description="The Enclave groups a user in a matching group gets.")
+
+
+class GroupMappingSettings(_Section):
+    """From a directory's groups to Enclave groups and a role (core.identity.GroupMapping)."""
+
+    groups: list[GroupRuleSettings] = Field(
+        default_factory=list,
+        description="Rules: every rule whose match fits one of the user's groups adds its groups.",
+    )
+    admin: list[str] = Field(
+        default_factory=list, description="Directory groups (names or patterns) whose members are admins."
+    )
+    auditor: list[str] = Field(
+        default_factory=list, description="Directory groups (names or patterns) whose members are auditors."
+    )
+    pass_through: bool = Field(
+        False,
+        description="Also give each directory group's own short name (a DN's CN, lower-cased) as an "
+        "Enclave group, where the directory's groups already are the document groups.",
+    )
+
+    def to_mapping(self) -> GroupMapping:
+        return GroupMapping(
+            rules=tuple(GroupRule(r.match, tuple(sorted(set(r.groups)))) for r in self.groups),
+            admin=tuple(self.admin),
+            auditor=tuple(self.auditor),
+            pass_through=self.pass_through,
+        )
+
+
+class LdapSettings(_Section):
+    """Sign-in by bind against LDAP / Active Directory, groups from the directory (docs/deploy.md)."""
+
+    urls: list[str] = Field(
+        min_length=1,
+        description="Directory servers, tried in order: ldaps://dc1.corp.example:636, or ldap://... "
+        "with start_tls. Plain ldap:// without StartTLS only with allow_plain.",
+    )
+    start_tls: bool = Field(False, description="Upgrade ldap:// connections with StartTLS before binding.")
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) the directory's certificate must chain to. Empty: the system's.",
+    )
+    allow_plain: bool = Field(
+        False,
+        description="Allow ldap:// without StartTLS: passwords cross the network in clear. For tests "
+        "on 127.0.0.1 only.",
+    )
+    bind_dn: str | None = Field(
+        None,
+        description="The service account that looks users and groups up (e.g. "
+        "CN=svc-enclave,OU=Service,DC=corp,DC=example). Empty: anonymous searches.",
+    )
+    bind_password_file: Path | None = Field(
+        None, description="File holding the service account's password (mode 0600). Required with bind_dn."
+    )
+    user_base: str = Field(
+        description="Where users are searched (subtree), e.g. OU=Staff,DC=corp,DC=example."
+    )
+    user_filter: str = Field(
+        "(&(objectClass=inetOrgPerson)(uid={name}))",
+        description="Filter that finds one user by the name typed at sign-in ({name}, escaped). Active "
+        "Directory: (&(objectClass=user)(sAMAccountName={name})); by mail: (mail={name}).",
+    )
+    name_attribute: str = Field(
+        "uid", description="Attribute that holds the user's Enclave name (AD: sAMAccountName)."
+    )
+    display_name_attribute: str = Field("cn", description="Attribute shown as the user's full name.")
+    group_base: str | None = Field(None, description="Where groups are searched. Empty: user_base's domain.")
+    group_filter: str = Field(
+        "(|(member={dn})(uniqueMember={dn}))",
+        description="Filter for the groups that list a DN ({dn}, escaped) as a member.",
+    )
+    nested: Literal["in_chain", "recursive", "none"] = Field(
+        "recursive",
+        description="Nested groups: in_chain asks Active Directory for every group in the chain at "
+        "once (LDAP_MATCHING_RULE_IN_CHAIN); recursive searches level by level up to max_depth "
+        "(OpenLDAP and others); none: direct groups only.",
+    )
+    max_depth: int = Field(
+        8, ge=1, le=64, description="Most levels of nesting followed by nested: recursive."
+    )
+    disabled_filter: str | None = Field(
+        None,
+        description="Filter that matches a disabled account; its holder cannot sign in and is signed "
+        "out at the next check. AD: (userAccountControl:1.2.840.113556.1.4.803:=2); OpenLDAP with "
+        "ppolicy: (pwdAccountLockedTime=*).",
+    )
+    timeout_seconds: float = Field(10, gt=0, description="Connect and search timeout per server.")
+    mapping: GroupMappingSettings = Field(default_factory=GroupMappingSettings)  # type: ignore[arg-type]
+
+    @field_validator("urls")
+    @classmethod
+    def _ldap_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.lower().startswith(("ldap://", "ldaps://")):
+                raise ValueError(f"{url!r} is not an ldap:// or ldaps:// URL")
+        return value
+
+
+class OidcSettings(_Section):
+    """Sign-in with an on-premises OpenID Connect provider (Keycloak, ADFS, Authentik)."""
+
+    issuer: str = Field(
+        description="The provider's issuer URL, e.g. https://sso.corp.example/realms/corp; its "
+        "/.well-known/openid-configuration is read from there."
+    )
+    client_id: str = Field(description="Enclave's client id at the provider.")
+    client_secret_file: Path | None = Field(
+        None, description="File holding the client secret (mode 0600). Empty: a public client (PKCE only)."
+    )
+    redirect_url: str = Field(
+        description="Where the provider sends users back: Enclave's public address followed by "
+        "/auth/oidc/callback, registered at the provider."
+    )
+    post_logout_redirect_url: str | None = Field(
+        None,
+        description="Where the provider sends users after signing out there (RP-initiated logout); "
+        "registered at the provider. Empty: Enclave's sign-in page beside redirect_url.",
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email", "offline_access"],
+        description="Scopes asked for; openid is required, offline_access gives the refresh token "
+        "that revalidation uses.",
+    )
+    username_claim: str = Field(
+        "preferred_username", description="ID token claim holding the Enclave user name."
+    )
+    groups_claim: str = Field("groups", description="Claim (ID token or userinfo) listing the user's groups.")
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) the provider's certificate must chain to. Empty: the system's.",
+    )
+    allow_plain: bool = Field(False, description="Allow an http:// issuer. For tests on 127.0.0.1 only.")
+    jwks_cache_minutes: float = Field(
+        60, gt=0, description="How long the provider's signing keys are kept before being fetched again."
+    )
+    timeout_seconds: float = Field(10, gt=0, description="Timeout of each call to the provider.")
+    button_label: str = Field(
+        "Sign in with your organisation account", description="The sign-in page's button."
+    )
+    mapping: GroupMappingSettings = Field(default_factory=GroupMappingSettings)  # type: ignore[arg-type]
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("scopes must include openid")
+        return value
+
+
+class AuthSettings(_Section):
+    """Where users and groups come from besides the local users file (docs/deploy.md, Identity)."""
+
+    revalidate_minutes: float = Field(
+        5,
+        gt=0,
+        description="A directory or OIDC user's groups and role are read again this often during a "
+        "session: a user moved between groups sees the new documents, a disabled or deleted one is "
+        "signed out, at the next check.",
+    )
+    unreachable_grace_minutes: float = Field(
+        15,
+        ge=0,
+        description="When the directory or provider cannot be reached at a check, the groups last "
+        "read stay in force this long; after that the user's requests are refused until it answers. "
+        "0: refuse at once.",
+    )
+    ldap: LdapSettings | None = Field(None, description="LDAP / Active Directory sign-in. Empty: none.")
+    oidc: OidcSettings | None = Field(None, description="OpenID Connect sign-in. Empty: none.")
+    proxy_mapping: GroupMappingSettings = Field(
+        default_factory=GroupMappingSettings,  # type: ignore[arg-type]
+        description="How the groups the SSO proxy sends in ui.sso_groups_header map to Enclave groups "
+        "and a role.",
+    )
+
+
 class NetworkSettings(_Section):
     guard: Literal["strict", "warn", "off"] = Field(
         "strict",
@@ -469,6 +668,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)  # type: ignore[arg-type]
     ui: UISettings = Field(default_factory=UISettings)  # type: ignore[arg-type]
     network: NetworkSettings = Field(default_factory=NetworkSettings)  # type: ignore[arg-type]
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
     sources: dict[str, SourceSettings] = Field(
         default_factory=dict,
         description="Sources synced into the index, by name (docs/sources.md); `enclave sources add` "

@@ -31,8 +31,8 @@ from core.errors import EnclaveError
 from core.health import AdminStatus, CheckResult, GroupCount
 from core.settings import UISettings
 from core.types import Principal
-from core.users import UserStore
 from ui import markup
+from ui.accounts import Accounts
 from ui.auditor import esc
 from ui.login import require_role
 from ui.markup import literal
@@ -333,7 +333,7 @@ class AdminPage:
         self,
         status: StatusSource | None,
         audit: AuditLog,
-        users: UserStore,
+        users: Accounts,
         settings: UISettings,
         sources: SourceActions | None = None,
     ) -> None:

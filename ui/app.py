@@ -24,6 +24,7 @@ from audit import AuditLog
 from core.errors import ConfigError, EnclaveError
 from core.settings import Settings, UISettings
 from core.users import UserStore
+from ui.accounts import Accounts, accounts_for
 from ui.admin import AdminPage, SourceActions, StatusSource, is_admin
 from ui.auditor import AuditorPage, is_auditor
 from ui.chat import ChatPage
@@ -48,7 +49,7 @@ _CACHE_CLEANUP = (3600, 3600)
 
 def build_app(
     assistant: Any,
-    users: UserStore,
+    users: UserStore | Accounts,
     settings: Settings,
     audit: AuditLog | None = None,
     admin_status: StatusSource | None = None,
@@ -72,6 +73,8 @@ def build_app(
                 "sign-ins and feedback do not go to a separate SQLite file"
             )
         audit_log = AuditLog(settings.audit_path)
+    # The users file and, where auth.* sets them, the directory and the OIDC provider.
+    accounts = users if isinstance(users, Accounts) else accounts_for(settings, users, audit_log)
     app = gr.Blocks(
         title=f"{org} · Enclave", analytics_enabled=False, fill_height=True, delete_cache=_CACHE_CLEANUP
     )
@@ -80,22 +83,24 @@ def build_app(
         # default bar (which would show "Home" and "Audit log" to everyone).
         navbar = gr.Navbar(visible="hidden", main_page_name="Chat")
         page = ChatPage(
-            assistant, users, settings.ui, audit=audit_log, limit=QuestionLimit.from_settings(settings)
+            assistant, accounts, settings.ui, audit=audit_log, limit=QuestionLimit.from_settings(settings)
         )
         page.build()
         page.register_events(app)
-        app.load(_navbar_for(users), inputs=None, outputs=navbar, api_name="navbar", api_visibility="private")
+        app.load(
+            _navbar_for(accounts), inputs=None, outputs=navbar, api_name="navbar", api_visibility="private"
+        )
     with app.route("Audit log", AUDIT_PATH):
         gr.Navbar(visible=True, main_page_name="Chat")
-        auditor = AuditorPage(audit_log, users, settings.ui)
+        auditor = AuditorPage(audit_log, accounts, settings.ui)
         auditor.build()
         auditor.register_events(app)
     with app.route("Admin", ADMIN_PATH):
         gr.Navbar(visible=True, main_page_name="Chat")
-        admin = AdminPage(admin_status, audit_log, users, settings.ui, admin_sources)
+        admin = AdminPage(admin_status, audit_log, accounts, settings.ui, admin_sources)
         admin.build()
         admin.register_events(app)
-    setattr(app, _SIGN_IN, (users, audit_log, auditor.export))
+    setattr(app, _SIGN_IN, (accounts, audit_log, auditor.export))
     configure_queue(app, settings.ui)
     return app
 
@@ -113,7 +118,7 @@ def configure_queue(app: gr.Blocks, ui: UISettings) -> None:
     app.create_limiter()  # Blocks.launch() would; serve() mounts the app instead
 
 
-def _navbar_for(users: UserStore) -> Any:
+def _navbar_for(users: Accounts) -> Any:
     def navbar(request: gr.Request) -> Any:
         """Page links for auditors and admins only; staff have one page, and no bar."""
         try:

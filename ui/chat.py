@@ -21,8 +21,8 @@ from audit.log import MAX_COMMENT_CHARS
 from core.errors import AccessDenied, AuditIntegrityError, EnclaveError
 from core.settings import HISTORY_TURNS_MAX, UISettings
 from core.types import Answer, AnswerMode, Citation, SentenceSupport, StreamEvent
-from core.users import UserStore
 from ui import markup
+from ui.accounts import Accounts
 from ui.login import principal_of
 from ui.sessions import QuestionLimit
 
@@ -181,7 +181,7 @@ class ChatPage:
     def __init__(
         self,
         assistant: Any,
-        users: UserStore,
+        users: Accounts,
         settings: UISettings,
         *,
         audit: AuditLog,

@@ -16,12 +16,12 @@ import gradio as gr
 from audit import AuditLog
 from core.errors import AccessDenied, EnclaveError
 from core.types import Principal
-from core.users import UserStore
+from ui.accounts import Accounts
 
 log = logging.getLogger(__name__)
 
 
-def principal_of(request: gr.Request | None, users: UserStore) -> Principal:
+def principal_of(request: gr.Request | None, users: Accounts) -> Principal:
     """The signed-in user's Principal, or AccessDenied: there is no anonymous use."""
     name = getattr(request, "username", None) if request is not None else None
     if not name:
@@ -39,7 +39,7 @@ ACCESS_DENIED_EVENT = "access_denied"
 
 def require_role(
     request: gr.Request | None,
-    users: UserStore,
+    users: Accounts,
     audit: AuditLog,
     roles: Collection[str],
     *,

@@ -29,8 +29,8 @@ from audit import AuditLog
 from core.errors import AccessDenied, EnclaveError
 from core.settings import Settings
 from core.types import Principal
-from core.users import UserStore
 from ui import markup
+from ui.accounts import Accounts
 from ui.boundary import USER_KEY, Boundary, Events
 from ui.files import Attachments, SourceFiles, Sources, stream_blocks
 from ui.pages import NOTICES, load_logo, login_page, safe_next, wants_html
@@ -56,7 +56,7 @@ _EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjso
 def create_server(
     blocks: Any,
     settings: Settings,
-    users: UserStore,
+    users: Accounts,
     audit: AuditLog,
     sources: Sources | None,
     attachments: Attachments | None = None,

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import ConfigError
 from core.settings import Settings
@@ -162,7 +163,18 @@ _SCHEMA = (
     "detail TEXT NOT NULL, opened REAL NOT NULL, count INTEGER NOT NULL, first TEXT NOT NULL, "
     "PRIMARY KEY (event, user, detail))",
     "CREATE INDEX IF NOT EXISTS audit_windows_opened ON audit_windows (opened)",
+    # What a directory (LDAP, OIDC, the SSO proxy's groups header) said of each user it let in,
+    # and when: ui.accounts reads it on each request and asks again when a check is due.
+    # `state`: what the next check needs (an OIDC refresh token); `gone`: why the directory no
+    # longer lets the user in; `version`: bumped on each write, so two checks at once write once.
+    "CREATE TABLE IF NOT EXISTS identities (user TEXT PRIMARY KEY, backend TEXT NOT NULL, "
+    "subject TEXT NOT NULL, role TEXT NOT NULL, groups TEXT NOT NULL, directory_groups TEXT NOT NULL, "
+    "display_name TEXT NOT NULL, checked REAL NOT NULL, state TEXT, gone TEXT, "
+    "version INTEGER NOT NULL DEFAULT 0)",
 )
+_IDENTITY_COLUMNS = (
+    "user", "backend", "subject", "role", "groups", "directory_groups", "display_name", "checked", "state",
+)  # fmt: skip
 OTHER_DETAIL = "*"  # the window that takes a user's repeats beyond AuthStore.max_details
 
 
@@ -293,6 +305,50 @@ class AuthStore:
                 return max(0.0, times[-limit] + window_s - now)
             conn.execute("INSERT INTO counted (kind, user, ts) VALUES (?, ?, ?)", (kind, user, now))
         return None
+
+    # -- directory identities ------------------------------------------------------------------
+
+    def identity(self, user: str) -> dict[str, Any] | None:
+        """What a directory last said of `user` (a row of `identities`), or None."""
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute("SELECT * FROM identities WHERE user = ?", (user,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def put_identity(self, row: dict[str, Any]) -> None:
+        """Keep what a directory says of a user now (at a sign-in, or a proxy request)."""
+        values = [row[c] for c in _IDENTITY_COLUMNS]
+        with self._writing() as conn:
+            conn.execute(
+                f"INSERT INTO identities ({', '.join(_IDENTITY_COLUMNS)}, gone, version) "
+                f"VALUES ({', '.join('?' * len(_IDENTITY_COLUMNS))}, NULL, 1) "
+                "ON CONFLICT (user) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in _IDENTITY_COLUMNS[1:])
+                + ", gone = NULL, version = identities.version + 1",
+                values,
+            )
+
+    def replace_identity(self, user: str, version: int, row: dict[str, Any]) -> bool:
+        """Keep a check's answer if nothing was written since `version` was read: False when
+        another request or replica got there first (its answer stands)."""
+        with self._writing() as conn:
+            changed = conn.execute(
+                "UPDATE identities SET "
+                + ", ".join(f"{c} = ?" for c in _IDENTITY_COLUMNS[1:])
+                + ", version = version + 1 WHERE user = ? AND version = ? AND gone IS NULL",
+                [*(row[c] for c in _IDENTITY_COLUMNS[1:]), user, version],
+            ).rowcount
+        return bool(changed)
+
+    def mark_gone(self, user: str, reason: str, now: float) -> bool:
+        """The directory no longer lets `user` in: False when that was already known."""
+        with self._writing() as conn:
+            changed = conn.execute(
+                "UPDATE identities SET gone = ?, checked = ?, state = NULL, version = version + 1 "
+                "WHERE user = ? AND gone IS NULL",
+                (reason, now, user),
+            ).rowcount
+        return bool(changed)
 
     # -- repeated audit events ---------------------------------------------------------------
 

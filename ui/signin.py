@@ -30,9 +30,11 @@ from typing import Any
 
 from audit import AuditLog
 from core.errors import ConfigError
+from core.identity import LOCAL, PROXY, DirectoryAccount, DirectoryUnavailable, Gone
 from core.settings import Settings
 from core.types import Principal
 from core.users import UserStore
+from ui.accounts import Account, Accounts, accounts_for
 from ui.login import ACCESS_DENIED_EVENT
 from ui.sessions import (
     REFRESH_AFTER_S,
@@ -80,12 +82,16 @@ class Refusal:
 class Gate:
     """Sessions, SSO and sign-in for one server; shared by the middleware and the routes."""
 
-    def __init__(self, settings: Settings, users: UserStore, audit: AuditLog) -> None:
+    def __init__(self, settings: Settings, users: UserStore | Accounts, audit: AuditLog) -> None:
         ui = settings.ui
-        self.users = users
         self.audit = audit
         self.secret = load_secret(settings.session_secret_path)
         self.store = AuthStore(settings.auth_store_path)  # its schema is made here, once
+        # Local users and, where auth.* configures them, the directory's (ui.accounts).
+        self.users = users if isinstance(users, Accounts) else accounts_for(settings, users, audit)
+        self.proxy_groups_header = ui.sso_groups_header.lower() if ui.sso_groups_header else None
+        self.proxy_groups_separator = ui.sso_groups_separator
+        self.proxy_mapping = settings.auth.proxy_mapping.to_mapping()
         self.idle_s = ui.session_idle_minutes * 60
         self.max_s = ui.session_max_hours * 3600
         self.secure = ui.cookie_secure
@@ -157,8 +163,19 @@ class Gate:
             return Refusal(401, "Your session expired after a time without use. Sign in again.", True)
         if self.store.is_revoked(session.sid):
             return Refusal(401, "You have signed out. Sign in again.", True)
-        record = self.users.get(session.user)
+        try:
+            record = self.users.get(session.user)
+        except DirectoryUnavailable as exc:
+            log.error("cannot confirm %r's groups: %s", session.user, exc)
+            return Refusal(
+                503,
+                "Your groups cannot be confirmed: the organisation's directory cannot be reached. "
+                "Try again in a few minutes; tell the service desk if this lasts.",
+            )
         if record is None:
+            gone = self.users.gone_reason(session.user)
+            if gone is not None:
+                return Refusal(401, f"You were signed out: your account was {gone}.", True)
             return Refusal(401, "Your account no longer exists. Sign in again.", True)
         if not hmac.compare_digest(session.mark, password_mark(self.secret, record.password_hash)):
             return Refusal(401, "Your password was changed since you signed in. Sign in again.", True)
@@ -174,7 +191,7 @@ class Gate:
             named = headers[self.sso_header].strip()
             why = self._unproven_proxy(headers, peer)
             if why is None:
-                return self._sso(named, current, peer, path, now)
+                return self._sso(named, current, headers, peer, path, now)
             log.warning("refused the %s header from %s: %s", self.sso_header, peer, why)
             self.audit_event(
                 ACCESS_DENIED_EVENT,
@@ -206,20 +223,46 @@ class Gate:
         return None
 
     def _sso(
-        self, named: str, current: Session | Refusal | None, peer: str | None, path: str, now: float
+        self,
+        named: str,
+        current: Session | Refusal | None,
+        headers: dict[str, str],
+        peer: str | None,
+        path: str,
+        now: float,
     ) -> Identity | Refusal:
         if isinstance(current, Session) and current.user == named:
+            if self.proxy_groups_header:
+                try:
+                    self._proxy_account(named, headers)  # the groups the header carries now
+                except _LocalName:
+                    pass  # a session made before the name became local: check() holds it to the file
             return Identity(named, current.sid)  # the session it already has; refreshed by the proxy's header
         if not named:
             return Refusal(
                 403, f"The sign-in proxy sent an empty {self.sso_header} header; ask its administrator."
             )
         try:
-            record = self.users.get(named)
+            record: Account | None = (
+                self._proxy_account(named, headers)
+                if self.proxy_groups_header
+                else self.users.local_account(named)
+            )
         except ConfigError:
             log.exception("SSO sign-in refused for %r: the users file could not be read", named)
             return Refusal(
                 503, "Sign-in is unavailable: the users file could not be read. Tell the administrator."
+            )
+        except _LocalName:
+            self.audit_event(
+                ACCESS_DENIED_EVENT,
+                named,
+                {"reason": "proxy user is a local account", "method": "sso", "path": path, "address": peer},
+            )
+            return Refusal(
+                403,
+                f"{named!r} is a local Enclave account: sign in with its password, not through the "
+                "sign-in proxy.",
             )
         if record is None:
             self.audit_event(
@@ -233,19 +276,36 @@ class Gate:
                 "Ask an administrator to add it (enclave users add).",
             )
         session = self.new_session(named, record.password_hash, "sso", now)
-        if not self.audit_event("sign_in", named, {"method": "sso", "session": session.sid, "address": peer}):
+        granted = _granted(record)
+        if not self.audit_event(
+            "sign_in", named, {"method": "sso", **granted, "session": session.sid, "address": peer}
+        ):
             return Refusal(503, "Sign-in could not be recorded in the audit log; try again later.")
         return Identity(named, session.sid, issue_token(self.secret, session))
+
+    def _proxy_account(self, named: str, headers: dict[str, str]) -> Account:
+        """The account the proxy's groups header makes of `named` now (kept, and a change from
+        the last request audited by ui.accounts). _LocalName for a name of the users file."""
+        if self.users.local(named) is not None:
+            raise _LocalName(named)
+        assert self.proxy_groups_header is not None
+        sent = headers.get(self.proxy_groups_header, "").split(self.proxy_groups_separator)
+        groups = tuple(sorted({g.strip() for g in sent if g.strip()}))
+        return self.users.seen(self.proxy_mapping.account(named, PROXY, named, groups))
 
     # -- password sign-in ------------------------------------------------------------------------
 
     def sign_in(self, name: str, password: str, address: str, now: float) -> str | Refusal:
         """A session token for these credentials, or why not (the refusal is audited).
 
-        The attempt is counted as failed before the password is checked, in one transaction, and
-        taken back when it was right, so parallel guesses cannot slip past the throttle."""
+        A name in the users file is checked against it (the break-glass admin signs in so when
+        the directory is down); any other name against LDAP / Active Directory where auth.ldap
+        is set. The attempt is counted as failed before the password is checked, in one
+        transaction, and taken back when it was right, so parallel guesses cannot slip past the
+        throttle."""
         try:
             logged_name = self._logged_name(name)
+            local = self.users.local(name)
         except ConfigError:
             log.exception("sign-in refused: the users file could not be read")
             return Refusal(
@@ -262,8 +322,13 @@ class Gate:
                 f"Try again after {at} (in {duration_text(max(1.0, attempt))}).",
                 retry_after=attempt,
             )
+        directory = self.users.ldap
+        if local is None and directory is not None:
+            return self._directory_sign_in(
+                directory, name, password, logged_name, attempt, pair, address, now
+            )
         try:
-            principal = self.users.authenticate(name, password)
+            principal = self.users.authenticate_local(name, password)
         except ConfigError:
             self.store.succeeded(attempt, {})  # not the user's failure
             log.exception("sign-in refused for %r: the users file could not be read", logged_name)
@@ -271,26 +336,105 @@ class Gate:
                 503, "Sign-in is unavailable: the users file could not be read. Tell the administrator."
             )
         if principal is None:
-            self.audit_event(
-                "sign_in_failed", logged_name, {"reason": "wrong user name or password", "address": address}
-            )
-            log.info("sign-in refused for %r from %s", logged_name, address)
-            return Refusal(401, "Wrong user name or password.")
+            return self._wrong_password(logged_name, address)
         self.store.succeeded(attempt, pair)
-        record = self.users.get(principal.name)
+        record = self.users.local_account(principal.name)
         if record is None:  # removed in the instant since
             return Refusal(401, "Wrong user name or password.")
-        session = self.new_session(principal.name, record.password_hash, "password", now)
-        if not self.audit_event(
-            "sign_in", principal.name, {"method": "password", "session": session.sid, "address": address}
-        ):
+        return self._signed_in(record, "password", address, now)
+
+    def _directory_sign_in(
+        self,
+        directory: Any,
+        name: str,
+        password: str,
+        logged_name: str,
+        attempt: str,
+        pair: dict[str, str],
+        address: str,
+        now: float,
+    ) -> str | Refusal:
+        """Sign-in by bind against LDAP / Active Directory (ui.directory.LdapDirectory)."""
+        try:
+            found: DirectoryAccount | Gone | None = directory.authenticate(name, password)
+        except DirectoryUnavailable as exc:
+            self.store.succeeded(attempt, {})  # not the user's failure
+            log.error("sign-in refused for %r: %s", logged_name, exc)
+            return Refusal(
+                503,
+                "Sign-in is unavailable: the organisation's directory cannot be reached. Try again "
+                "in a few minutes; tell the service desk if this lasts.",
+            )
+        if found is None:
+            return self._wrong_password(logged_name, address)
+        if isinstance(found, Gone):
+            # Said only to whoever knew the password: the bind succeeded, the account is disabled.
+            self.audit_event(
+                "sign_in_failed", name, {"reason": found.reason, "address": address, "backend": "ldap"}
+            )
+            return Refusal(403, f"Your account is {found.reason}: ask the service desk to enable it.")
+        self.store.succeeded(attempt, pair)
+        if self.users.local(found.name) is not None:
+            # The directory's name for this user is a local account's: never let one become the other.
+            self.audit_event(
+                "sign_in_failed",
+                found.name,
+                {
+                    "reason": "directory user has a local account's name",
+                    "address": address,
+                    "backend": "ldap",
+                },
+            )
+            return Refusal(
+                403,
+                f"The directory's account {found.name!r} has the name of a local Enclave account; "
+                "ask an administrator to rename one of them.",
+            )
+        return self._signed_in(self.users.signed_in(found), "password", address, now)
+
+    def _wrong_password(self, logged_name: str, address: str) -> Refusal:
+        self.audit_event(
+            "sign_in_failed", logged_name, {"reason": "wrong user name or password", "address": address}
+        )
+        log.info("sign-in refused for %r from %s", logged_name, address)
+        return Refusal(401, "Wrong user name or password.")
+
+    def _signed_in(self, account: Account, method: str, address: str, now: float) -> str | Refusal:
+        """A session for `account`, its sign_in record naming the backend, role and groups granted."""
+        session = self.new_session(account.name, account.password_hash, method, now)
+        data = {"method": method, **_granted(account), "session": session.sid, "address": address}
+        if not self.audit_event("sign_in", account.name, data):
             return Refusal(503, "Sign-in could not be recorded in the audit log; try again later.")
         return issue_token(self.secret, session)
 
+    def sign_in_directory(
+        self, found: DirectoryAccount, state: str | None, method: str, address: str, now: float
+    ) -> str | Refusal:
+        """A session for a user an identity provider vouched for (OIDC): kept with `state` (its
+        refresh token, for the checks to come), the sign_in record naming their groups."""
+        if self.users.local(found.name) is not None:
+            self.audit_event(
+                "sign_in_failed",
+                found.name,
+                {
+                    "reason": "provider user has a local account's name",
+                    "address": address,
+                    "backend": found.backend,
+                },
+            )
+            return Refusal(
+                403,
+                f"The provider's account {found.name!r} has the name of a local Enclave account; "
+                "ask an administrator to rename one of them.",
+            )
+        return self._signed_in(self.users.signed_in(found, state), method, address, now)
+
     def _logged_name(self, name: str) -> str:
-        """A typed user name as the audit log keeps it: only when it names a user (otherwise it
-        may be a password typed into the wrong field)."""
-        return name if self.users.get(name) is not None else UNKNOWN_USER
+        """A typed user name as the audit log keeps it: only when it names a user, local or
+        one a directory let in before (otherwise it may be a password typed into the wrong field)."""
+        if self.users.local(name) is not None or self.users.store.identity(name) is not None:
+            return name
+        return UNKNOWN_USER
 
     def sign_out(self, token: str | None, address: str, now: float) -> str | None:
         """End the token's session everywhere; the user it belonged to, if it was good."""
@@ -302,7 +446,11 @@ class Gate:
         return current.user
 
     def principal(self, name: str) -> Principal | None:
-        record = self.users.get(name)
+        try:
+            record = self.users.get(name)
+        except DirectoryUnavailable as exc:  # check() just passed: the grace ran out in between
+            log.error("cannot confirm %r's groups: %s", name, exc)
+            return None
         return record.principal if record is not None else None
 
     def audit_event(self, event: str, user: str, data: dict[str, Any], now: float | None = None) -> bool:
@@ -360,6 +508,18 @@ def load_proxy_secret(path: Path | None) -> bytes:
             f"{MIN_PROXY_SECRET_CHARS}: put a long random secret there (e.g. openssl rand -hex 32)"
         )
     return secret.encode("utf-8")
+
+
+class _LocalName(Exception):
+    """A name the SSO proxy sent is a local account's."""
+
+
+def _granted(account: Account) -> dict[str, Any]:
+    """What a sign_in record says was granted: backend, role, groups (and the directory's own)."""
+    data: dict[str, Any] = {"backend": account.backend, "role": account.role, "groups": list(account.groups)}
+    if account.backend != LOCAL:
+        data["directory_groups"] = list(account.directory_groups)
+    return data
 
 
 def _iso(ts: float) -> str:

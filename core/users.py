@@ -28,6 +28,12 @@ ROLES: tuple[str, ...] = get_args(Role)
 _NO_USER_HASH = "scrypt$16384$8$1$T7IuOS/3Yt614RleqH5xMg==$F4Eq0l7vwttE8da2Gr0LQQzNIQqoqQlD0YD1BMiTa/A="
 
 
+def valid_user_name(name: str) -> bool:
+    """Whether `name` may be an Enclave user name (letters, digits and . _ @ -, at most 64), as
+    local users' names are, and as a directory's or provider's must be to sign in."""
+    return _NAME.fullmatch(name) is not None
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, maxmem=64 * 1024 * 1024, **_SCRYPT)

@@ -32,6 +32,8 @@ LIBRARY_OWNERS = {
     "smbclient": {"ingest"},
     "smbprotocol": {"ingest"},
     "imapclient": {"ingest"},
+    "authlib": {"ui"},
+    "joserfc": {"ui"},
 }
 
 

@@ -8,7 +8,11 @@
 # Dovecot's IMAP server (the SMB and IMAP sources, tests/integration/test_connectors.py: the tests
 # start throwaway servers of their own on 127.0.0.1; the services the packages set up are not
 # used, and in a container without systemd they are not started), and acl's setfacl/getfacl (the
-# POSIX ACLs of a folder source with `groups: from-source`, tests/integration/test_source_permissions.py).
+# POSIX ACLs of a folder source with `groups: from-source`, tests/integration/test_source_permissions.py),
+# and OpenLDAP's slapd with ldap-utils (the LDAP / Active Directory sign-in,
+# tests/integration/test_ldap_directory.py: the tests start a throwaway directory of their own on
+# 127.0.0.1 with a cn=config in a temporary folder; the directory Debian's package sets up is not
+# used).
 # Installs only what is missing;
 # needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes with
 # systemd, already on Debian.
@@ -21,8 +25,9 @@ need=()
 [[ -x /usr/sbin/smbd ]] || need+=(samba)
 [[ -x /usr/sbin/dovecot ]] || need+=(dovecot-imapd)
 [[ -x /usr/bin/setfacl ]] || need+=(acl)
+[[ -x /usr/sbin/slapd ]] || need+=(slapd ldap-utils)
 if ((${#need[@]} == 0)); then
-    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd, acl"
+    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd, acl, slapd"
     exit 0
 fi
 if [[ $(id -u) != 0 ]]; then

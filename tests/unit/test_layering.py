@@ -34,6 +34,7 @@ LIBRARY_OWNERS = {
     "imapclient": {"ingest"},
     "authlib": {"ui"},
     "joserfc": {"ui"},
+    "ldap3": {"ui"},
 }
 
 

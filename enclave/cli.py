@@ -723,14 +723,25 @@ def users_add(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create a user, or replace one of the same name."""
+    """Create a user, or replace one of the same name (audited: `user_changed`)."""
     settings = state.settings
+    users = wiring.build_users(settings)
+    audit = wiring.build_audit(settings)
+    audit.check_writable()  # a change to who may read what that could not be audited is never made
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass(f"password for {name}: ")
-    record = wiring.build_users(settings).add(name, password, role, parse_groups(groups))
-    typer.echo(f"user {record.name}: role {record.role}, groups {', '.join(record.groups) or '(none)'}")
+    before = users.get(name)
+    record = users.add(name, password, role, parse_groups(groups))
+    try:
+        audited = store_commands.audit_user_changed(audit, store_commands.Caller.local(), before, record)
+    except EnclaveError as exc:
+        fail(f"user {record.name} was changed, but its audit record could not be written: {exc}")
+    typer.echo(
+        f"user {record.name}: role {record.role}, groups {', '.join(record.groups) or '(none)'} "
+        f"(audit record {audited.id})"
+    )
 
 
 @users_app.command("list")
@@ -998,6 +1009,103 @@ def audit_export(
         Path(tmp).unlink(missing_ok=True)
         raise
     typer.echo(f"exported {count} records to {out}", err=True)
+
+
+@audit_app.command("access")
+def audit_access(
+    name: Annotated[str, typer.Argument(help="The user, as the audit log names them.")],
+    on: Annotated[str | None, typer.Option("--on", help="This day, YYYY-MM-DD (UTC).")] = None,
+    since: _SinceOpt = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="Up to this date (the whole day) or ISO time, inclusive (default: now)."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Most documents listed per interval.")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print everything, every document, as JSON.")
+    ] = False,
+) -> None:
+    """What NAME could read, and was shown, on a day (--on) or from --since to --until.
+
+    From the audit log alone: the role and groups NAME held and when (sign-ins, group changes seen
+    at revalidation, local user changes, the groups each answer was searched with), the documents
+    in the index whose groups let them read each one then, and the questions they asked with the
+    documents cited. Where no record names their groups (sign-ins logged before records named
+    them) it says "unknown".
+    """
+    from datetime import UTC, datetime
+
+    from audit.access import day_range, read_access
+    from audit.query import RecordFilter
+
+    if on is not None and (since is not None or until is not None):
+        fail("give either --on DAY or --since/--until, not both")
+    if on is None and since is None:
+        fail("give the day (--on YYYY-MM-DD) or the start of the range (--since)")
+    try:
+        if on is not None:
+            query = day_range(on, "--on")
+        else:
+            query = RecordFilter.of(since=since, until=until or datetime.now(UTC).isoformat())
+        report = read_access(wiring.build_audit(state.settings), name, query)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    typer.echo(f"{report.user}: {_moment(report.start)} to {_moment(report.end)} (UTC)")
+    for s in report.standings:
+        said = f"{s.event} #{s.record_id} at {_moment(s.since or '')}" if s.record_id else "no record before"
+        span = f"{_moment(s.start)} to {_moment(s.end)}"
+        if s.revoked:
+            typer.echo(f"\n{span}: signed out by the directory ({said}): nothing readable")
+            continue
+        if s.groups is None:
+            typer.echo(
+                f"\n{span}: groups UNKNOWN, role {s.role or 'unknown'} ({said}): what they could read is unknown"
+            )
+            continue
+        backend = f"{s.backend}, " if s.backend else ""
+        typer.echo(
+            f"\n{span}: role {s.role or 'unknown'}, groups {', '.join(s.groups) or '(none)'} ({backend}{said})"
+        )
+        documents = s.documents or ()
+        typer.echo(f"  {len(documents)} documents readable")
+        for d in documents[:limit]:
+            window = (
+                "" if (d.start, d.end) == (s.start, s.end) else f"  ({_moment(d.start)} to {_moment(d.end)})"
+            )
+            typer.echo(f"    {d.doc_id}  {d.label}  [{', '.join(d.groups)}]{window}")
+        if len(documents) > limit:
+            typer.echo(f"    ... and {len(documents) - limit} more (--limit, or --json for all)")
+    readable = report.readable()
+    typer.echo(
+        f"\nreadable at some moment of the range: {len(readable)} documents"
+        + (" (and some of the range unknown)" if report.unknown else "")
+    )
+    typer.echo(f"asked and shown: {len(report.shown)}")
+    for shown in report.shown:
+        mark = f" ERROR {shown.error}" if shown.error else ""
+        question = " ".join(shown.question.split())
+        typer.echo(f"  #{shown.record_id} {_moment(shown.ts)} {shown.event}{mark} {question[:70]}")
+        for d in shown.documents:
+            note = {
+                True: "",
+                False: "  (NOT readable with the groups recorded then)",
+                None: "  (groups then unknown)",
+            }[d.readable]
+            typer.echo(
+                f"    {'opened' if shown.event == 'file_opened' else 'cited'}: {d.label} ({d.doc_id}){note}"
+            )
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+
+
+def _moment(ts: str) -> str:
+    """A stored time as the tables show it: to the second, Z for UTC."""
+    return f"{ts[:19]}Z" if ts else "?"
 
 
 def _operator() -> str:

@@ -151,7 +151,7 @@ def prepare_demo(settings: Settings) -> list[tuple[str, str, str, tuple[str, ...
     embedder = wiring.build_embedder(settings)
     store = wiring.build_store(settings)
     pipeline = wiring.build_pipeline(settings, embedder=embedder, store=store)
-    from enclave.store_commands import Caller, audit_ingest
+    from enclave.store_commands import Caller, audit_ingest, audit_user_changed
     from ingest.pipeline import IngestReport
     from ingest.reports import files_under, save_last_report
 
@@ -172,5 +172,5 @@ def prepare_demo(settings: Settings) -> list[tuple[str, str, str, tuple[str, ...
     users = wiring.build_users(settings)
     for name, password, role, groups in DEMO_USERS:
         if users.get(name) is None:
-            users.add(name, password, role, groups)
+            audit_user_changed(audit, Caller.local(), None, users.add(name, password, role, groups))
     return DEMO_USERS

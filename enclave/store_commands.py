@@ -30,6 +30,7 @@ from enclave import wiring
 if TYPE_CHECKING:
     from audit.log import AuditLog
     from audit.records import AuditRecord
+    from core.users import UserRecord
     from ingest.manifest import DocEntry, FileEntry, Manifest
     from ingest.pipeline import FileOutcome, IngestPipeline, IngestReport
     from vectorstore.embedding import Embedder
@@ -229,6 +230,24 @@ def audit_ingest(
     return audit.append(INGEST_EVENT, audit_user(caller), data=data)
 
 
+def audit_user_changed(
+    audit: AuditLog, caller: Caller, before: UserRecord | None, after: UserRecord
+) -> AuditRecord:
+    """The `user_changed` record of a local user created or replaced (`before`: as it was, None
+    when new): its role and groups then and now, never a password or its hash. `user` is the
+    account changed, so that a search by its name finds what it was given and when."""
+    data = {
+        "backend": "local",
+        "role": after.role,
+        "groups": list(after.groups),
+        "created": before is None,
+        "role_before": before.role if before else None,
+        "groups_before": list(before.groups) if before else None,
+        "started_by": asdict(caller),
+    }
+    return audit.append("user_changed", after.name, data=data)
+
+
 def ingest(stores: Stores, call: Call, console: Console) -> Result:
     from core.users import parse_groups
     from ingest.acl import GroupPolicy
@@ -415,6 +434,7 @@ __all__ = [
     "Stores",
     "SyncArgs",
     "audit_ingest",
+    "audit_user_changed",
     "json_text",
     "resolve_doc",
     "run",

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import gradio as gr
 
 from audit import AuditLog, AuditRecord, Feedback, RecordFilter
+from audit.access import AccessReport, day_range, read_access
 from audit.anchors import Anchor, last_anchor, read_anchors
 from core.errors import AccessDenied, EnclaveError
 from core.settings import UISettings
@@ -38,6 +39,7 @@ AUDIT_ROLES = frozenset({"auditor"})
 NOT_ALLOWED = "Not allowed: the audit log is open to auditors only."
 EXPORT_EVENT = "audit_export"
 PAGE_ROWS = 200
+ACCESS_ROWS = 200  # documents listed per interval on "Access on a day"
 TABLE_HEADERS = ["id", "time (UTC)", "user", "event", "question", "error", "feedback"]
 ANY = "all"
 FEEDBACK_CHOICES = [
@@ -291,6 +293,57 @@ def anchor_markdown(anchor: Anchor | None, where: Path | None) -> str:
 # -- the page ------------------------------------------------------------------------------------
 
 
+def _span(start: str, end: str) -> str:
+    return f"{esc(start[:19].replace('T', ' '))} to {esc(end[:19].replace('T', ' '))}"
+
+
+def access_html(report: AccessReport, limit: int = ACCESS_ROWS) -> str:
+    """What a user could read, and was shown, over a range (audit.access), for the page."""
+    parts = [f"<h4>{esc(report.user)}: {_span(report.start, report.end)} UTC</h4>"]
+    for s in report.standings:
+        said = f"{esc(s.event)} #{s.record_id}" if s.record_id else "no record before"
+        if s.revoked:
+            parts.append(
+                f"<p><b>{_span(s.start, s.end)}</b>: signed out by the directory ({said}); nothing readable</p>"
+            )
+            continue
+        if s.groups is None:
+            parts.append(
+                f"<p><b>{_span(s.start, s.end)}</b>: groups <b>unknown</b> ({said}): no record names them, "
+                "so what could be read then is unknown</p>"
+            )
+            continue
+        docs = s.documents or ()
+        parts.append(
+            f"<p><b>{_span(s.start, s.end)}</b>: role {esc(s.role or 'unknown')}, groups "
+            f"{esc(', '.join(s.groups) or '(none)')} ({esc(s.backend) + ', ' if s.backend else ''}{said}): "
+            f"{len(docs)} documents readable</p>"
+        )
+        if docs:
+            rows = [
+                {"doc_id": d.doc_id, "document": d.label, "groups": ", ".join(d.groups),
+                 "from": d.start[:19].replace("T", " "), "until": d.end[:19].replace("T", " ")}
+                for d in docs[:limit]
+            ]  # fmt: skip
+            more = f"<p>… and {len(docs) - limit} more (`enclave audit access --json` lists all)</p>"
+            parts.append(
+                dict_table(rows, ["doc_id", "document", "groups", "from", "until"])
+                + (more if len(docs) > limit else "")
+            )
+    shown = [
+        {"id": s.record_id, "time": s.ts[:19].replace("T", " "), "event": s.event, "question": s.question,
+         "error": s.error, "documents": "; ".join(
+             f"{d.label} ({'readable' if d.readable else 'NOT readable' if d.readable is False else 'unknown'})"
+             for d in s.documents)}
+        for s in report.shown
+    ]  # fmt: skip
+    parts.append(
+        _section(f"Asked and shown ({len(shown)})", dict_table(shown, ["id", "time", "event", "question"]))
+    )
+    parts.extend(f"<p><i>{esc(note)}</i></p>" for note in report.notes)
+    return "".join(parts)
+
+
 class AuditorPage:
     """The auditor page, kotaemon-style: `build()` lays it out, `register_events()` wires it."""
 
@@ -351,6 +404,14 @@ class AuditorPage:
             self.detail = gr.HTML(js_on_load=None, css_template=RECORD_CSS, elem_id="enclave-audit-record")
             with gr.Accordion("Raw record (JSON, as stored)", open=False):
                 self.raw = gr.JSON(elem_id="enclave-audit-raw")
+            with gr.Accordion("Access on a day: what a user could read, and was shown", open=False):
+                with gr.Row(equal_height=True):
+                    self.access_user = gr.Textbox(label="User", elem_id="enclave-audit-access-user")
+                    self.access_day = gr.DateTime(label="Day (UTC)", include_time=False, type="string")
+                    self.access_show = gr.Button("Show access", elem_id="enclave-audit-access-show")
+                self.access = gr.HTML(
+                    js_on_load=None, css_template=RECORD_CSS, elem_id="enclave-audit-access"
+                )
 
     def register_events(self, app: gr.Blocks) -> None:
         filters = [self.user, self.since, self.until, self.text, self.event, self.feedback, self.outcome]
@@ -394,6 +455,14 @@ class AuditorPage:
         )
         self.export_jsonl.click(
             self.export_as_jsonl, inputs=filters, outputs=self.download, api_name="audit_export_jsonl", **api
+        )
+        gr.on(
+            triggers=[self.access_show.click, self.access_user.submit],
+            fn=self.access_on_day,
+            inputs=[self.access_user, self.access_day],
+            outputs=self.access,
+            api_name="audit_access",
+            **api,
         )
 
     # -- the guard -----------------------------------------------------------------------------
@@ -472,6 +541,18 @@ class AuditorPage:
             return gr.skip(), gr.skip(), gr.skip()
         detail, raw = self.open_record(rid, request)
         return rid, detail, raw
+
+    def access_on_day(self, user: str | None, day: str | None, request: gr.Request) -> str:
+        """What `user` could read, and was shown, on `day` (audit.access), as HTML."""
+        self._guarded(request, "see what a user could read")
+        name = (user or "").strip()
+        if not name:
+            raise gr.Error("Enter the user's name, as the audit log names them.")
+        try:
+            report = read_access(self.audit, name, day_range(day or "", "Day"))
+        except (ValueError, EnclaveError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        return access_html(report)
 
     def verify_chain(self, request: gr.Request) -> str:
         """The result of re-computing the whole hash chain, in words."""

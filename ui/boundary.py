@@ -143,6 +143,7 @@ EVENTS: Mapping[str, Access] = {
     "audit_verify": AUDITORS,
     "audit_export_csv": AUDITORS,
     "audit_export_jsonl": AUDITORS,
+    "audit_access": AUDITORS,
     "admin_page": ADMINS,
     "admin_refresh": ADMINS,
     "admin_sources": ADMINS,

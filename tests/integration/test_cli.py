@@ -36,6 +36,7 @@ def test_help_on_every_command(run) -> None:  # type: ignore[no-untyped-def]
         ["audit"],
         ["audit", "verify"],
         ["audit", "show"],
+        ["audit", "access"],
         ["config"],
         ["config", "show"],
         ["serve"],
@@ -101,8 +102,12 @@ def test_ingest_ask_audit_through_the_cli(run, tmp_path: Path) -> None:  # type:
     assert [f["path"] for f in ingested["data"]["added"]] == [str((docs / "leave.md").resolve())]
     assert [f["path"] for f in ingested["data"]["failed"]] == [str((docs / "broken.pdf").resolve())]
 
+    result = run("audit", "search", "--event", "user_changed", "--json")  # who may read what (issue 18)
+    (added,) = json.loads(result.stdout)
+    assert added["user"] == "bob" and (added["data"]["groups"], added["data"]["created"]) == (["staff"], True)
+
     result = run("audit", "verify")
-    assert result.exit_code == 0 and "2 records verified" in result.output
+    assert result.exit_code == 0 and "3 records verified" in result.output
 
     db = sqlite3.connect(tmp_path / "var" / "audit.sqlite3")
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():

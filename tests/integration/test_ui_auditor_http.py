@@ -278,6 +278,20 @@ def test_exports_download_the_filtered_records(served: Served) -> None:
     assert exports[1].data["filters"] == {"user": "alice", "events": ["answer"]}
 
 
+def test_access_on_a_day_shows_what_a_user_could_read_and_was_shown(served: Served) -> None:
+    client = served.client("olga")
+    day = served.log.get(2).ts[:10]  # type: ignore[union-attr]
+    page = client.predict("bob", day, api_name="/audit_access")
+    # bob's answer names the groups it was searched with; nothing before it says: unknown.
+    assert "groups <b>unknown</b> (no record before)" in page
+    assert "role staff, groups finance, public (answer #2): 0 documents readable" in page
+    assert "Budget? &lt;script&gt;" in page and "<script>" not in page and "{{" not in page
+    with pytest.raises(AppError, match="Day: 'someday' is not a date"):
+        client.predict("bob", "someday", api_name="/audit_access")
+    with pytest.raises(AppError, match="user 'nobody': no audit record names this user"):
+        client.predict("nobody", day, api_name="/audit_access")
+
+
 # -- as anyone else ----------------------------------------------------------------------------------
 
 
@@ -291,6 +305,7 @@ def test_others_are_refused_everywhere_and_get_no_data(served: Served, name: str
         ("/audit_verify", ()),
         ("/audit_export_csv", ALL),
         ("/audit_export_jsonl", ALL),
+        ("/audit_access", ("alice", "2026-12-07")),
     ]
     # Refused at the boundary (ui.boundary's EVENTS), before any handler runs.
     for api_name, args in calls:

@@ -649,5 +649,5 @@ def test_the_package_exports_exactly_its_public_names() -> None:
         module = getattr(value, "__module__", None)
         assert module is None or module.startswith("audit."), name
     public = {name for name in vars(audit) if not name.startswith("_")}
-    submodules = {"anchors", "export", "log", "postgres", "query", "records", "verification"}
+    submodules = {"access", "anchors", "export", "log", "postgres", "query", "records", "verification"}
     assert public - submodules == set(audit.__all__)

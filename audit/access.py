@@ -1,16 +1,6 @@
-"""What a user could read, and was shown, over a time range, told from the audit log alone.
-
-`access_report(records, user, start, end)` is pure: from the records it is given (oldest first) it
-builds (1) the user's standings: the intervals during which they held one role and one set of
-groups, from `sign_in`, `identity_changed`, `identity_revoked`, `user_changed` and the groups an
-`answer` record carries, including the standing carried in from before `start`; (2) the
-documents in the index at each moment, from `ingest`, `source_sync`, `source_removed` and
-`document_removed`; (3) the documents each standing could read (groups intersecting); and (4)
-what the user asked and was shown (`answer`, `answer_error`, `question_refused`, `file_opened`).
-
-Where no record says which groups the user held (sign-ins written before sign-in records named
-them), the standing's groups are None: unknown, never guessed. `read_access(log, ...)` gathers
-the records from a log. docs/audit-format.md names the records' fields.
+"""What a user could read, and was shown, over a time range, told from the audit log alone
+(`enclave audit access`; docs/audit-format.md, "Who held which groups, and what they could read").
+`access_report` is pure over the records it is given; `read_access` gathers them from a log.
 """
 
 from __future__ import annotations
@@ -20,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
-from audit.query import ANSWER_EVENTS, RecordFilter
+from audit.query import ANSWER_EVENTS, CHECKPOINT_EVENT, RecordFilter
 from audit.records import AuditRecord
 
 # Records that say which role and groups a user holds from then on.
@@ -316,10 +306,14 @@ def access_report(records: Iterable[AuditRecord], user: str, start: str, end: st
     index = _Index()
     standings = _Standings(start)
     shown: list[Shown] = []
+    purged: AuditRecord | None = None
     started = False
     for record in records:
         if record.ts >= end:
             break
+        if record.event == CHECKPOINT_EVENT:
+            purged = record
+            continue
         if not started and record.ts >= start:
             started = True
             standings.update_windows(identity, index, start)
@@ -348,6 +342,12 @@ def access_report(records: Iterable[AuditRecord], user: str, start: str, end: st
         notes.append(
             "no record names the user's groups for part of the range (sign-ins before sign-in records "
             "named them, or no sign-in at all): what they could read then is unknown"
+        )
+    if purged is not None:
+        notes.append(
+            f"records up to #{purged.data.get('purged_through')} were removed by a retention purge "
+            f"(checkpoint #{purged.id}): documents ingested and groups granted before then are not "
+            "in this account, which may leave out some that were readable"
         )
     if any(d.readable is False for s in shown for d in s.documents):
         notes.append("a document shown was not readable with the groups the log records for that moment")
@@ -387,7 +387,7 @@ def read_access(log: RecordSource, user: str, query: RecordFilter) -> AccessRepo
             f"user {user!r}: no audit record names this user; check the name (`enclave users list`)"
         )
     records = [
-        *log.iter_select(RecordFilter(before=before, events=INDEX_EVENTS)),
+        *log.iter_select(RecordFilter(before=before, events=(*INDEX_EVENTS, CHECKPOINT_EVENT))),
         *log.iter_select(RecordFilter(user=user, before=before, events=IDENTITY_EVENTS)),
         # The newest answer before the range: the groups it was searched with may be all that
         # an old log says of the standing carried in.

@@ -183,3 +183,17 @@ def test_moves_and_source_records_keep_the_document_and_a_range_within_the_day()
     assert [(d.doc_id, d.start, d.end) for d in standing.documents or ()] == [
         ("w1", at("07:30"), at("09:00"))
     ]
+
+
+def test_a_retention_purge_is_said_not_hidden() -> None:
+    log = Log()
+    log.add(
+        at("01:00"), "checkpoint", "cli:root", {"purged_from": 1, "purged_through": 40, "purged_count": 40}
+    )
+    log.sign_in(at("08:00"), "ann", ["hr"])
+
+    report = access_report(log.records, "ann", DAY, NEXT)
+
+    assert any(
+        "records up to #40 were removed by a retention purge (checkpoint #1)" in n for n in report.notes
+    )

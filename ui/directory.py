@@ -10,6 +10,7 @@ core.identity.DirectoryUnavailable naming the server and the cause, never an lda
 
 from __future__ import annotations
 
+import ast
 import logging
 import math
 import re
@@ -178,25 +179,29 @@ class LdapDirectory:
             finally:
                 _close(conn)
         if test_name:
-            check = f"lookup {test_name}"
-            try:
-                found = self.lookup(test_name)
-            except DirectoryUnavailable as exc:
-                results.append((check, False, str(exc)))
-            else:
-                if isinstance(found, Gone):
-                    results.append((check, False, found.reason))
-                else:
-                    groups = ", ".join(found.groups) or "none"
-                    results.append(
-                        (
-                            check,
-                            True,
-                            f"{found.subject}: {len(found.directory_groups)} directory groups, "
-                            f"role {found.role}, Enclave groups {groups}",
-                        )
-                    )
+            results.append(self._probe_lookup(test_name))
         return results
+
+    def _probe_lookup(self, name: str) -> tuple[str, bool, str]:
+        check = f"lookup {name}"
+        try:
+            found = self.lookup(name)
+        except DirectoryUnavailable as exc:
+            return check, False, str(exc)
+        if isinstance(found, Gone):
+            return check, False, found.reason
+        detail = (
+            f"{found.subject}: {len(found.directory_groups)} directory groups, role {found.role}, "
+            f"Enclave groups {', '.join(found.groups) or 'none'}"
+        )
+        if not found.directory_groups and self.settings.nested == "in_chain":
+            # Directories other than AD answer the in-chain rule with nothing, not an error.
+            return (
+                check,
+                False,
+                detail + ": nested: in_chain works on Active Directory only (else: recursive)",
+            )
+        return check, True, detail
 
     # -- parts ----------------------------------------------------------------------------------
 
@@ -205,12 +210,17 @@ class LdapDirectory:
         if not self.settings.bind_dn or path is None:
             return None
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
+            password = Path(path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"auth.ldap.bind_password_file {path} cannot be read ({exc.__class__.__name__}): "
                 "put the service account's password in it, readable by Enclave only"
             ) from None
+        if not password:
+            raise ConfigError(
+                f"auth.ldap.bind_password_file {path} is empty: put the service account's password in it"
+            )
+        return password
 
     def _account(self, session: _Session, typed: str, entry: dict[str, Any]) -> DirectoryAccount:
         attributes = entry.get("attributes")
@@ -401,11 +411,27 @@ def _cause(exc: BaseException) -> str:
     else:
         text = _unwrap(str(exc))
     lowered = text.lower()
+    mismatch = re.search(r"certificate (\{.*\}) doesn't match any name in \[([^\]]*)\]", text)
+    if mismatch:
+        return (
+            f"TLS failed: the certificate is not for {mismatch.group(2).strip(chr(39))} (it names "
+            f"{_cert_names(mismatch.group(1))}): name the server in auth.ldap.urls as its certificate does"
+        )
     if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
         return f"TLS failed ({text}): is auth.ldap.ca_file the CA of the directory's certificate?"
     if "timed out" in lowered or "receive" in lowered:
         return f"no answer within auth.ldap.timeout_seconds ({text})"
     return f"cannot connect ({text})"
+
+
+def _cert_names(printed: str) -> str:
+    """The names in a certificate as ssl's getpeercert() prints it."""
+    try:
+        cert = ast.literal_eval(printed)
+        names = [str(v) for _, v in cert.get("subjectAltName", ())]
+    except (ValueError, SyntaxError, TypeError, AttributeError):
+        names = []
+    return ", ".join(names) or "other names"
 
 
 def _unwrap(text: str) -> str:

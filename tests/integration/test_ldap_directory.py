@@ -150,6 +150,17 @@ def test_a_certificate_from_another_ca_is_refused(slapd: SlapdServer, tmp_path: 
     assert slapd.passwords["alice"] not in str(caught.value)
 
 
+@pytest.mark.parametrize("ldaps", [False, True], ids=["starttls", "ldaps"])
+def test_a_certificate_for_another_name_is_refused(slapd: SlapdServer, tmp_path: Path, ldaps: bool) -> None:
+    url = f"ldaps://localhost:{slapd.tls_port}" if ldaps else f"ldap://localhost:{slapd.port}"
+    directory = LdapDirectory(slapd.settings(tmp_path, urls=[url], start_tls=not ldaps))
+    with pytest.raises(DirectoryUnavailable) as caught:
+        directory.lookup("alice")
+    assert f"{url}: TLS failed: the certificate is not for localhost (it names 127.0.0.1)" in str(
+        caught.value
+    )
+
+
 def test_a_server_down_is_unavailable_and_the_next_url_is_used(slapd: SlapdServer, tmp_path: Path) -> None:
     down = f"ldap://127.0.0.1:{free_port()}"
     alone = LdapDirectory(slapd.settings(tmp_path, urls=[down]))
@@ -221,6 +232,18 @@ def test_probe_reports_each_server_and_a_lookup(slapd: SlapdServer, tmp_path: Pa
     assert "4 directory groups, role auditor" in checks[3][2]
     assert all(slapd.password not in detail for _, _, detail in checks)
     assert directory.probe("nobody")[-1] == ("lookup nobody", False, "not found in the directory")
+
+
+def test_probe_warns_that_in_chain_finds_nothing_outside_active_directory(
+    slapd: SlapdServer, tmp_path: Path
+) -> None:
+    # slapd does not know AD's matching rule and answers with no entries, not an error: the
+    # lookup works, with no groups, which is why doctor says so.
+    directory = LdapDirectory(slapd.settings(tmp_path, nested="in_chain"))
+    assert signed_in(directory.lookup("alice")).directory_groups == ()
+    check, ok, detail = directory.probe("alice")[-1]
+    assert (check, ok) == ("lookup alice", False)
+    assert "in_chain works on Active Directory only" in detail
 
 
 def test_lookup_sees_a_move_a_disable_and_a_delete(fresh_slapd: SlapdServer, tmp_path: Path) -> None:

@@ -145,5 +145,8 @@ def test_unreadable_files_are_named_at_construction(tmp_path: Path) -> None:
         LdapDirectory(settings(tmp_path, bind_dn="CN=svc,DC=x"))
     with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "nope"))):
         LdapDirectory(settings(tmp_path, bind_dn="CN=svc,DC=x", bind_password_file=tmp_path / "nope"))
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        LdapDirectory(settings(tmp_path, bind_dn="CN=svc,DC=x", bind_password_file=tmp_path / "empty"))
     with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "ca.pem"))):
         LdapDirectory(settings(tmp_path, ca_file=tmp_path / "ca.pem"))

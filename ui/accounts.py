@@ -42,9 +42,12 @@ CHANGED_EVENT = "identity_changed"
 class Revalidator(Protocol):
     """A directory that can say again who a signed-in user is, without their password."""
 
-    def revalidate(self, name: str, state: str | None) -> tuple[DirectoryAccount | Gone, str | None]:
-        """What the directory says of `name` now, and the state to keep for the next check (an
-        OIDC refresh token; None for LDAP). DirectoryUnavailable when it cannot say."""
+    def revalidate(
+        self, name: str, subject: str, state: str | None
+    ) -> tuple[DirectoryAccount | Gone, str | None]:
+        """What the directory says of `name` (its id there: `subject`) now, and the state to
+        keep for the next check (an OIDC refresh token; None for LDAP). DirectoryUnavailable
+        when it cannot say."""
         ...
 
 
@@ -190,7 +193,7 @@ class Accounts:
                 "(auth.ldap / auth.oidc): sign in again"
             )
         try:
-            result, state = checker.revalidate(account.name, row["state"])
+            result, state = checker.revalidate(account.name, account.subject, row["state"])
         except DirectoryUnavailable:
             if now - account.checked < self.revalidate_s + self.grace_s:
                 log.warning(
@@ -307,18 +310,26 @@ class _LdapRevalidator:
     def __init__(self, directory: Any) -> None:
         self.directory = directory
 
-    def revalidate(self, name: str, state: str | None) -> tuple[DirectoryAccount | Gone, str | None]:
-        return self.directory.lookup(name), None
+    def revalidate(
+        self, name: str, subject: str, state: str | None
+    ) -> tuple[DirectoryAccount | Gone, str | None]:
+        found = self.directory.lookup(name)
+        if isinstance(found, DirectoryAccount) and found.subject.casefold() != subject.casefold():
+            # Deleted, and another account made with the name: not the person who signed in.
+            return Gone(name, "replaced in the directory by another account of the same name"), None
+        return found, None
 
 
 class _OidcRevalidator:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def revalidate(self, name: str, state: str | None) -> tuple[DirectoryAccount | Gone, str | None]:
+    def revalidate(
+        self, name: str, subject: str, state: str | None
+    ) -> tuple[DirectoryAccount | Gone, str | None]:
         if not state:
             return Gone(name, "the provider gave no refresh token to check the account with"), None
-        result, new_state = self.client.refresh(state)
+        result, new_state = self.client.refresh(state, subject=subject)
         if isinstance(result, Gone):
             return Gone(name, result.reason), None
         return result, new_state or state

@@ -28,8 +28,8 @@ from audit.anchors import Anchor, last_anchor, read_anchors
 from core.errors import AccessDenied, EnclaveError
 from core.settings import UISettings
 from core.types import Principal
-from core.users import UserStore
 from ui import markup
+from ui.accounts import Accounts
 from ui.login import require_role
 from ui.markup import literal
 
@@ -347,7 +347,7 @@ def access_html(report: AccessReport, limit: int = ACCESS_ROWS) -> str:
 class AuditorPage:
     """The auditor page, kotaemon-style: `build()` lays it out, `register_events()` wires it."""
 
-    def __init__(self, audit: AuditLog, users: UserStore, settings: UISettings) -> None:
+    def __init__(self, audit: AuditLog, users: Accounts, settings: UISettings) -> None:
         self.audit = audit
         self.users = users
         self.settings = settings

@@ -93,6 +93,7 @@ ROUTES: tuple[Route, ...] = (
     # ours (ui.server)
     _route("GET POST", r"/login/?", ANYONE),
     _route("GET POST", r"/logout/?", ANYONE),
+    _route("GET", r"/auth/oidc/(start|callback)", ANYONE),  # 404 unless auth.oidc is set
     _route("GET", r"/branding/logo", ANYONE),
     _route("GET", r"/files/[^/]+", SIGNED_IN),
     _route("GET", r"/audit/export\.(csv|jsonl)", AUDITORS),

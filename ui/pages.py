@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -26,6 +27,8 @@ input{width:100%;box-sizing:border-box;padding:.55rem .6rem;border:1px solid #d1
 button{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:8px;background:#ea580c;color:#fff;
 font-size:1rem;cursor:pointer}.note{padding:.6rem .75rem;border-radius:8px;background:#fef3c7;color:#78350f}
 .error{background:#fee2e2;color:#7f1d1d}a{color:#c2410c}
+.or{text-align:center;margin:1rem 0 .5rem}.sso{display:block;text-align:center;padding:.6rem;border:1px solid #ea580c;
+border-radius:8px;text-decoration:none}
 """
 NOTICES = {
     "expired": "Your session has ended. Sign in again.",
@@ -33,9 +36,9 @@ NOTICES = {
 }
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def _page(title: str, body: str, status: int = 200, head: str = "") -> HTMLResponse:
     page = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>{head}"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         f"<title>{title}</title><style>{_STYLE}</style></head><body><main>{body}</main></body></html>"
     )
@@ -62,7 +65,9 @@ def login_page(
     error: str = "",
     name: str = "",
     status: int = 200,
+    sso: str | None = None,
 ) -> HTMLResponse:
+    """The sign-in page; `sso`: the label of the button to the organisation's OIDC provider."""
     org = html.escape(org_name)
     parts = [
         f"<h1>{markup.logo(org_name, logo)}{org}</h1>",
@@ -81,7 +86,29 @@ def login_page(
         "<input id=password name=password type=password autocomplete=current-password required>"
         "<button type=submit>Sign in</button></form>"
     )
+    if sso:
+        start = "auth/oidc/start?" + urlencode({"next": next_path})
+        parts.append(
+            f"<p class=or>or</p><a class=sso id=sso href='{html.escape(start, quote=True)}'>{html.escape(sso)}</a>"
+        )
     return _page(f"Sign in · {org}", "".join(parts), status)
+
+
+def moved_on_page(org_name: str, next_path: str) -> HTMLResponse:
+    """A page of ours that moves on to `next_path` at once: a navigation of this site, so the
+    browser sends the SameSite=Strict session cookie just set (ui.server.OidcRoutes)."""
+    org = html.escape(org_name)
+    target = html.escape(next_path, quote=True)
+    page = _page(
+        f"Signed in · {org}",
+        f"<h1>{org}</h1><p>You are signed in. <a id=continue href='{target}'>Continue</a></p>",
+    )
+    page.body = page.body.replace(
+        b"<meta charset=utf-8>",
+        f"<meta charset=utf-8><meta http-equiv=refresh content='0;url={target}'>".encode(),
+    )
+    page.headers["content-length"] = str(len(page.body))
+    return page
 
 
 def message_page(org_name: str, title: str, message: str, status: int) -> HTMLResponse:
@@ -94,7 +121,7 @@ def safe_next(value: str | None) -> str:
     """Where to go after sign-in: a path on this server only (no scheme, host or `//`)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
-    if any(ord(c) < 32 for c in value) or value.startswith(("/login", "/logout")):
+    if any(ord(c) < 32 for c in value) or value.startswith(("/login", "/logout", "/auth/")):
         return "/"
     return value
 

@@ -15,11 +15,15 @@ though no event input takes a file (ui.boundary refuses any payload that holds o
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from fastapi import FastAPI, Request
@@ -27,15 +31,134 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 
 from audit import AuditLog
 from core.errors import AccessDenied, EnclaveError
+from core.identity import DirectoryUnavailable
 from core.settings import Settings
 from core.types import Principal
 from ui import markup
 from ui.accounts import Accounts
 from ui.boundary import USER_KEY, Boundary, Events
 from ui.files import Attachments, SourceFiles, Sources, stream_blocks
-from ui.pages import NOTICES, load_logo, login_page, safe_next, wants_html
-from ui.sessions import Session
-from ui.signin import Gate, Refusal
+from ui.pages import NOTICES, load_logo, moved_on_page, safe_next, wants_html
+from ui.pages import login_page as _login_page
+from ui.sessions import Session, read_token, seal, unseal
+from ui.signin import UNKNOWN_USER, Gate, Refusal
+
+log = logging.getLogger(__name__)
+
+OIDC_COOKIE = "enclave_oidc"  # the sign-in under way at the provider: state, nonce, PKCE verifier
+OIDC_COOKIE_PATH = "/auth/oidc"
+_OIDC_PURPOSE = "oidc-pending"
+
+
+class OidcRoutes:
+    """The OpenID Connect sign-in (ui.oidc.OidcClient) as routes: `start` sends the browser to
+    the provider with a fresh state, nonce and PKCE challenge, kept in a short-lived signed
+    cookie; `callback` checks them and the ID token and makes the session; `logout` gives the
+    provider's end-session URL for a session signed in there.
+
+    The session cookie is SameSite=Strict, which a browser leaves out of a navigation that began
+    at another site (the provider's redirect): so the callback answers with a page of ours that
+    moves on to the chat, a navigation of this site, with the new cookie."""
+
+    def __init__(self, gate: Gate, org: str, logo: bool) -> None:
+        self.gate = gate
+        self.client = gate.users.oidc
+        self.org = org
+        self.logo = logo
+        self.label = self.client.settings.button_label
+
+    def _cookie(self, value: str | None) -> str:
+        parts = [f"{OIDC_COOKIE}={value or ''}", f"Path={OIDC_COOKIE_PATH}", "HttpOnly", "SameSite=Lax"]
+        parts.append("Max-Age=600" if value else "Max-Age=0")
+        if self.gate.secure:
+            parts.append("Secure")
+        return "; ".join(parts)
+
+    def start(self, next_path: str) -> Response:
+        try:
+            url, pending = self.client.begin()
+        except DirectoryUnavailable as exc:
+            log.error("OIDC sign-in could not start: %s", exc)
+            return _login_page(
+                self.org,
+                logo=self.logo,
+                sso=self.label,
+                next_path=next_path,
+                error="Sign-in through your organisation is unavailable: its sign-in service cannot "
+                "be reached. Try again in a few minutes.",
+                status=503,
+            )
+        sealed = seal(
+            self.gate.secret, _OIDC_PURPOSE, json.dumps({"p": pending.to_json(), "next": next_path})
+        )
+        response = RedirectResponse(url, status_code=303)
+        response.headers.append("set-cookie", self._cookie(sealed))
+        return response
+
+    def callback(self, sealed: str | None, params: dict[str, str], address: str) -> Response:
+        from ui.oidc import OidcError, PendingLogin
+
+        opened = unseal(self.gate.secret, _OIDC_PURPOSE, sealed) if sealed else None
+        next_path = "/"
+        try:
+            if opened is None:
+                raise OidcError(
+                    "Your sign-in expired or was interrupted. Please sign in again.",
+                    "callback without this browser's pending sign-in",
+                )
+            kept = json.loads(opened)
+            next_path = safe_next(str(kept.get("next", "/")))
+            login = self.client.finish(PendingLogin.from_json(str(kept["p"])), params)
+        except OidcError as exc:
+            self.gate.audit_event(
+                "sign_in_failed", UNKNOWN_USER, {"reason": exc.reason, "address": address, "backend": "oidc"}
+            )
+            return self._refused(str(exc), 401, next_path)
+        except DirectoryUnavailable as exc:
+            log.error("OIDC sign-in could not finish: %s", exc)
+            return self._refused(
+                "Sign-in through your organisation is unavailable: its sign-in service cannot be "
+                "reached. Try again in a few minutes.",
+                503,
+                next_path,
+            )
+        now = time.time()
+        token = self.gate.sign_in_directory(login.account, login.refresh_token, "oidc", address, now)
+        if isinstance(token, Refusal):
+            return self._refused(token.message, token.status, next_path)
+        session = read_token(self.gate.secret, token)
+        if session is not None:
+            self.gate.store.keep_hint(session.sid, login.id_token, now + self.gate.max_s, now)
+        response = moved_on_page(self.org, next_path)
+        response.headers.append("set-cookie", self.gate.cookie_header(token))
+        response.headers.append("set-cookie", self._cookie(None))
+        return response
+
+    def _refused(self, message: str, status: int, next_path: str) -> Response:
+        page = _login_page(
+            self.org, logo=self.logo, sso=self.label, next_path=next_path, error=message, status=status
+        )
+        page.headers.append("set-cookie", self._cookie(None))
+        return page
+
+    def logout(self, ended: Session) -> str | None:
+        """The provider's end-session URL for a session signed in through it; None otherwise."""
+        if ended.method != "oidc":
+            return None
+        hint = self.gate.store.take_hint(ended.sid)
+        settings = self.client.settings
+        back = settings.post_logout_redirect_url or _beside(settings.redirect_url, "/login?m=signed_out")
+        try:
+            return self.client.logout_url(hint, back, ended.sid)
+        except DirectoryUnavailable as exc:
+            log.error("could not sign %s out at the OIDC provider: %s", ended.user, exc)
+            return None
+
+
+def _beside(url: str, path: str) -> str:
+    """`path` on the server of `url` (where Enclave is reached from outside)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", "")) + path
 
 
 def blocked_paths(settings: Settings) -> list[str]:
@@ -70,6 +193,10 @@ def create_server(
 
     gate = Gate(settings, users, audit)
     org = settings.ui.org_name
+    if gate.users.oidc is not None:
+        login_page = partial(_login_page, sso=settings.auth.oidc.button_label if settings.auth.oidc else None)
+    else:
+        login_page = _login_page
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     logo = load_logo(settings.ui.logo_path)
     files = SourceFiles(org, sources, attachments, gate.audit_event)
@@ -135,13 +262,36 @@ def create_server(
 
     @app.api_route("/logout", methods=["GET", "POST"])
     def logout(request: Request) -> Response:
-        gate.sign_out(request.cookies.get(gate.cookie), address(request), time.time())
+        ended = gate.sign_out(request.cookies.get(gate.cookie), address(request), time.time())
+        # Signed in through the OIDC provider: signed out there too (RP-initiated logout).
+        provider = oidc.logout(ended) if oidc is not None and ended is not None else None
         if wants_html(request):
-            response: Response = RedirectResponse("/login?m=signed_out", status_code=303)
+            response: Response = RedirectResponse(provider or "/login?m=signed_out", status_code=303)
         else:
-            response = JSONResponse({"success": True, "detail": "Signed out."})
+            detail: dict[str, Any] = {"success": True, "detail": "Signed out."}
+            if provider:
+                detail["provider_logout"] = provider
+            response = JSONResponse(detail)
         response.headers.append("set-cookie", gate.cookie_header(None))
         return response
+
+    oidc = OidcRoutes(gate, org, logo is not None) if gate.users.oidc is not None else None
+
+    @app.get("/auth/oidc/start")
+    async def oidc_start(request: Request, next: str = "/") -> Response:
+        """To the organisation's OpenID Connect provider, to sign in there."""
+        if oidc is None:
+            return JSONResponse({"detail": "Not found."}, status_code=404)
+        return await anyio.to_thread.run_sync(oidc.start, safe_next(next))
+
+    @app.get("/auth/oidc/callback")
+    async def oidc_callback(request: Request) -> Response:
+        """Back from the provider: the code exchanged, the ID token checked, a session made."""
+        if oidc is None:
+            return JSONResponse({"detail": "Not found."}, status_code=404)
+        sealed = request.cookies.get(OIDC_COOKIE)
+        params = dict(request.query_params)
+        return await anyio.to_thread.run_sync(oidc.callback, sealed, params, address(request))
 
     @app.get("/files/{doc_id}")
     async def open_file(request: Request, doc_id: str) -> Response:

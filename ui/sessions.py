@@ -145,6 +145,29 @@ def read_token(secret: bytes, token: str) -> Session | None:
         return None
 
 
+def seal(secret: bytes, purpose: str, text: str) -> str:
+    """`text` signed with the session key for one `purpose` (a cookie of ours other than the
+    session's: the OIDC sign-in under way); `unseal` gives it back only unaltered."""
+    body = text.encode("utf-8")
+    mac = hmac.new(secret, purpose.encode("utf-8") + b"\0" + body, hashlib.sha256).digest()
+    return f"{_b64(body)}.{_b64(mac)}"
+
+
+def unseal(secret: bytes, purpose: str, sealed: str) -> str | None:
+    try:
+        body_text, mac_text = sealed.split(".")
+        body, mac = _unb64(body_text), _unb64(mac_text)
+    except ValueError:
+        return None
+    expected = hmac.new(secret, purpose.encode("utf-8") + b"\0" + body, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, expected):
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 # -- the shared store -----------------------------------------------------------------------------
 
 _SCHEMA = (
@@ -167,6 +190,9 @@ _SCHEMA = (
     # and when: ui.accounts reads it on each request and asks again when a check is due.
     # `state`: what the next check needs (an OIDC refresh token); `gone`: why the directory no
     # longer lets the user in; `version`: bumped on each write, so two checks at once write once.
+    # The OIDC provider's ID token of each session signed in through it: the hint its sign-out
+    # sends back to the provider (RP-initiated logout). Kept until the session would expire.
+    "CREATE TABLE IF NOT EXISTS session_hints (sid TEXT PRIMARY KEY, id_token TEXT NOT NULL, until REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS identities (user TEXT PRIMARY KEY, backend TEXT NOT NULL, "
     "subject TEXT NOT NULL, role TEXT NOT NULL, groups TEXT NOT NULL, directory_groups TEXT NOT NULL, "
     "display_name TEXT NOT NULL, checked REAL NOT NULL, state TEXT, gone TEXT, "
@@ -339,6 +365,21 @@ class AuthStore:
                 [*(row[c] for c in _IDENTITY_COLUMNS[1:]), user, version],
             ).rowcount
         return bool(changed)
+
+    def keep_hint(self, sid: str, id_token: str, until: float, now: float) -> None:
+        with self._writing() as conn:
+            conn.execute("DELETE FROM session_hints WHERE until < ?", (now,))
+            conn.execute(
+                "INSERT OR REPLACE INTO session_hints (sid, id_token, until) VALUES (?, ?, ?)",
+                (sid, id_token, until),
+            )
+
+    def take_hint(self, sid: str) -> str | None:
+        """The ID token kept for session `sid` (removed: a sign-out uses it once)."""
+        with self._writing() as conn:
+            row = conn.execute("SELECT id_token FROM session_hints WHERE sid = ?", (sid,)).fetchone()
+            conn.execute("DELETE FROM session_hints WHERE sid = ?", (sid,))
+        return str(row[0]) if row is not None else None
 
     def mark_gone(self, user: str, reason: str, now: float) -> bool:
         """The directory no longer lets `user` in: False when that was already known."""

@@ -67,11 +67,19 @@ def require() -> None:
 
 
 class OidcProvider(LocalDaemon):
-    """`accounts`: name -> groups; every account's password is `password`."""
+    """`accounts`: name -> groups; every account's password is `password`. `redirect_url` and
+    `post_logout_url`: what Enclave's client registers (a served Enclave's own, for end-to-end tests)."""
 
     name = "oidc-provider"
 
-    def __init__(self, accounts: Mapping[str, Sequence[str]], *, claims_in_id_token: bool = False) -> None:
+    def __init__(
+        self,
+        accounts: Mapping[str, Sequence[str]],
+        *,
+        claims_in_id_token: bool = False,
+        redirect_url: str = REDIRECT_URL,
+        post_logout_url: str = POST_LOGOUT_URL,
+    ) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="enclave-oidc-"))
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
@@ -80,7 +88,7 @@ class OidcProvider(LocalDaemon):
         self.user = next(iter(accounts), "")
         self.password = secrets.token_urlsafe(12)
         self.client_id, self.other_client_id = CLIENT_ID, OTHER_CLIENT_ID
-        self.redirect_url, self.post_logout_url = REDIRECT_URL, POST_LOGOUT_URL
+        self.redirect_url, self.post_logout_url = redirect_url, post_logout_url
         self.client_secret = secrets.token_urlsafe(24)
         self.other_client_secret = secrets.token_urlsafe(24)
         self.secret_file = self.base / "client-secret"

@@ -63,6 +63,14 @@ def fill(template: str, key: str, value: str) -> str:
     return template.replace("{" + key + "}", escape_filter_chars(value))
 
 
+def name_filter(settings: LdapSettings, name: str) -> str:
+    """The filter for the user whose name_attribute is `name`: a user by user_filter (its
+    `{name}` made `*`, so any user) with that name. Not user_filter itself: a user who signs in
+    by mail is `uid` afterwards, and is looked up again by that."""
+    anyone = settings.user_filter.replace("{name}", "*")
+    return f"(&{anyone}({settings.name_attribute}={escape_filter_chars(name)}))"
+
+
 def domain_of(base: str) -> str:
     """`OU=Staff,DC=corp,DC=example` -> `DC=corp,DC=example` (the base itself when it has no DC)."""
     try:
@@ -135,7 +143,7 @@ class LdapDirectory:
         if not password or not acceptable_name(name):
             return None
         with _Session(self) as session:
-            entry = session.find_user(name)
+            entry = session.find_user(fill(self.settings.user_filter, "name", name), name)
             if entry is None:
                 return None
             dn = entry["dn"]
@@ -146,11 +154,12 @@ class LdapDirectory:
             return self._account(session, name, entry)
 
     def lookup(self, name: str) -> DirectoryAccount | Gone:
-        """What the directory says of `name` now, without a password (revalidation)."""
+        """What the directory says now of the user whose Enclave name (name_attribute) is
+        `name`, without a password (revalidation)."""
         if not acceptable_name(name):
             return Gone(name, NOT_FOUND)
         with _Session(self) as session:
-            entry = session.find_user(name)
+            entry = session.find_user(name_filter(self.settings, name), name)
             if entry is None:
                 return Gone(name, NOT_FOUND)
             if session.disabled(entry["dn"]):
@@ -296,17 +305,12 @@ class _Session:
             if size_limit or not cookie:
                 return entries
 
-    def find_user(self, name: str) -> dict[str, Any] | None:
-        """The one entry the user filter finds for `name`; None for none or several."""
+    def find_user(self, query: str, name: str) -> dict[str, Any] | None:
+        """The one entry `query` finds; None for none or several."""
         s = self.settings
-        found = self.search(
-            s.user_base,
-            fill(s.user_filter, "name", name),
-            [s.name_attribute, s.display_name_attribute],
-            size_limit=2,
-        )
+        found = self.search(s.user_base, query, [s.name_attribute, s.display_name_attribute], size_limit=2)
         if len(found) > 1:
-            log.warning("auth.ldap.user_filter finds %d entries for %r: refused", len(found), name)
+            log.warning("auth.ldap finds %d entries for %r with %s: refused", len(found), name, query)
         return found[0] if len(found) == 1 else None
 
     def disabled(self, dn: str) -> bool:

@@ -198,8 +198,15 @@ def test_groups_are_read_page_by_page(
 def test_the_name_is_the_directorys_not_the_typed_one(slapd: SlapdServer, tmp_path: Path) -> None:
     directory = LdapDirectory(slapd.settings(tmp_path))
     assert signed_in(directory.authenticate("ALICE", slapd.passwords["alice"])).name == "alice"
-    by_mail = LdapDirectory(slapd.settings(tmp_path, user_filter="(mail={name})"))
-    assert signed_in(by_mail.lookup("carol@corp.example")).name == "carol"
+    by_mail = LdapDirectory(
+        slapd.settings(tmp_path, user_filter="(&(objectClass=inetOrgPerson)(mail={name}))")
+    )
+    carol = signed_in(by_mail.authenticate("carol@corp.example", slapd.passwords["carol"]))
+    assert carol.name == "carol"
+    # revalidation asks by the name the account has, not the one typed at sign-in
+    assert signed_in(by_mail.lookup("carol")).subject == carol.subject
+    assert by_mail.lookup("carol@corp.example") == Gone("carol@corp.example", "not found in the directory")
+    assert by_mail.lookup("*") == Gone("*", "not found in the directory")
 
 
 def test_a_refused_service_account_is_unavailable_not_a_wrong_password(

@@ -12,7 +12,7 @@ import pytest
 from core.errors import ConfigError
 from core.identity import GroupMapping, GroupRule, first_rdn_value, matches
 from core.settings import GroupMappingSettings, LdapSettings
-from ui.directory import LdapDirectory, acceptable_name, domain_of, fill, in_chain_filter
+from ui.directory import LdapDirectory, acceptable_name, domain_of, fill, in_chain_filter, name_filter
 
 FINANCE = "CN=Finance-Readers,OU=Groups,DC=corp,DC=example"
 
@@ -104,6 +104,23 @@ def test_fill_escapes_what_is_typed(name: str, escaped: str) -> None:
     assert fill("(&(objectClass=user)(sAMAccountName={name}))", "name", name) == (
         f"(&(objectClass=user)(sAMAccountName={escaped}))"
     )
+
+
+@pytest.mark.parametrize(
+    "user_filter, attribute, expected",
+    [
+        ("(&(objectClass=inetOrgPerson)(uid={name}))", "uid", "(&(&(objectClass=inetOrgPerson)(uid=*))(uid=a\\2a))"),
+        ("(&(objectClass=user)(mail={name}))", "sAMAccountName",
+         "(&(&(objectClass=user)(mail=*))(sAMAccountName=a\\2a))"),
+    ],
+)  # fmt: skip
+def test_a_lookup_asks_for_any_user_with_the_accounts_name(
+    user_filter: str, attribute: str, expected: str
+) -> None:
+    ldap = LdapSettings(
+        urls=["ldaps://dc1"], user_base="DC=x", user_filter=user_filter, name_attribute=attribute
+    )
+    assert name_filter(ldap, "a*") == expected
 
 
 @pytest.mark.parametrize(

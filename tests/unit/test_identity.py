@@ -106,6 +106,12 @@ def test_fill_escapes_what_is_typed(name: str, escaped: str) -> None:
     )
 
 
+def settings(**fields: object) -> LdapSettings:
+    values: dict[str, object] = {"urls": ["ldaps://dc1.corp.example"], "user_base": "DC=corp,DC=example"}
+    values.update(fields)
+    return LdapSettings.model_validate(values)
+
+
 @pytest.mark.parametrize(
     "user_filter, attribute, expected",
     [
@@ -117,9 +123,7 @@ def test_fill_escapes_what_is_typed(name: str, escaped: str) -> None:
 def test_a_lookup_asks_for_any_user_with_the_accounts_name(
     user_filter: str, attribute: str, expected: str
 ) -> None:
-    ldap = LdapSettings(
-        urls=["ldaps://dc1"], user_base="DC=x", user_filter=user_filter, name_attribute=attribute
-    )
+    ldap = settings(user_filter=user_filter, name_attribute=attribute)
     assert name_filter(ldap, "a*") == expected
 
 
@@ -144,26 +148,20 @@ def test_acceptable_names(name: str, ok: bool) -> None:
     assert acceptable_name(name) is ok
 
 
-def settings(tmp_path: Path, **fields: object) -> LdapSettings:
-    values: dict[str, object] = {"urls": ["ldaps://dc1.corp.example"], "user_base": "DC=corp,DC=example"}
-    values.update(fields)
-    return LdapSettings.model_validate(values)
-
-
-def test_plain_ldap_without_starttls_is_refused_at_construction(tmp_path: Path) -> None:
+def test_plain_ldap_without_starttls_is_refused_at_construction() -> None:
     with pytest.raises(ConfigError, match=re.escape("ldap://dc2.corp.example would send passwords in clear")):
-        LdapDirectory(settings(tmp_path, urls=["ldaps://dc1.corp.example", "ldap://dc2.corp.example"]))
-    LdapDirectory(settings(tmp_path, urls=["ldap://dc2.corp.example"], start_tls=True))
-    LdapDirectory(settings(tmp_path, urls=["ldap://127.0.0.1"], allow_plain=True))
+        LdapDirectory(settings(urls=["ldaps://dc1.corp.example", "ldap://dc2.corp.example"]))
+    LdapDirectory(settings(urls=["ldap://dc2.corp.example"], start_tls=True))
+    LdapDirectory(settings(urls=["ldap://127.0.0.1"], allow_plain=True))
 
 
 def test_unreadable_files_are_named_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bind_password_file"):
-        LdapDirectory(settings(tmp_path, bind_dn="CN=svc,DC=x"))
+        LdapDirectory(settings(bind_dn="CN=svc,DC=x"))
     with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "nope"))):
-        LdapDirectory(settings(tmp_path, bind_dn="CN=svc,DC=x", bind_password_file=tmp_path / "nope"))
+        LdapDirectory(settings(bind_dn="CN=svc,DC=x", bind_password_file=tmp_path / "nope"))
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
-        LdapDirectory(settings(tmp_path, bind_dn="CN=svc,DC=x", bind_password_file=tmp_path / "empty"))
+        LdapDirectory(settings(bind_dn="CN=svc,DC=x", bind_password_file=tmp_path / "empty"))
     with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "ca.pem"))):
-        LdapDirectory(settings(tmp_path, ca_file=tmp_path / "ca.pem"))
+        LdapDirectory(settings(ca_file=tmp_path / "ca.pem"))

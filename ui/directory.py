@@ -40,7 +40,7 @@ OR_BATCH = 100  # DNs per (|...) search of the recursive walk
 PAGE_SIZE = 500  # entries per page of a group search (AD answers at most 1000 at once)
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"
 
-# LDAP result codes that say "nothing here" or "not this password", not "something is wrong".
+# LDAP result codes read here; any other failure is DirectoryUnavailable.
 _SIZE_LIMIT_EXCEEDED = 4
 _NO_SUCH_OBJECT = 32
 # inappropriateAuthentication, invalidCredentials (AD adds why: bad password, disabled, locked,
@@ -136,9 +136,10 @@ class LdapDirectory:
     # -- the backend's calls ------------------------------------------------------------------
 
     def authenticate(self, name: str, password: str) -> DirectoryAccount | Gone | None:
-        """The user `name` if `password` binds as them; Gone when the directory disabled them;
+        """The user `name` if `password` binds as them; Gone when disabled_filter matches them;
         None for a wrong password, an unknown or ambiguous name. DirectoryUnavailable when the
-        directory cannot say."""
+        directory cannot say. (Active Directory refuses a disabled account's bind itself: None
+        there, and `lookup` says Gone.)"""
         # An empty password is an "unauthenticated bind", which servers answer with success.
         if not password or not acceptable_name(name):
             return None
@@ -219,7 +220,7 @@ class LdapDirectory:
         if not self.settings.bind_dn or path is None:
             return None
         try:
-            password = Path(path).read_text(encoding="utf-8").strip()
+            password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")  # spaces may be part of it
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"auth.ldap.bind_password_file {path} cannot be read ({exc.__class__.__name__}): "

@@ -755,6 +755,100 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         typer.echo(f"{u.name}\t{u.role}\t{','.join(u.groups)}")
 
 
+@users_app.command("show")
+def users_show(
+    name: Annotated[str, typer.Argument(help="The user's name.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What Enclave and the directory say of a user: the users file's entry, or what LDAP / Active
+    Directory says now (directory groups, how they map to Enclave groups, the role), and what the
+    last sign-in or check recorded. Never a password or hash. Exit 1 when the directory cannot be
+    asked, or nothing knows the name."""
+    from datetime import UTC, datetime
+
+    from core.errors import EnclaveError
+    from core.identity import DirectoryAccount
+
+    settings = state.settings
+    shown: dict[str, Any] = {"name": name}
+    local = wiring.build_users(settings).get(name)
+    if local is not None:
+        shown["local"] = {"role": local.role, "groups": list(local.groups)}
+    failed = None
+    if settings.auth.ldap is not None and local is None:
+        from ui.directory import LdapDirectory
+
+        try:
+            found = LdapDirectory(settings.auth.ldap).lookup(name)
+        except EnclaveError as exc:
+            failed = str(exc)
+            shown["ldap"] = {"error": failed}
+        else:
+            if isinstance(found, DirectoryAccount):
+                shown["ldap"] = {
+                    "dn": found.subject,
+                    "display_name": found.display_name,
+                    "directory_groups": list(found.directory_groups),
+                    "role": found.role,
+                    "groups": list(found.groups),
+                }
+            else:
+                shown["ldap"] = {"gone": found.reason}
+    if settings.auth_store_path.exists():
+        from ui.sessions import AuthStore
+
+        kept = AuthStore(settings.auth_store_path).identity(name)
+        if kept is not None:
+            shown["last_check"] = {
+                "backend": kept["backend"],
+                "subject": kept["subject"],
+                "role": kept["role"],
+                "groups": json.loads(kept["groups"]),
+                "directory_groups": json.loads(kept["directory_groups"]),
+                "checked": datetime.fromtimestamp(kept["checked"], UTC).isoformat(timespec="seconds"),
+                "gone": kept["gone"],
+            }
+    from ui.directory import NOT_FOUND
+
+    if set(shown) == {"name"} or (set(shown) == {"name", "ldap"} and shown["ldap"].get("gone") == NOT_FOUND):
+        where = "the users file" + (" nor the directory (auth.ldap)" if settings.auth.ldap else "")
+        fail(
+            f"unknown user {name!r}: neither {where} knows it, and it never signed in through a "
+            "directory or the OIDC provider"
+        )
+    if as_json:
+        emit_json(shown)
+    else:
+        if "local" in shown:
+            typer.echo(f"{name}: local account (users file; signs in with its password, no directory asked)")
+            typer.echo(f"  role    {shown['local']['role']}")
+            typer.echo(f"  groups  {', '.join(shown['local']['groups']) or '(none)'}")
+        ldap = shown.get("ldap")
+        if ldap is not None:
+            if "error" in ldap:
+                typer.echo(f"{name}: the directory cannot be asked: {ldap['error']}")
+            elif "gone" in ldap:
+                typer.echo(f"{name}: the directory says: {ldap['gone']} (cannot sign in)")
+            else:
+                typer.echo(
+                    f"{name}: LDAP {ldap['dn']}"
+                    + (f" ({ldap['display_name']})" if ldap["display_name"] else "")
+                )
+                typer.echo(f"  directory groups  {'; '.join(ldap['directory_groups']) or '(none)'}")
+                typer.echo(f"  role              {ldap['role']}")
+                typer.echo(f"  Enclave groups    {', '.join(ldap['groups']) or '(none: reads nothing)'}")
+        last = shown.get("last_check")
+        if last is not None:
+            state_text = (
+                f"signed out: {last['gone']}"
+                if last["gone"]
+                else f"role {last['role']}, groups {', '.join(last['groups']) or '(none)'}"
+            )
+            typer.echo(f"  last check ({last['backend']}, {last['checked']}): {state_text}")
+    if failed is not None:
+        raise typer.Exit(1)
+
+
 # -- audit -----------------------------------------------------------------------------------
 
 _UserOpt = Annotated[str | None, typer.Option("--user", help="Only records of this user.")]
@@ -1195,15 +1289,20 @@ def doctor(
     hashes: Annotated[
         bool, typer.Option("--hashes", help="Also list the sha256 of each embedding model file.")
     ] = False,
+    lookup: Annotated[
+        str | None,
+        typer.Option("--lookup", help="Also ask the directory (auth.ldap) what it says of this user."),
+    ] = None,
 ) -> None:
-    """Check the installation: embedding model, Chroma, lexical index, audit log, LLM, disk, telemetry.
+    """Check the installation: embedding model, Chroma, lexical index, audit log, LLM, disk,
+    telemetry, network, and the directory and OIDC provider where auth.* sets them.
 
     Exit code: 0 when every check passes (a warning, which says what to do, still passes), 1 when
     any fails (each says what to fix).
     """
     from enclave.health import run_checks
 
-    results = run_checks(state.settings, hashes=hashes)
+    results = run_checks(state.settings, hashes=hashes, lookup=lookup)
     ok = all(r.ok for r in results)
     if as_json:
         emit_json({"ok": ok, "checks": [r.as_dict() for r in results]})

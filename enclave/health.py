@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import EnclaveError
 from core.health import AdminStatus, CheckResult, GroupCount
 from core.offline import TELEMETRY_ENV, guard_mode, host_of
 from core.settings import Settings
@@ -487,6 +488,17 @@ def _on_premises(host: str, allowed: set[str]) -> tuple[bool, str]:
     return True, "private address"
 
 
+def identity_endpoints(settings: Settings) -> dict[str, str | None]:
+    """The hosts of the directory servers and the OIDC issuer, by the setting naming them."""
+    found: dict[str, str | None] = {}
+    if settings.auth.ldap is not None:
+        for i, url in enumerate(settings.auth.ldap.urls):
+            found[f"auth.ldap.urls[{i}]"] = host_of(url)
+    if settings.auth.oidc is not None:
+        found["auth.oidc.issuer"] = host_of(settings.auth.oidc.issuer)
+    return found
+
+
 def check_network(settings: Settings) -> CheckResult:
     """Every service a setting points at is on the premises, and the connect guard is strict."""
     name = "network"
@@ -495,6 +507,7 @@ def check_network(settings: Settings) -> CheckResult:
         "llm.base_url": host_of(settings.llm.base_url),
         "store.host": settings.store.host if settings.store.mode == "http" else None,
         "audit.dsn": _dsn_host(settings),
+        **identity_endpoints(settings),
     }
     verdicts = {key: _on_premises(host, allowed) for key, host in endpoints.items() if host}
     outside = [f"{key} -> {endpoints[key]} ({why})" for key, (ok, why) in verdicts.items() if not ok]
@@ -520,14 +533,55 @@ def check_network(settings: Settings) -> CheckResult:
     return CheckResult(name, True, f"guard strict; on the premises: {hosts}", figures)
 
 
+def check_identity(settings: Settings, lookup: str | None = None) -> list[CheckResult]:
+    """The directory and the OIDC provider auth.* names: each server reachable with valid TLS,
+    the service account's bind, the provider's discovery, issuer and keys, and with `lookup` what
+    the directory says of that user (never a password). Nothing when neither is configured."""
+    results: list[CheckResult] = []
+    if settings.auth.ldap is not None:
+        from ui.directory import LdapDirectory
+
+        probed = _guarded_probe("ldap", lambda: LdapDirectory(settings.auth.ldap).probe(lookup))  # type: ignore[arg-type]
+        results.extend(CheckResult(f"ldap: {check}", ok, detail) for check, ok, detail in probed)
+    elif lookup:
+        results.append(
+            CheckResult(
+                "ldap", False, f"--lookup {lookup}: auth.ldap is not set, so there is no directory to ask"
+            )
+        )
+    if settings.auth.oidc is not None:
+        from ui.oidc import OidcClient
+
+        def probe() -> list[tuple[str, bool, str]]:
+            with OidcClient(settings.auth.oidc) as client:  # type: ignore[arg-type]
+                return client.probe()
+
+        results.extend(CheckResult(check, ok, detail) for check, ok, detail in _guarded_probe("oidc", probe))
+    return results
+
+
+def _guarded_probe(
+    name: str, probe: Callable[[], list[tuple[str, bool, str]]]
+) -> list[tuple[str, bool, str]]:
+    try:
+        return probe()
+    except EnclaveError as exc:  # a setting that cannot work (ConfigError): named by the message
+        return [(name, False, str(exc))]
+    except Exception as exc:  # a bug in a check must not hide the others
+        log.exception("the %s check failed", name)
+        return [(name, False, f"the check itself failed: {type(exc).__name__}: {exc}")]
+
+
 def run_checks(
     settings: Settings,
     store: SearchIndex | None = None,
     *,
     hashes: bool = False,
     llm_timeout_s: float = LLM_TIMEOUT_S,
+    lookup: str | None = None,
 ) -> list[CheckResult]:
-    """Every check, in a stable order. `store`: the running app's own, to look at (not a new one)."""
+    """Every check, in a stable order. `store`: the running app's own, to look at (not a new one).
+    `lookup`: a user the directory is asked about (enclave doctor --lookup)."""
     checks: Sequence[tuple[str, Callable[[], CheckResult]]] = (
         ("embedding model", lambda: check_embedding_model(settings, hashes=hashes)),
         ("chroma", lambda: check_chroma(settings, store)),
@@ -538,7 +592,7 @@ def run_checks(
         ("telemetry", check_telemetry),
         ("network", lambda: check_network(settings)),
     )
-    return [_guarded(name, check) for name, check in checks]
+    return [_guarded(name, check) for name, check in checks] + check_identity(settings, lookup)
 
 
 # -- the admin overview --------------------------------------------------------------------------

@@ -37,6 +37,10 @@ def allowed_hosts(settings: Settings) -> list[str]:
         hosts.append(llm_host)
     if settings.store.mode == "http":
         hosts.append(settings.store.host)
+    from enclave.health import identity_endpoints
+
+    # The directory and the OIDC provider: sign-in and the checks of who is in which group.
+    hosts.extend(h for h in identity_endpoints(settings).values() if h)
     return hosts
 
 

@@ -120,17 +120,22 @@ class LdapDirectory:
             raise ConfigError(f"auth.ldap.ca_file {ca} cannot be read: name a PEM file of the directory's CA")
         self.service_password()  # unreadable: said now, not at the first sign-in
         # create_default_context (ldap3 uses it when no version is given) refuses below TLS 1.2.
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(ca) if ca else None)
-        timeout = settings.timeout_seconds
-        self.servers = [
+        self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(ca) if ca else None)
+        self.servers = self.fresh_servers()
+
+    def fresh_servers(self) -> list[Any]:
+        """The servers of auth.ldap.urls as new ldap3.Server objects. Each search and bind takes
+        new ones: an ldap3.Server remembers an address that failed and refuses it for a while
+        ("invalid server address"), so a directory back from an outage would stay refused."""
+        return [
             ldap3.Server(
                 url,
                 use_ssl=url.lower().startswith("ldaps://"),
-                tls=tls,
+                tls=self._tls,
                 get_info=ldap3.NONE,
-                connect_timeout=timeout,
+                connect_timeout=self.settings.timeout_seconds,
             )
-            for url in settings.urls
+            for url in self.settings.urls
         ]
 
     # -- the backend's calls ------------------------------------------------------------------
@@ -171,7 +176,7 @@ class LdapDirectory:
         """For `enclave doctor`: (check, ok, detail) for each server (reachable with valid TLS,
         the service account's bind) and, with `test_name`, what a lookup of that user says."""
         results: list[tuple[str, bool, str]] = []
-        for server in self.servers:
+        for server in self.fresh_servers():
             try:
                 conn = _open_service(self, server)
             except DirectoryUnavailable as exc:
@@ -255,7 +260,7 @@ class _Session:
 
     def __enter__(self) -> _Session:
         failures = []
-        for server in self.directory.servers:
+        for server in self.directory.fresh_servers():
             try:
                 conn = _open_service(self.directory, server)
                 try:

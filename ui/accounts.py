@@ -295,18 +295,21 @@ def accounts_for(settings: Settings, users: UserStore, audit: Any) -> Accounts:
         from ui.directory import LdapDirectory
 
         ldap = LdapDirectory(settings.auth.ldap)
-        revalidators[LDAP] = _LdapRevalidator(ldap)
+        revalidators[LDAP] = LdapRevalidator(ldap)
     if settings.auth.oidc is not None:
         from ui.oidc import OidcClient
 
         oidc = OidcClient(settings.auth.oidc)
-        revalidators[OIDC] = _OidcRevalidator(oidc)
+        revalidators[OIDC] = OidcRevalidator(oidc)
     return Accounts(
         users, AuthStore(settings.auth_store_path), settings.auth, audit, revalidators, ldap=ldap, oidc=oidc
     )
 
 
-class _LdapRevalidator:
+class LdapRevalidator:
+    """Checks by a lookup in LDAP / Active Directory (ui.directory.LdapDirectory), as the service
+    account: a user whose entry now has another DN is another person of the same name."""
+
     def __init__(self, directory: Any) -> None:
         self.directory = directory
 
@@ -320,7 +323,10 @@ class _LdapRevalidator:
         return found, None
 
 
-class _OidcRevalidator:
+class OidcRevalidator:
+    """Checks by a refresh at the OIDC provider (ui.oidc.OidcClient) with the refresh token kept
+    at sign-in: invalid_grant (disabled, deleted, signed out there) ends the user's sessions."""
+
     def __init__(self, client: Any) -> None:
         self.client = client
 

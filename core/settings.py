@@ -586,7 +586,17 @@ class OidcSettings(_Section):
     username_claim: str = Field(
         "preferred_username", description="ID token claim holding the Enclave user name."
     )
-    groups_claim: str = Field("groups", description="Claim (ID token or userinfo) listing the user's groups.")
+    groups_claim: str = Field(
+        "groups",
+        description="Claim (ID token or userinfo) listing the user's groups; a dotted path reaches "
+        "into nested claims (e.g. resource_access.enclave.groups).",
+    )
+    roles_claim: str | None = Field(
+        None,
+        description="Claim listing the user's roles at the provider (Keycloak: realm_access.roles); "
+        "each is given to the mapping as 'role:<name>', e.g. admin: ['role:enclave-admin']. "
+        "Empty: roles come from groups only.",
+    )
     ca_file: Path | None = Field(
         None,
         description="PEM file of the CA(s) the provider's certificate must chain to. Empty: the system's.",

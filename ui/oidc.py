@@ -321,22 +321,25 @@ class OidcClient:
     # -- the account ----------------------------------------------------------------------------
 
     def _account(self, claims: dict[str, Any], access_token: str | None) -> DirectoryAccount:
-        wanted = (self.settings.username_claim, self.settings.groups_claim)
-        if any(name not in claims for name in wanted) and access_token:
+        wanted = [self.settings.username_claim, self.settings.groups_claim]
+        if self.settings.roles_claim:
+            wanted.append(self.settings.roles_claim)
+        if any(claim_value(claims, name) is None for name in wanted) and access_token:
             info = self._userinfo(access_token, "userinfo")
             if info and info.get("sub") != claims["sub"]:
                 raise OidcError(_REFUSED, f"userinfo: sub {info.get('sub')!r} is not the ID token's")
             claims = {**info, **claims}
-        name = claims.get(self.settings.username_claim)
+        name = claim_value(claims, self.settings.username_claim)
         if not isinstance(name, str) or not valid_user_name(name):
             raise OidcError(
                 "Your organisation account has no user name Enclave can use. Ask your administrator.",
                 f"claim {self.settings.username_claim!r} is missing or not a valid user name: {name!r}",
             )
-        raw = claims.get(self.settings.groups_claim, [])
-        groups = [raw] if isinstance(raw, str) else raw
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise OidcError(_REFUSED, f"claim {self.settings.groups_claim!r} is not a list of names: {raw!r}")
+        groups = _names(claims, self.settings.groups_claim)
+        if self.settings.roles_claim:
+            # Roles beside groups (Keycloak's realm_access.roles): named "role:<name>" for the
+            # mapping, so a role and a group of the same name are never taken for each other.
+            groups += [ROLE_PREFIX + r for r in _names(claims, self.settings.roles_claim)]
         display = claims.get("name")
         return self.settings.mapping.to_mapping().account(
             name, OIDC, subject=claims["sub"], directory_groups=groups,
@@ -510,6 +513,33 @@ class OidcClient:
             usable = [k for k in keys if k.key_type in _KEY_TYPES.values()]
             checks.append(("OIDC signing keys", bool(usable), f"{len(usable)} key(s) fetched"))
         return checks
+
+
+ROLE_PREFIX = "role:"
+
+
+def claim_value(claims: Mapping[str, Any], path: str) -> Any:
+    """The claim `path` names: a top-level claim of that name, else a dotted path into nested
+    objects (`realm_access.roles`, `resource_access.enclave.roles`); None when absent."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _names(claims: Mapping[str, Any], path: str) -> list[str]:
+    """The list of names in claim `path` (a single name counts as a list of one; absent: none)."""
+    raw = claim_value(claims, path)
+    if raw is None:
+        return []
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not all(isinstance(g, str) for g in names):
+        raise OidcError(_REFUSED, f"claim {path!r} is not a list of names: {raw!r}")
+    return list(names)
 
 
 def _ssl_error(error: BaseException) -> ssl.SSLError | None:

@@ -105,6 +105,23 @@ def test_a_sign_in_maps_the_providers_groups_to_enclave_groups_and_role(
     )
 
 
+def test_roles_from_a_nested_claim_make_the_role(browser: httpx.Client) -> None:
+    """Keycloak sends realm roles as realm_access.roles: roles_claim reaches in, and the
+    mapping names them "role:<name>", apart from groups of the same name."""
+    with running_provider({"dora": ["hr"]}) as provider:
+        provider.set_roles("dora", ["enclave-admin", "offline_access"])
+        settings = oidc_settings(provider, roles_claim="realm_access.roles")
+        settings.mapping.admin = ["role:enclave-admin"]
+        with OidcClient(settings) as client:
+            login = log_in(client, browser, provider, "dora")
+        assert login.account.role == "admin" and login.account.groups == ("hr-docs",)
+        assert "role:enclave-admin" in login.account.directory_groups
+        provider.set_roles("dora", [])  # the role taken away: a group named like it makes no admin
+        provider.set_groups("dora", ["hr", "enclave-admin"])
+        with OidcClient(settings) as client:
+            assert log_in(client, browser, provider, "dora").account.role == "staff"
+
+
 def test_groups_in_the_id_token_are_read_from_there(browser: httpx.Client) -> None:
     with running_provider({"bob": ["hr"]}, claims_in_id_token=True) as provider:
         with OidcClient(oidc_settings(provider)) as client:

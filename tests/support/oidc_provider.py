@@ -154,6 +154,11 @@ class OidcProvider(LocalDaemon):
         self._accounts[name]["groups"] = list(groups)
         self._write_accounts()
 
+    def set_roles(self, name: str, roles: Sequence[str]) -> None:
+        """The account's roles, sent as Keycloak does (realm_access.roles)."""
+        self._accounts[name]["roles"] = list(roles)
+        self._write_accounts()
+
     def disable(self, name: str) -> None:
         self._accounts[name]["disabled"] = True
         self._write_accounts()

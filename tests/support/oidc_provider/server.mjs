@@ -45,7 +45,7 @@ const provider = new Provider(issuer, {
     openid: ['sub'],
     profile: ['preferred_username', 'name'],
     email: ['email'],
-    groups: ['groups'],
+    groups: ['groups', 'realm_access'],
   },
   // false: the scopes' claims (preferred_username, groups) go into the ID token as well, as
   // Keycloak's mappers do; true (the default): only into userinfo.
@@ -91,6 +91,8 @@ const provider = new Provider(issuer, {
           name: entry.name ?? sub,
           email: entry.email ?? `${sub}@example.test`,
           groups: entry.groups ?? [],
+          // Roles as Keycloak puts them: nested, for roles_claim: realm_access.roles.
+          realm_access: { roles: entry.roles ?? [] },
         };
       },
     };

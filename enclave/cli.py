@@ -746,13 +746,40 @@ def users_add(
 
 @users_app.command("list")
 def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List users with their role and groups."""
-    users = wiring.build_users(state.settings).list()
+    """List users with their role and groups: the users file's, and those a directory or the
+    OIDC provider let in (as their last sign-in or check found them; `enclave users show NAME`
+    asks the directory now)."""
+    from datetime import UTC, datetime
+
+    settings = state.settings
+    rows: list[dict[str, Any]] = [
+        {"name": u.name, "role": u.role, "groups": list(u.groups), "backend": "local"}
+        for u in wiring.build_users(settings).list()
+    ]
+    local = {r["name"] for r in rows}
+    if settings.auth_store_path.exists():
+        from ui.sessions import AuthStore
+
+        for kept in AuthStore(settings.auth_store_path).identities():
+            if kept["user"] in local:
+                continue  # the users file's entry is the one that counts
+            rows.append(
+                {
+                    "name": kept["user"],
+                    "role": kept["role"],
+                    "groups": json.loads(kept["groups"]),
+                    "backend": kept["backend"],
+                    "checked": datetime.fromtimestamp(kept["checked"], UTC).isoformat(timespec="seconds"),
+                    "gone": kept["gone"],
+                }
+            )
+    rows.sort(key=lambda r: r["name"])
     if as_json:
-        emit_json([{"name": u.name, "role": u.role, "groups": list(u.groups)} for u in users])
+        emit_json(rows)
         return
-    for u in users:
-        typer.echo(f"{u.name}\t{u.role}\t{','.join(u.groups)}")
+    for r in rows:
+        note = f"\t{r['backend']}" + (f" (signed out: {r['gone']})" if r.get("gone") else "")
+        typer.echo(f"{r['name']}\t{r['role']}\t{','.join(r['groups'])}{note}")
 
 
 @users_app.command("show")

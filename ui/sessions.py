@@ -341,6 +341,12 @@ class AuthStore:
             row = conn.execute("SELECT * FROM identities WHERE user = ?", (user,)).fetchone()
         return dict(row) if row is not None else None
 
+    def identities(self) -> list[dict[str, Any]]:
+        """Every user a directory let in, as last checked (rows of `identities`), by name."""
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute("SELECT * FROM identities ORDER BY user")]
+
     def put_identity(self, row: dict[str, Any]) -> None:
         """Keep what a directory says of a user now (at a sign-in, or a proxy request)."""
         values = [row[c] for c in _IDENTITY_COLUMNS]

@@ -10,6 +10,7 @@ CHECK_S seconds (auth.revalidate_minutes), so the tests see a change without wai
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,6 +205,14 @@ def test_users_show_and_doctor_ask_the_directory(
     assert gone.exit_code == 0 and '"gone": "disabled in the directory"' in gone.output
     unknown = cli("users", "show", "nobody")
     assert unknown.exit_code == 1 and "unknown user 'nobody'" in unknown.output
+    from typer.testing import CliRunner
+
+    from enclave.cli import app
+
+    listed = CliRunner().invoke(app, ["--data-dir", str(served.settings.data_dir), "users", "list", "--json"])
+    rows = {r["name"]: r for r in json.loads(listed.output)}
+    assert rows["breakglass"]["backend"] == "local" and rows["alice"]["backend"] == "ldap"
+    assert rows["alice"]["groups"] == ["finance-docs", "staff-docs"]
     doctor = cli("doctor", "--lookup", "alice", "--json")
     checks = {c["name"]: c for c in yaml.safe_load(doctor.output)["checks"]}
     ldap_checks = {k: v for k, v in checks.items() if k.startswith("ldap: ")}

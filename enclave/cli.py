@@ -570,6 +570,27 @@ def sources_remove(name: Annotated[str, typer.Argument(help="The source's name."
 # -- ask -------------------------------------------------------------------------------------
 
 
+def _principal(settings: Any, name: str) -> Any:
+    """Who `name` is now: the users file's entry, else what the directory (auth.ldap) says.
+    Fails, naming the user, when neither knows them or the directory cannot be asked."""
+    record = wiring.build_users(settings).get(name)
+    if record is not None:
+        return record.principal
+    if settings.auth.ldap is not None:
+        from core.errors import EnclaveError
+        from core.identity import DirectoryAccount
+        from ui.directory import LdapDirectory
+
+        try:
+            found = LdapDirectory(settings.auth.ldap).lookup(name)
+        except EnclaveError as exc:
+            fail(f"cannot ask the directory about '{name}': {exc}")
+        if isinstance(found, DirectoryAccount):
+            return found.principal
+        fail(f"user '{name}': the directory says {found.reason}")
+    fail(f"unknown user '{name}': add it with `enclave users add {name} ...`")
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
@@ -580,12 +601,10 @@ def ask(
 ) -> None:
     """Answer a question from the documents USER may read, and audit it."""
     settings = state.settings
-    record = wiring.build_users(settings).get(user)
-    if record is None:
-        fail(f"unknown user '{user}': add it with `enclave users add {user} ...`")
+    principal = _principal(settings, user)
     with store_session(settings, "enclave ask", write=False):
         assistant = wiring.build_assistant(settings)
-        answer = assistant.ask(record.principal, question)
+        answer = assistant.ask(principal, question)
     if as_json:
         emit_json(
             {

@@ -209,10 +209,15 @@ def test_users_show_and_doctor_ask_the_directory(
 
     from enclave.cli import app
 
+    assert served.sign_in("alice").status_code == 200  # so the sign-in store knows her
     listed = CliRunner().invoke(app, ["--data-dir", str(served.settings.data_dir), "users", "list", "--json"])
     rows = {r["name"]: r for r in json.loads(listed.output)}
     assert rows["breakglass"]["backend"] == "local" and rows["alice"]["backend"] == "ldap"
     assert rows["alice"]["groups"] == ["finance-docs", "staff-docs"]
+    asked = cli("ask", "What does the crane cost?", "--user", "alice", "--json")
+    assert asked.exit_code == 0, asked.output  # the directory's alice, with her groups now
+    refused = cli("ask", "What does the crane cost?", "--user", "dave")
+    assert refused.exit_code == 1 and "disabled in the directory" in refused.output
     doctor = cli("doctor", "--lookup", "alice", "--json")
     checks = {c["name"]: c for c in yaml.safe_load(doctor.output)["checks"]}
     ldap_checks = {k: v for k, v in checks.items() if k.startswith("ldap: ")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core.types import Citation, Hit
 
@@ -11,13 +11,19 @@ _MARKER = re.compile(r"\[(\d{1,3})\]")
 SNIPPET_CHARS = 300
 
 
-def citations_for(hits: Sequence[Hit]) -> list[Citation]:
-    """Number the hits 1..n in rank order."""
+Locate = Callable[[str], str | None]
+"""Where the document of a chunk's `source` lives for its users, or None (the composition root
+gives one that knows the synced sources)."""
+
+
+def citations_for(hits: Sequence[Hit], locate: Locate | None = None) -> list[Citation]:
+    """Number the hits 1..n in rank order, each with its location where `locate` gives one."""
     out = []
     for n, hit in enumerate(hits, start=1):
         c = hit.chunk
         snippet = c.text if len(c.text) <= SNIPPET_CHARS else c.text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
-        out.append(Citation(n, c.chunk_id, c.doc_id, c.source, c.title, c.section, c.page, snippet))
+        location = locate(c.source) if locate is not None else None
+        out.append(Citation(n, c.chunk_id, c.doc_id, c.source, c.title, c.section, c.page, snippet, location))
     return out
 
 

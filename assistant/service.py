@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from assistant.budget import ContextBudget, FittedPrompt
-from assistant.citations import citations_for, resolve
+from assistant.citations import Locate, citations_for, resolve
 from assistant.evidence import Finding
 from assistant.extractive import ExtractiveAnswerer
 from assistant.followup import QueryRewriter, Rewrite, clean_history
@@ -90,6 +90,7 @@ class Assistant:
         max_question_chars: int = MAX_QUESTION_CHARS,
         history_turns: int = HISTORY_TURNS,
         refuse_unanswered: bool = True,
+        locate: Locate | None = None,
     ) -> None:
         if llm is not None and budget is None:
             raise ConfigError(
@@ -107,6 +108,9 @@ class Assistant:
         self.history_turns = history_turns
         # Refuse, in both modes, when no passage gives what the question asks (assistant.evidence).
         self.refuse_unanswered = refuse_unanswered
+        # Where a document lives for its users (a synced share, site or mailbox), for citations
+        # and the audit record; the source path stays the ingested file's.
+        self.locate = locate
 
     def ask(
         self,
@@ -153,7 +157,7 @@ class Assistant:
             trace.rewrite = self.rewriter.rewrite(question, turns)
             answer.search_query = trace.rewrite.query
             relevant, trace.searched = self.retriever.retrieve(principal, trace.rewrite.query)
-            supplied = citations_for(relevant)
+            supplied = citations_for(relevant, self.locate)
             if relevant:
                 # Which sentence answers, and whether any does: the same judgement for both modes.
                 trace.finding = self.extractive.find(question, relevant, supplied, trace.rewrite.query)
@@ -272,6 +276,7 @@ class Assistant:
                     "chunk_id": h.chunk.chunk_id,
                     "doc_id": h.chunk.doc_id,
                     "source": h.chunk.source,
+                    "location": self.locate(h.chunk.source) if self.locate is not None else None,
                     "page": h.chunk.page,
                     "score": round(h.score, 6),
                     "sha256": h.chunk.content_hash,
@@ -292,6 +297,7 @@ class Assistant:
                     "chunk_id": c.chunk_id,
                     "doc_id": c.doc_id,
                     "source": c.source,
+                    "location": c.location,
                     "page": c.page,
                     "title": c.title,
                     "section": c.section,

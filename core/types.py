@@ -64,7 +64,10 @@ class Hit:
 
 @dataclass(frozen=True)
 class Citation:
-    """A numbered source as shown to the user: `[n]` in the answer refers to it."""
+    """A numbered source as shown to the user: `[n]` in the answer refers to it. `source` is the
+    file Enclave ingested (for a synced source, its local mirror copy); `location` where the
+    document lives for its users (`\\\\server\\share\\a.xlsx`, an https or imap URL) when it came
+    from a synced share, site or mailbox, else None."""
 
     n: int
     chunk_id: str
@@ -74,6 +77,7 @@ class Citation:
     section: str
     page: int | None
     snippet: str
+    location: str | None = None
 
 
 SupportLevel = Literal["supported", "weak", "uncited"]

@@ -362,6 +362,55 @@ def last_report(settings: Settings, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+class SourceLocations:
+    """Where a synced document lives for its users (`\\\\fileserver\\finance\\Budgets\\2026.xlsx`,
+    its WebDAV URL, `imap://mail/INBOX;UID=42`), from the path Enclave ingested it from in a
+    source's mirror: citations and the audit log show it, while the manifest, the index and
+    /files keep the mirror path. Taken from the location each source's last sync recorded
+    (ingest.sources.mirror_location), so documents ingested before this existed get one too, and
+    a sync from a new location changes what is shown without embedding anything again."""
+
+    def __init__(self, sources_dir: Path) -> None:
+        self.top = Path(sources_dir).resolve()
+        self._held: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+    def __call__(self, source: str) -> str | None:
+        file, sep, part = source.partition("#")
+        try:
+            parts = Path(file).relative_to(self.top).parts
+        except ValueError:
+            return None  # not a source's document: an ingested folder or an upload
+        if len(parts) < 3 or parts[1] != "mirror":
+            return None
+        location = self._location(parts[0])
+        if location is None:
+            return None
+        from ingest.sources import shown_location
+
+        return shown_location(location, "/".join(parts[2:]) + sep + part)
+
+    def _location(self, name: str) -> str | None:
+        """The source's recorded location, read again only when its state file changed."""
+        state = SourcePaths(self.top / name).mirror_state
+        try:
+            st = state.stat()
+        except OSError:
+            return None
+        key = (st.st_mtime_ns, st.st_size)
+        held = self._held.get(name)
+        if held is not None and held[0] == key:
+            return held[1]
+        from ingest.sources import mirror_location
+
+        try:
+            location = mirror_location(state)
+        except IngestError as exc:
+            log.warning("source %s: where its documents live cannot be shown: %s", name, exc)
+            location = None
+        self._held[name] = (key, location)
+        return location
+
+
 # -- the sync ------------------------------------------------------------------------------------
 
 
@@ -458,7 +507,7 @@ def _sync_held(
     from enclave.store_commands import store_session
     from ingest.manifest import Manifest
     from ingest.reports import document_changes, files_under
-    from ingest.sources import GroupMap, Selection, sync_mirror
+    from ingest.sources import GroupMap, Selection, shown_location, sync_mirror
 
     settings = stores.settings
     cfg = source.settings
@@ -520,6 +569,11 @@ def _sync_held(
             changes["failed"].insert(0, {"path": path, "reason": reason})
         for path, reason in mirror.skipped:
             changes["skipped"].insert(0, {"path": path, "reason": reason})
+        for rows in changes.values():  # where each lives at the source, as citations show it
+            for row in rows:
+                path = row["path"]
+                if not path.startswith("/") and (where := shown_location(mirror.location, path)):
+                    row["location"] = where
         report["documents"] = changes
         manifest = Manifest(settings.manifest_path)
         try:

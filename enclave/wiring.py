@@ -238,6 +238,7 @@ def build_assistant(
     from assistant.retrieval import Retriever
     from assistant.service import Assistant
     from assistant.support import SupportChecker
+    from enclave.sources import SourceLocations
 
     embedder = embedder or build_embedder(settings)
     r = settings.retrieval
@@ -267,6 +268,7 @@ def build_assistant(
         max_question_chars=settings.ui.max_question_chars,
         history_turns=settings.llm.history_turns,
         refuse_unanswered=r.refuse_unanswered,
+        locate=SourceLocations(settings.sources_dir),
     )
 
 

@@ -646,6 +646,7 @@ def _citations(items: object) -> list[Citation]:
                 section=str(item.get("section") or ""),
                 page=page if isinstance(page, int) else None,
                 snippet="",
+                location=item["location"] if isinstance(item.get("location"), str) else None,
             )
         )
     return out

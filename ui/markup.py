@@ -247,11 +247,14 @@ def citation_markdown(citation: Citation) -> str:
         parts.append(page_label(citation.page))
     if citation.section:
         parts.append(literal(one_line(citation.section)))
-    name = file_name(citation.source) if citation.source else ""
-    if name and name != title:
-        # The file's name, not its path on the server (the link opens it). A code span shows it
-        # literally; only a backtick could end it early.
-        parts.append("`" + one_line(name).replace("`", "'") + "`")
+    if citation.location:
+        # Where staff find it themselves (the share, site or mailbox it was synced from), in full.
+        parts.append("`" + one_line(citation.location).replace("`", "'") + "`")
+    elif name := file_name(citation.source) if citation.source else "":
+        if name != title:
+            # The file's name, not its path on the server (the link opens it). A code span shows
+            # it literally; only a backtick could end it early.
+            parts.append("`" + one_line(name).replace("`", "'") + "`")
     if citation.doc_id:
         parts.append(f"[open the file]({file_url(citation)})")
     head = " · ".join(parts)
@@ -314,6 +317,7 @@ def citation_record(citation: Citation) -> dict[str, Any]:
     return {
         "n": citation.n,
         "source": citation.source,
+        "location": citation.location,
         "page": citation.page,
         "title": citation.title,
         "section": citation.section,

@@ -15,9 +15,17 @@ from ingest.sources.base import (
     SourceUnavailable,
     path_problem,
     read_credentials,
+    shown_location,
 )
 from ingest.sources.local import LocalConnector
-from ingest.sources.mirror import MirrorResult, mirror_groups, mirror_mtime_ns, sync_mirror, write_atomically
+from ingest.sources.mirror import (
+    MirrorResult,
+    mirror_groups,
+    mirror_location,
+    mirror_mtime_ns,
+    sync_mirror,
+    write_atomically,
+)
 from ingest.sources.permissions import EVERYONE, GroupMap, posix_readers
 
 __all__ = [
@@ -33,10 +41,12 @@ __all__ = [
     "SourceShrank",
     "SourceUnavailable",
     "mirror_groups",
+    "mirror_location",
     "mirror_mtime_ns",
     "path_problem",
     "posix_readers",
     "read_credentials",
+    "shown_location",
     "sync_mirror",
     "write_atomically",
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO, Protocol
+from urllib.parse import quote, urlsplit
 
 from core.errors import ConfigError, SourceError, SourceShrank, SourceUnavailable
 from ingest.pipeline import human_size
@@ -31,6 +32,7 @@ __all__ = [
     "SourceUnavailable",
     "path_problem",
     "read_credentials",
+    "shown_location",
 ]
 
 MAX_NAME_BYTES = 255  # a file name longer than this cannot be held by the mirror's filesystem
@@ -93,6 +95,40 @@ def path_problem(path: str) -> str | None:
             return f"a path component {part!r}"
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             return f"a name longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def shown_location(location: str, path: str) -> str | None:
+    """Where the entry at `path` of the source at `location` (a connector's `location`) lives for
+    the people who use it, for citations and the audit log; None for a folder source, whose path
+    is the server's own and opens nothing for staff.
+
+    An SMB share gives the UNC path Windows Explorer and Office show (`\\\\server\\share\\a\\b.xlsx`),
+    an smb:// URL only where a port other than 445 is needed (UNC has no port); WebDAV the file's
+    URL; IMAP the message's IMAP URL (RFC 5092: `imap://host/INBOX;UID=42`; the folder is the
+    mirror's, its levels joined by "/"). A mail attachment (`<mail>#<name>`) keeps its `#<name>`.
+    A connector's location never holds a user name or password (core.sources refuses them)."""
+    path, sep, part = path.partition("#")
+    suffix = sep + part
+    parts = urlsplit(location)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    # Rebuilt from the host and port alone: no user name or password can come along.
+    if scheme == "smb":
+        names = [p for p in parts.path.split("/") if p] + path.split("/")
+        if parts.port not in (None, 445):
+            return f"smb://{host}:{parts.port}/" + quote("/".join(names)) + suffix
+        return "\\\\" + "\\".join([host, *names]) + suffix
+    if scheme in ("http", "https"):
+        port = f":{parts.port}" if parts.port is not None else ""
+        return f"{scheme}://{host}{port}{parts.path.rstrip('/')}/{quote(path)}{suffix}"
+    if scheme in ("imap", "imaps"):
+        folder, _, name = path.rpartition("/")
+        uid = name.removesuffix(".eml")
+        port = f":{parts.port}" if parts.port not in (None, 143, 993) else ""
+        return f"imap://{host}{port}/{quote(folder)};UID={uid}{suffix}"
     return None
 
 

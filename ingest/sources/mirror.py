@@ -137,6 +137,20 @@ def mirror_groups(state_path: Path) -> dict[str, tuple[str, ...]]:
     }
 
 
+def mirror_location(state_path: Path) -> str | None:
+    """The location of the source the last sync mirrored (its connector's, with no secret in it),
+    or None before the first sync. A mirrored path is the entry's own path at that location, so
+    the two say where each document lives at the source (base.shown_location)."""
+    try:
+        data = json.loads(Path(state_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise IngestError(f"source state file {state_path} cannot be read ({exc})") from exc
+    location = data.get("location") if isinstance(data, dict) else None
+    return location if isinstance(location, str) else None
+
+
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """`path` holds `data`, or what it held before: written aside, synced, renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)

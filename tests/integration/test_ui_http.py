@@ -259,6 +259,7 @@ def test_ask_answers_with_citations_for_the_signed_in_user(served: Served) -> No
             {
                 "n": 1,
                 "source": "hr/leave-policy.pdf",
+                "location": None,
                 "page": 3,
                 "title": "Leave <b>policy</b>",
                 "section": "2. Annual leave",

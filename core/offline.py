@@ -73,7 +73,7 @@ class _Guard:
         message = (
             f"offline guard: connection to {target} refused; Enclave only talks to loopback and "
             "configured services (network.allowed_hosts, llm.base_url, store.host, the servers of "
-            "configured sources)"
+            "configured sources, auth.ldap.urls and the auth.oidc issuer)"
         )
         # Logged in both modes: a library may swallow the exception, the log line stays.
         log.warning(message)

@@ -29,6 +29,7 @@ _KIND_ONLY: dict[str, tuple[str, ...]] = {
     "ca_file": ("webdav", "imap"),
     "credentials_file": ("smb", "webdav", "imap"),
     "timeout_s": ("smb", "webdav", "imap"),
+    "sid_groups": ("smb",),
 }
 # Kinds whose connector lists each file's permissions (`groups: from-source`).
 FROM_SOURCE_KINDS: tuple[str, ...] = ("folder", "smb")
@@ -145,7 +146,16 @@ class SourceSettings(BaseModel):
         None,
         description="groups from-source: a YAML file mapping the source's group names and SIDs to "
         "Enclave groups (`finance-staff: [finance]`, `S-1-5-21-...-1104: [hr]`). Unmapped POSIX "
-        "groups keep their name; unmapped SIDs give no group and are reported at each sync.",
+        "groups keep their name; unmapped SIDs (and, with sid_groups, SIDs the directory does not "
+        "know) give no group and are reported at each sync.",
+    )
+    sid_groups: Literal["map-file", "directory", "both"] | None = Field(
+        None,
+        description="smb, groups from-source: where a SID's Enclave groups come from. map-file (the "
+        "default): group_map only. directory: the directory of auth.ldap, the group whose objectSid (AD) "
+        "or sambaSID it is, mapped by auth.ldap.mapping as its members' groups are at sign-in. both: "
+        "group_map first, then the directory. A directory that cannot be reached fails the sync, "
+        "changing no one's access.",
     )
     everyone_group: str | None = Field(
         None,
@@ -250,8 +260,13 @@ class SourceSettings(BaseModel):
                 )
             if self.acl is not None:
                 raise ValueError("groups from-source and an acl file: choose one")
+            if self.sid_groups == "directory" and self.group_map is not None:
+                raise ValueError(
+                    "sid_groups directory leaves group_map unread: use sid_groups both for the file "
+                    "first, then the directory"
+                )
         else:
-            for name in ("group_map", "everyone_group"):
+            for name in ("group_map", "everyone_group", "sid_groups"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name} is a setting of groups: [from-source], not of fixed groups")
         for name, kinds in _KIND_ONLY.items():
@@ -277,6 +292,11 @@ class SourceSettings(BaseModel):
     def groups_from_source(self) -> bool:
         """Each file's groups come from its permissions at the source."""
         return self.groups == [FROM_SOURCE]
+
+    @property
+    def sids_from_directory(self) -> bool:
+        """A SID's Enclave groups may come from the directory (sid_groups directory or both)."""
+        return self.sid_groups in ("directory", "both")
 
     @property
     def endpoint(self) -> Endpoint:

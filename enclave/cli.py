@@ -48,7 +48,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-users_app = typer.Typer(help="Manage local users.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Local users (the users file), and what the directory says of any user.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="Inspect and verify the audit log.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 docs_app = typer.Typer(help="List, show, remove and reindex ingested documents.", no_args_is_help=True)
@@ -330,6 +332,13 @@ def sources_add(
         str | None,
         typer.Option("--everyone-group", help="from-source: the group of files every user may read."),
     ] = None,
+    sid_groups: Annotated[
+        str | None,
+        typer.Option(
+            "--sid-groups",
+            help="smb, from-source: a SID's groups from map-file (default), directory (auth.ldap) or both.",
+        ),
+    ] = None,
     acl: Annotated[
         Path | None,
         typer.Option("--acl", help="YAML file mapping the source's folders to groups (longest match wins)."),
@@ -403,6 +412,7 @@ def sources_add(
         "acl": _absolute(acl),
         "group_map": _absolute(group_map),
         "everyone_group": everyone_group,
+        "sid_groups": sid_groups,
         "include": include or [],
         "exclude": exclude or [],
         "max_file_mb": max_file_mb,
@@ -432,6 +442,8 @@ def sources_add(
         from ingest.sources import GroupMap
 
         GroupMap.load(cfg.group_map)  # there and well formed
+    if cfg.sids_from_directory:
+        wiring.build_sid_resolver(settings, cfg)  # auth.ldap set, its password file readable
     source = add_source(settings, name, cfg, replace=replace)
     typer.echo(
         f"source {name}: {cfg.kind} {cfg.location}, groups {', '.join(cfg.groups) or '(from the acl file)'}"
@@ -821,7 +833,14 @@ def users_show(
     if local is not None:
         shown["local"] = {"role": local.role, "groups": list(local.groups)}
     failed = None
-    if settings.auth.ldap is not None and local is None:
+    kept = None
+    if settings.auth_store_path.exists():
+        from ui.sessions import AuthStore
+
+        kept = AuthStore(settings.auth_store_path).identity(name)
+    # The directory is asked about its own users (and names nothing else knows), not about a
+    # user the OIDC provider or the proxy let in.
+    if settings.auth.ldap is not None and local is None and (kept is None or kept["backend"] == "ldap"):
         from ui.directory import LdapDirectory
 
         try:
@@ -840,20 +859,16 @@ def users_show(
                 }
             else:
                 shown["ldap"] = {"gone": found.reason}
-    if settings.auth_store_path.exists():
-        from ui.sessions import AuthStore
-
-        kept = AuthStore(settings.auth_store_path).identity(name)
-        if kept is not None:
-            shown["last_check"] = {
-                "backend": kept["backend"],
-                "subject": kept["subject"],
-                "role": kept["role"],
-                "groups": json.loads(kept["groups"]),
-                "directory_groups": json.loads(kept["directory_groups"]),
-                "checked": datetime.fromtimestamp(kept["checked"], UTC).isoformat(timespec="seconds"),
-                "gone": kept["gone"],
-            }
+    if kept is not None:
+        shown["last_check"] = {
+            "backend": kept["backend"],
+            "subject": kept["subject"],
+            "role": kept["role"],
+            "groups": json.loads(kept["groups"]),
+            "directory_groups": json.loads(kept["directory_groups"]),
+            "checked": datetime.fromtimestamp(kept["checked"], UTC).isoformat(timespec="seconds"),
+            "gone": kept["gone"],
+        }
     from ui.directory import NOT_FOUND
 
     if set(shown) == {"name"} or (set(shown) == {"name", "ldap"} and shown["ldap"].get("gone") == NOT_FOUND):

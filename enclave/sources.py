@@ -538,7 +538,11 @@ def _sync_held(
     try:
         audit.check_writable()  # a sync that could not be audited is never begun
         policy = group_policy(cfg, paths.mirror)  # an acl file that cannot be read stops it here
-        group_map = GroupMap.load(cfg.group_map, cfg.everyone_group) if cfg.groups_from_source else None
+        group_map = (
+            GroupMap.load(cfg.group_map, cfg.everyone_group, wiring.build_sid_resolver(settings, cfg))
+            if cfg.groups_from_source
+            else None
+        )
         console.echo(f"source {source.name}: syncing {cfg.location}", err=True)
         max_mb = cfg.max_file_mb or settings.ingest.max_file_mb
         selection = Selection(tuple(cfg.include), tuple(cfg.exclude), int(max_mb * 1024 * 1024))

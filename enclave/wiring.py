@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ingest.originals import OriginalFiles
     from ingest.pipeline import IngestPipeline
     from ingest.sources import Connector
+    from ingest.sources.permissions import SidResolver
     from vectorstore.embedding import Embedder
     from vectorstore.index import SearchIndex
     from vectorstore.rerank import CrossEncoderReranker
@@ -357,3 +358,38 @@ def build_connector(source: SourceSettings) -> Connector:
                 **({"timeout_s": source.timeout_s} if source.timeout_s else {}),
             )
     raise AssertionError(f"no connector for kind {source.kind!r}")
+
+
+def build_sid_resolver(settings: Settings, source: SourceSettings) -> SidResolver | None:
+    """For an SMB source whose SIDs go through the directory (sid_groups directory or both): a
+    SID's Enclave groups as ui.directory.LdapDirectory finds them, each SID asked once (build one
+    per sync, so a change in the directory counts at the next). ConfigError when auth.ldap is
+    not set; the resolver raises SourceUnavailable when the directory cannot answer, so the sync
+    fails and no one's access changes."""
+    from core.errors import ConfigError, SourceUnavailable
+
+    if not source.sids_from_directory:
+        return None
+    if settings.auth.ldap is None:
+        raise ConfigError(
+            f"sid_groups {source.sid_groups}: SIDs go through the directory, but auth.ldap is not set "
+            "(configure the directory, or use sid_groups map-file with a group_map file)"
+        )
+    from core.identity import DirectoryUnavailable
+    from ui.directory import LdapDirectory
+
+    directory = LdapDirectory(settings.auth.ldap)
+    known: dict[str, tuple[str, ...] | None] = {}
+
+    def resolve(sid: str) -> tuple[str, ...] | None:
+        if sid not in known:
+            try:
+                known[sid] = directory.groups_of_sid(sid)
+            except DirectoryUnavailable as exc:
+                raise SourceUnavailable(
+                    f"{source.location}: the directory cannot say whose SID {sid} is ({exc}); the sync "
+                    "stopped so that no one's access changes"
+                ) from exc
+        return known[sid]
+
+    return resolve

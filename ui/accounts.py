@@ -162,9 +162,9 @@ class Accounts:
     # -- what a directory said -----------------------------------------------------------------
 
     def signed_in(self, found: DirectoryAccount, state: str | None = None) -> Account:
-        """Keep what the directory said at a sign-in (`state`: the OIDC refresh token). A change
-        from what it said before is written as `identity_changed` by the caller's sign_in
-        record, which names the groups granted, so nothing is written here."""
+        """Keep what the directory said at a sign-in (`state`: the OIDC refresh token). Nothing
+        is written to the audit log here: the caller's sign_in record names the role and groups
+        granted."""
         now = self.clock()
         self.store.put_identity(_row(found, now, state))
         return Account.of_directory(found, now)
@@ -178,7 +178,12 @@ class Accounts:
             return _account(before)  # unchanged: no write on every request
         self.store.put_identity(row)
         if before is not None and not before["gone"]:
-            self._changed(_account(before), found)
+            was = _account(before)
+            if (was.role, was.groups) != (
+                found.role,
+                found.groups,
+            ):  # what a user may read: as for LDAP and OIDC
+                self._changed(was, found)
         return Account.of_directory(found, now)
 
     def _revalidate(self, account: Account, row: dict[str, Any], now: float) -> Account | None:

@@ -6,6 +6,7 @@ revalidation, not per request): the service account finds the user and their gro
 fresh connection binds as the user with the typed password. Servers are tried in order; every
 failure to reach one, to agree on TLS, or to get an answer raises
 core.identity.DirectoryUnavailable naming the server and the cause, never an ldap3 exception.
+`groups_of_sid` gives a file server's SID its Enclave groups (SMB sources, `sid_groups`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import math
 import re
 import ssl
+import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from ldap3.utils.dn import parse_dn
 from core.errors import ConfigError
 from core.identity import LDAP, DirectoryAccount, DirectoryUnavailable, Gone
 from core.settings import LdapSettings
+from core.users import valid_user_name
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,12 @@ NOT_FOUND = "not found in the directory"
 DISABLED = "disabled in the directory"
 MAX_NAME_CHARS = 256
 OR_BATCH = 100  # DNs per (|...) search of the recursive walk
+
+# Object classes of a group: AD's group, groupOfNames and friends, Samba's NT4-style mapping.
+GROUP_CLASSES = frozenset(
+    {"group", "groupofnames", "groupofuniquenames", "groupofurls", "posixgroup", "sambagroupmapping"}
+)
+MAX_SUB_AUTHORITIES = 15
 
 PAGE_SIZE = 500  # entries per page of a group search (AD answers at most 1000 at once)
 _PAGED_RESULTS = "1.2.840.113556.1.4.319"
@@ -79,6 +88,45 @@ def domain_of(base: str) -> str:
         return base
     dcs = [f"{attr}={value}" for attr, value, _ in parts if attr.casefold() == "dc"]
     return ",".join(dcs) or base
+
+
+def sid_bytes(sid: str) -> bytes | None:
+    """`S-1-5-21-...` as Active Directory stores objectSid ([MS-DTYP] 2.4.2.2: revision, count,
+    48-bit authority big-endian, 32-bit sub-authorities little-endian); None if it is no SID."""
+    parts = sid.split("-")
+    numbers = parts[1:]
+    if len(parts) < 3 or parts[0].upper() != "S" or not all(p.isascii() and p.isdigit() for p in numbers):
+        return None
+    revision, authority, *subs = (int(p) for p in numbers)
+    if (
+        revision != 1
+        or authority >= 1 << 48
+        or len(subs) > MAX_SUB_AUTHORITIES
+        or any(s >= 1 << 32 for s in subs)
+    ):
+        return None
+    head = struct.pack("<BB", revision, len(subs)) + authority.to_bytes(6, "big")
+    return head + b"".join(struct.pack("<I", s) for s in subs)
+
+
+def sid_filter(sid: str) -> str | None:
+    """The filter for the entry whose SID is `sid`: AD's binary objectSid, each byte escaped
+    (RFC 4515, `\\01\\05...`), or Samba's sambaSID text (NT4-style domains on OpenLDAP). A
+    directory without one of the attributes matches nothing by it. None if `sid` is no SID."""
+    raw = sid_bytes(sid)
+    if raw is None:
+        return None
+    escaped = "".join(f"\\{b:02x}" for b in raw)
+    return f"(|(objectSid={escaped})(sambaSID={escape_filter_chars(sid)}))"
+
+
+def all_values(attributes: Any, key: str) -> list[str]:
+    """An attribute's values as text, the key without regard to case."""
+    for name, value in dict(attributes or {}).items():
+        if name.casefold() == key.casefold():
+            values = value if isinstance(value, list | tuple) else [value]
+            return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values]
+    return []
 
 
 def acceptable_name(name: str) -> bool:
@@ -172,6 +220,29 @@ class LdapDirectory:
                 return Gone(name, DISABLED)
             return self._account(session, name, entry)
 
+    def groups_of_sid(self, sid: str) -> tuple[str, ...] | None:
+        """The Enclave groups of the directory group whose SID `sid` is (a file server's ACL
+        names it): the group's DN mapped by auth.ldap.mapping, as a member's groups are at
+        sign-in, so a file readable by Finance goes to the Enclave groups Finance's members get
+        (members of groups nested in it have Finance among their groups too). () when the
+        mapping gives it none; None when no group under group_base has it (unknown, a user's,
+        or not a SID). DirectoryUnavailable when the directory cannot say."""
+        query = sid_filter(sid)
+        if query is None:
+            return None
+        with _Session(self) as session:
+            found = session.search(self.group_base, query, ["objectClass"], size_limit=2)
+        groups = [
+            e["dn"]
+            for e in found
+            if GROUP_CLASSES & {c.casefold() for c in all_values(e.get("attributes"), "objectClass")}
+        ]
+        if len(groups) != 1:
+            if len(groups) > 1:
+                log.warning("auth.ldap finds several groups with the SID %s: taken as none", sid)
+            return None
+        return self.mapping.groups(groups)
+
     def probe(self, test_name: str | None = None) -> list[tuple[str, bool, str]]:
         """For `enclave doctor`: (check, ok, detail) for each server (reachable with valid TLS,
         the service account's bind) and, with `test_name`, what a lookup of that user says."""
@@ -237,11 +308,19 @@ class LdapDirectory:
             )
         return password
 
-    def _account(self, session: _Session, typed: str, entry: dict[str, Any]) -> DirectoryAccount:
+    def _account(self, session: _Session, typed: str, entry: dict[str, Any]) -> DirectoryAccount | Gone:
         attributes = entry.get("attributes")
         dn = entry["dn"]
+        name = first_value(attributes, self.settings.name_attribute) or typed
+        if not valid_user_name(name):
+            # Sessions, the audit log and the users file all key on it: only names a local user
+            # could have (letters, digits and . _ @ -, at most 64).
+            log.warning(
+                "%s: its %s %r is not a valid Enclave user name", dn, self.settings.name_attribute, name
+            )
+            return Gone(typed, f"named {name!r} in the directory, which Enclave cannot use as a user name")
         return self.mapping.account(
-            name=first_value(attributes, self.settings.name_attribute) or typed,
+            name=name,
             backend=LDAP,
             subject=dn,
             directory_groups=session.groups(dn),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -146,10 +147,14 @@ class OidcRoutes:
         if ended.method != "oidc":
             return None
         hint = self.gate.store.take_hint(ended.sid)
+        # Its refresh token goes too: the provider's session ends with this sign-out, and a token
+        # kept would let the checks go on for a user who signed out (their other sessions then
+        # end at their next check).
+        self.gate.store.forget_state(ended.user)
         settings = self.client.settings
         back = settings.post_logout_redirect_url or _beside(settings.redirect_url, "/login?m=signed_out")
         try:
-            return self.client.logout_url(hint, back, ended.sid)
+            return self.client.logout_url(hint, back, secrets.token_urlsafe(16))
         except DirectoryUnavailable as exc:
             log.error("could not sign %s out at the OIDC provider: %s", ended.user, exc)
             return None
@@ -164,9 +169,19 @@ def _beside(url: str, path: str) -> str:
 def blocked_paths(settings: Settings) -> list[str]:
     """What Gradio must never copy into its cache nor serve: the data folder, the secrets, the
     configuration."""
-    paths = [settings.data_dir, settings.session_secret_path, settings.users_path, Path("/run/secrets")]
-    if settings.audit.dsn_file is not None:
-        paths.append(settings.audit.dsn_file)
+    paths = [
+        settings.data_dir,
+        settings.session_secret_path,
+        settings.users_path,
+        settings.auth_store_path,
+        Path("/run/secrets"),
+    ]
+    secrets = [settings.audit.dsn_file, settings.ui.sso_secret_file]
+    if settings.auth.ldap is not None:
+        secrets.append(settings.auth.ldap.bind_password_file)
+    if settings.auth.oidc is not None:
+        secrets.append(settings.auth.oidc.client_secret_file)
+    paths.extend(p for p in secrets if p is not None)
     return sorted(str(Path(p).resolve()) for p in paths)
 
 

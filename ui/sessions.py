@@ -387,6 +387,11 @@ class AuthStore:
             conn.execute("DELETE FROM session_hints WHERE sid = ?", (sid,))
         return str(row[0]) if row is not None else None
 
+    def forget_state(self, user: str) -> None:
+        """Drop what the next check of `user` would use (the OIDC refresh token)."""
+        with self._writing() as conn:
+            conn.execute("UPDATE identities SET state = NULL, version = version + 1 WHERE user = ?", (user,))
+
     def mark_gone(self, user: str, reason: str, now: float) -> bool:
         """The directory no longer lets `user` in: False when that was already known."""
         with self._writing() as conn:

@@ -1,11 +1,16 @@
-"""Sign-in: passwords against the users file, the trusted proxy's SSO header, sign-out, and
-the limits on failed sign-ins. `Gate` is shared by the boundary middleware and the routes.
+"""Sign-in: passwords against the users file or LDAP / Active Directory, users an OIDC provider
+vouched for (ui.server.OidcRoutes), the trusted proxy's SSO header, sign-out, and the limits on
+failed sign-ins. `Gate` is shared by the boundary middleware and the routes. Who a user is and
+which groups they hold comes from ui.accounts (the users file first, then the directory's
+account as last checked, checked again every auth.revalidate_minutes).
 
 SSO: when `ui.sso_header` is set and a request comes straight from an address in
 `ui.trusted_proxies` carrying the proxy's secret (`ui.sso_secret_header`, the contents of
-`ui.sso_secret_file`), the header names the user; the user must exist in the users file (role
-and groups come from there). A session cookie is issued for them (one `sign_in` event per
-session, not one per request). The header without that proof is refused and audited.
+`ui.sso_secret_file`), the header names the user. Without `ui.sso_groups_header` the user must
+exist in the users file (role and groups come from there); with it, the proxy is the directory:
+groups come from that header at each request, mapped by auth.proxy_mapping, and a local user's
+name is refused. A session cookie is issued for them (one `sign_in` event per session, not one
+per request). The header without that proof is refused and audited.
 
 Failed sign-ins are throttled per (name, address) and per address with doubling delays, never
 locked out by name, so no one can shut a user out from elsewhere (AuthStore.begin_attempt).
@@ -33,7 +38,7 @@ from core.errors import ConfigError
 from core.identity import LOCAL, PROXY, DirectoryAccount, DirectoryUnavailable, Gone
 from core.settings import Settings
 from core.types import Principal
-from core.users import UserStore
+from core.users import UserStore, valid_user_name
 from ui.accounts import Account, Accounts, accounts_for
 from ui.login import ACCESS_DENIED_EVENT
 from ui.sessions import (
@@ -80,7 +85,8 @@ class Refusal:
 
 
 class Gate:
-    """Sessions, SSO and sign-in for one server; shared by the middleware and the routes."""
+    """Sessions, sign-in (password, LDAP, OIDC, the SSO proxy) and sign-out for one server;
+    shared by the middleware and the routes."""
 
     def __init__(self, settings: Settings, users: UserStore | Accounts, audit: AuditLog) -> None:
         ui = settings.ui
@@ -175,7 +181,11 @@ class Gate:
         if record is None:
             gone = self.users.gone_reason(session.user)
             if gone is not None:
-                return Refusal(401, f"You were signed out: your account was {gone}.", True)
+                return Refusal(
+                    401,
+                    f"You were signed out: the organisation's directory no longer lets you in ({gone}).",
+                    True,
+                )
             return Refusal(401, "Your account no longer exists. Sign in again.", True)
         if not hmac.compare_digest(session.mark, password_mark(self.secret, record.password_hash)):
             return Refusal(401, "Your password was changed since you signed in. Sign in again.", True)
@@ -241,6 +251,12 @@ class Gate:
         if not named:
             return Refusal(
                 403, f"The sign-in proxy sent an empty {self.sso_header} header; ask its administrator."
+            )
+        if not valid_user_name(named):
+            return Refusal(
+                403,
+                f"The sign-in proxy sent a user name Enclave cannot use ({named[:64]!r}: letters, digits "
+                "and . _ @ - only); ask its administrator.",
             )
         try:
             record: Account | None = (
@@ -501,7 +517,7 @@ def load_proxy_secret(path: Path | None) -> bytes:
     if path is None:
         raise ConfigError(
             "ui.sso_header is set but ui.sso_secret_file is not: give the file holding the secret the "
-            "sign-in proxy sends in ui.sso_secret_header (docs/deploy.md, Single sign-on)"
+            "sign-in proxy sends in ui.sso_secret_header (docs/deploy.md, TLS and the SSO proxy)"
         )
     try:
         secret = path.read_text(encoding="utf-8").strip()

@@ -12,7 +12,9 @@
 # and OpenLDAP's slapd with ldap-utils (the LDAP / Active Directory sign-in,
 # tests/integration/test_ldap_directory.py: the tests start a throwaway directory of their own on
 # 127.0.0.1 with a cn=config in a temporary folder; the directory Debian's package sets up is not
-# used).
+# used), and Samba's VFS modules (acl_xattr: a share of the tests' smbd that keeps Windows NT ACLs
+# of its own, with domain SIDs and deny ACEs, for SMB permissions resolved through the directory,
+# tests/integration/test_source_sids.py).
 # Installs only what is missing;
 # needs root and Debian's package registry. systemd-analyze (deploy unit checks) comes with
 # systemd, already on Debian.
@@ -26,8 +28,9 @@ need=()
 [[ -x /usr/sbin/dovecot ]] || need+=(dovecot-imapd)
 [[ -x /usr/bin/setfacl ]] || need+=(acl)
 [[ -x /usr/sbin/slapd ]] || need+=(slapd ldap-utils)
+compgen -G "/usr/lib/*/samba/vfs/acl_xattr.so" >/dev/null || need+=(samba-vfs-modules)
 if ((${#need[@]} == 0)); then
-    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd, acl, slapd"
+    echo "system packages present: chromium, strace, postgresql, tesseract, samba, dovecot-imapd, acl, slapd, samba-vfs-modules"
     exit 0
 fi
 if [[ $(id -u) != 0 ]]; then

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,7 +40,8 @@ from typing import Any, BinaryIO, cast
 from core.errors import IngestError, SourceShrank
 from ingest.pipeline import exclusive
 from ingest.sources.base import Connector, Entry, Selection
-from ingest.sources.permissions import GroupMap
+from ingest.sources.local import LocalConnector
+from ingest.sources.permissions import DENIED, GroupMap
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +316,15 @@ def _grouped(
         unmapped.update(missing)
         if groups:
             kept.append(replace(entry, groups=groups))
+        elif denied := [r.removeprefix(DENIED) for r in entry.readers if r.startswith(DENIED)]:
+            skipped.append(
+                (
+                    entry.path,
+                    f"its permissions deny reading to {', '.join(denied)} while letting others read: "
+                    "Enclave's groups cannot keep it from those of them who hold another group, so no "
+                    "group gets it (drop the deny, or the allow that covers them)",
+                )
+            )
         else:
             readers = ", ".join(entry.readers) or "none"
             skipped.append(
@@ -371,6 +382,11 @@ def _stage(
         mtime_ns = mirror_mtime_ns(entry)
         file = staging / hashlib.sha256(f"{entry.path}\0{entry.marker}".encode()).hexdigest()
         held = _Held(entry.marker, entry.size, entry.identity, mtime_ns, groups)
+        linked_mtime_ns = _link(connector, entry, file)
+        if linked_mtime_ns is not None:
+            # A link keeps the source's own mtime: dating it as a copy would date the source too.
+            staged.append(_Staged(entry, file, replace(held, mtime_ns=linked_mtime_ns)))
+            continue
         if file.exists() and file.stat().st_size == entry.size:  # fetched by a sync that then failed
             staged.append(_Staged(entry, file, held))
             continue
@@ -427,6 +443,28 @@ def _copy_local(origin: Path, file: Path, link: bool) -> None:
         shutil.copyfile(origin, file)
     except OSError as exc:
         raise IngestError(f"cannot write the mirror {origin.parent}: {exc}") from exc
+
+
+def _link(connector: Connector, entry: Entry, file: Path) -> int | None:
+    """Hard-link the entry's file into `file` where the connector allows it (LocalConnector's
+    hard_links: an upload source), so the mirror holds no second copy; returns the file's mtime,
+    or None to fetch a copy instead (no links allowed, another filesystem, or the file changed or
+    went since the listing)."""
+    origin = connector.linkable(entry) if isinstance(connector, LocalConnector) else None
+    if origin is None:
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        file.unlink()
+    try:
+        os.link(origin, file, follow_symlinks=False)
+        st = file.lstat()
+    except OSError:
+        file.unlink(missing_ok=True)
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size or st.st_mtime_ns != entry.modified_ns:
+        file.unlink()
+        return None
+    return st.st_mtime_ns
 
 
 def _fetch(connector: Connector, entry: Entry, file: Path, result: MirrorResult) -> str | None:

@@ -3,10 +3,14 @@ docs/sources.md, "Permissions from the source").
 
 A connector asked for permissions lists each entry's readers as the source names them:
 `group:<name>` (a POSIX group, or its number when it has no name), `sid:<SID>` (an SMB security
-identifier) and `everyone` (POSIX "other", SMB Everyone or Authenticated Users). A GroupMap turns
+identifier) and `everyone` (POSIX "other", SMB Everyone or Authenticated Users), and, where an
+SMB DACL denies reading to a SID while letting others read, `deny:sid:<SID>`. A GroupMap turns
 them into Enclave groups: a POSIX group becomes the Enclave group of the same name unless the
-mapping file names it; a SID or a nameless group only through the mapping file; `everyone` only
-to the source's everyone_group. Readers it cannot map are collected, for the sync to report once.
+mapping file names it; a SID through the mapping file, or the directory (`sid_groups`: a
+resolver the caller gives); a nameless group only through the mapping file; `everyone` only to
+the source's everyone_group. Readers it cannot map are collected, for the sync to report once.
+A file with a `deny:` reader gets no group: Enclave's groups only grant, so the members of the
+denied SID who also hold an allowed group would read what the source keeps from them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import errno
 import grp
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +27,13 @@ import yaml
 
 from core.errors import ConfigError
 
-__all__ = ["EVERYONE", "GroupMap", "posix_readers", "sid_readers"]
+__all__ = ["DENIED", "EVERYONE", "GroupMap", "SidResolver", "posix_readers", "sid_readers"]
 
 EVERYONE = "everyone"
+DENIED = "deny:"  # before a reader the source's DACL denies while it lets others read
+# A SID's Enclave groups by the directory: None when it does not know the SID. Raises
+# SourceUnavailable when the directory cannot be asked.
+SidResolver = Callable[[str], tuple[str, ...] | None]
 _ACL_XATTR = "system.posix_acl_access"
 _ACL_VERSION = 2
 # Tags of the kernel's POSIX ACL xattr (linux/posix_acl_xattr.h): each entry is tag, perm, id.
@@ -83,9 +91,11 @@ def posix_readers(path: Path, st: os.stat_result) -> tuple[str, ...]:
 def sid_readers(dacl: Iterable[tuple[int, int, int, str]] | None) -> tuple[str, ...]:
     """The readers an SMB file's DACL gives, from its ACEs as (type, flags, access mask, SID):
     each SID an allow ACE lets read (`sid:<SID>`, Everyone and Authenticated Users as
-    `everyone`), less each SID a deny ACE keeps from reading (a deny to Everyone: none). ACEs
-    that only pass to children, and types other than allow and deny, do not count. No DACL at
-    all lets everyone in; an empty one, no one."""
+    `everyone`), less each SID a deny ACE keeps from reading (a deny to Everyone: none). When a
+    deny leaves others reading, each denied SID is kept as `deny:sid:<SID>`: whether its
+    members are among the others is not known here, so the file must go to no group. ACEs that
+    only pass to children, and types other than allow and deny, do not count. No DACL at all
+    lets everyone in; an empty one, no one."""
     if dacl is None:
         return (EVERYONE,)
     allowed: set[str] = set()
@@ -100,20 +110,30 @@ def sid_readers(dacl: Iterable[tuple[int, int, int, str]] | None) -> tuple[str, 
             denied.add(reader)
     if EVERYONE in denied:
         return ()
-    return tuple(sorted(allowed - denied))
+    readers = allowed - denied
+    if readers and denied:
+        readers |= {DENIED + reader for reader in denied}
+    return tuple(sorted(readers))
 
 
 @dataclass(frozen=True)
 class GroupMap:
     """Readers at the source to Enclave groups. `names` maps a POSIX group name or number, or a
     SID, to Enclave groups (an empty list: to none, on purpose); `everyone` is what files every
-    user may read go to (none by default)."""
+    user may read go to (none by default); `directory` gives the groups of a SID the file does
+    not name (None: only the file)."""
 
     names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     everyone: tuple[str, ...] = ()
+    directory: SidResolver | None = None
 
     def groups(self, readers: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
-        """The Enclave groups of these readers, and the readers that map to none (unmapped)."""
+        """The Enclave groups of these readers, and the readers that map to none (unmapped,
+        a SID whose directory group the mapping gives no Enclave group among them). None at
+        all when the source denies some reader while letting others read (see `sid_readers`)."""
+        readers = list(readers)
+        if any(reader.startswith(DENIED) for reader in readers):
+            return (), []
         groups: set[str] = set()
         unmapped: list[str] = []
         for reader in readers:
@@ -124,14 +144,19 @@ class GroupMap:
                 groups.update(self.names[name])
             elif kind == "group" and not name.isdigit():
                 groups.add(name)
+            elif kind == "sid" and self.directory is not None and (found := self.directory(name)):
+                groups.update(found)
             else:
                 unmapped.append(reader)
         return tuple(sorted(groups)), unmapped
 
     @classmethod
-    def load(cls, path: Path | None, everyone: str | None = None) -> GroupMap:
+    def load(
+        cls, path: Path | None, everyone: str | None = None, directory: SidResolver | None = None
+    ) -> GroupMap:
         """The mapping file `path` (YAML: a group name or SID to an Enclave group or a list of
-        them), or none; ConfigError naming the file and the entry when it is malformed."""
+        them), or none, and the `directory` for the SIDs it does not name; ConfigError naming
+        the file and the entry when it is malformed."""
         names: dict[str, tuple[str, ...]] = {}
         if path is not None:
             try:
@@ -159,4 +184,4 @@ class GroupMap:
                         "of them ([] for none)"
                     )
                 names[str(key).strip()] = tuple(sorted({g.strip() for g in value}))
-        return cls(names, (everyone,) if everyone else ())
+        return cls(names, (everyone,) if everyone else (), directory)

@@ -397,8 +397,9 @@ def test_only_admin_audit_commands_get_the_owner_dsn(tmp_path: Path) -> None:
     "conf", [DEPLOY / "systemd" / "nginx-enclave.conf", DEPLOY / "compose" / "nginx.conf"]
 )
 def test_proxy_never_passes_a_client_identity_header(conf: Path) -> None:
-    """Every location that proxies to the app sets X-Remote-User itself, which replaces (or, when
-    empty, drops) the copy a client sent; and X-Forwarded-For is replaced, not appended to."""
+    """Every location that proxies to the app sets X-Remote-User and X-Remote-Groups itself, which
+    replaces (or, when empty, drops) the copy a client sent; and X-Forwarded-For is replaced, not
+    appended to."""
     text = conf.read_text()
     app_locations = [
         block for block in re.findall(r"location [^{]*\{(.*?)\n    \}", text, re.DOTALL) if ":7860" in block
@@ -406,6 +407,7 @@ def test_proxy_never_passes_a_client_identity_header(conf: Path) -> None:
     assert app_locations
     for block in app_locations:
         assert re.search(r'proxy_set_header X-Remote-User (\$sso_user|"");', block), block
+        assert re.search(r'proxy_set_header X-Remote-Groups (\$sso_groups|"");', block), block
         # With SSO, nginx proves itself with the secret header (from a root-only file); without,
         # a client's copy of that header is dropped too.
         if "$sso_user" in block:

@@ -246,7 +246,9 @@ def test_a_sid_that_maps_to_no_group_is_reported_once(run: Run, tmp_path: Path) 
 
 def test_sid_readers_take_allows_less_denies() -> None:
     """An SMB DACL as (type, flags, mask, SID): allows of read, less denies of read; an ACE that
-    only passes to children, one without read, and the system's own SID do not count."""
+    only passes to children, one without read, and the system's own SID do not count. A deny
+    that leaves others reading is kept (`deny:`): the file then goes to no group, since the
+    denied SID's members may hold the others' groups (tests/integration/test_source_sids.py)."""
     read, write, inherit_only = 0x120089, 0x000116, 0x08
     dacl = [
         (ACCESS_DENIED, 0, read, "S-1-5-21-1-2-3-1105"),
@@ -257,7 +259,8 @@ def test_sid_readers_take_allows_less_denies() -> None:
         (ACCESS_ALLOWED, 0, 0x10000000, "S-1-5-18"),
         (ACCESS_ALLOWED, 0, 0x80000000, "S-1-5-11"),
     ]
-    assert sid_readers(dacl) == (EVERYONE, "sid:S-1-5-21-1-2-3-1104")
+    assert sid_readers(dacl) == ("deny:sid:S-1-5-21-1-2-3-1105", EVERYONE, "sid:S-1-5-21-1-2-3-1104")
+    assert sid_readers(dacl[1:]) == (EVERYONE, "sid:S-1-5-21-1-2-3-1104", "sid:S-1-5-21-1-2-3-1105")
     assert sid_readers([*dacl, (ACCESS_DENIED, 0, read, "S-1-1-0")]) == ()
     assert sid_readers(None) == (EVERYONE,)  # no DACL: every user may
     assert sid_readers([]) == ()  # an empty one: no one

@@ -9,15 +9,24 @@ cycle loop-a -> loop-b -> loop-a (erin in loop-a). A disabled person carries
 `employeeType: disabled`, the convention of sites without the ppolicy overlay (the tests use
 `disabled_filter: (employeeType=disabled)`); a service account `cn=svc-enclave,ou=service` may
 read everything but passwords. `move`, `disable` and `delete` change the directory as the
-rootdn while a test runs. slapd runs in the foreground (`-d 0`) in a process group of its own;
+rootdn while a test runs.
+
+With `sids`, the directory also carries Windows security identifiers, as a file server's ACLs
+name them: Debian's msuser schema (Active Directory's attributes, with nis it needs) with
+objectSid given the octetStringMatch equality AD has (Debian's copy has none, so OpenLDAP could
+not search it), and Samba's own schema (sambaSID, NT4-style domains on OpenLDAP). See `SIDS`:
+finance-readers, all-staff and alice carry an objectSid (binary, as AD stores it), hr a sambaSID.
+slapd runs in the foreground (`-d 0`) in a process group of its own;
 root is fine (no -u/-g). Nothing outside the temporary folder is written; no systemd.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import secrets
+import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -65,6 +74,26 @@ DIRECTORY: dict[str, list[str]] = {
 }
 
 
+DOMAIN_SID = "S-1-5-21-1004336348-1177238915-682003330"
+# entry (a group by its cn, or a person by uid) -> its SID, with `sids`; hr's is a sambaSID.
+SIDS = {
+    "finance-readers": f"{DOMAIN_SID}-1104",
+    "all-staff": f"{DOMAIN_SID}-1105",
+    "hr": f"{DOMAIN_SID}-1106",
+    "alice": f"{DOMAIN_SID}-1001",
+}
+SAMBA_SID_GROUPS = {"hr"}
+MSUSER = SCHEMA / "msuser.ldif"
+SAMBA_SCHEMA = Path("/usr/share/doc/samba/examples/LDAP/samba.ldif")
+
+
+def sid_bytes(sid: str) -> bytes:
+    """A SID as AD stores objectSid: revision, count, 48-bit authority (big-endian), sub-authorities."""
+    _, revision, authority, *subs = sid.split("-")
+    head = struct.pack("<BB", int(revision), len(subs)) + int(authority).to_bytes(6, "big")
+    return head + b"".join(struct.pack("<I", int(s)) for s in subs)
+
+
 def user_dn(uid: str) -> str:
     return f"uid={uid},{PEOPLE}"
 
@@ -86,11 +115,14 @@ def missing() -> str | None:
     return None
 
 
-def require() -> None:
-    """Skip the calling test when slapd cannot run here; fail it where CI requires it (REQUIRE_SLAPD=1)."""
+def require(sids: bool = False) -> None:
+    """Skip the calling test when slapd cannot run here (with `sids`: or lacks the msuser or Samba
+    schema); fail it where CI requires it (REQUIRE_SLAPD=1)."""
     import pytest
 
     reason = missing()
+    if reason is None and sids and not (MSUSER.exists() and SAMBA_SCHEMA.exists()):
+        reason = f"{MSUSER} (slapd) or {SAMBA_SCHEMA} (samba) not found: {APT_HINT}"
     if reason is None:
         return
     if os.environ.get(REQUIRE_ENV) == "1":
@@ -102,7 +134,8 @@ class SlapdServer(LocalDaemon):
     name = "slapd"
     user = SERVICE_DN
 
-    def __init__(self) -> None:
+    def __init__(self, sids: bool = False) -> None:
+        self.sids = sids
         self.base = Path(tempfile.mkdtemp(prefix="enclave-slapd-"))
         self.port = free_port()
         self.tls_port = free_port()
@@ -233,9 +266,16 @@ class SlapdServer(LocalDaemon):
 
     def _config_ldif(self, key: Path) -> str:
         b = self.base
-        schemas = "".join(
-            f"include: file://{SCHEMA / name}.ldif\n\n" for name in ("core", "cosine", "inetorgperson")
-        )
+        files = [SCHEMA / f"{name}.ldif" for name in ("core", "cosine", "inetorgperson")]
+        if self.sids:
+            msuser = MSUSER.read_text(encoding="utf-8")
+            patched = msuser.replace(
+                "NAME 'objectSid'\n  SYNTAX", "NAME 'objectSid'\n  EQUALITY octetStringMatch\n  SYNTAX"
+            )
+            assert patched != msuser, f"objectSid not found as expected in {MSUSER}"
+            (b / "msuser.ldif").write_text(patched, encoding="utf-8")
+            files += [SCHEMA / "nis.ldif", b / "msuser.ldif", SAMBA_SCHEMA]
+        schemas = "".join(f"include: file://{path}\n\n" for path in files)
         return f"""dn: cn=config
 objectClass: olcGlobal
 cn: config
@@ -297,18 +337,29 @@ olcAccess: {{1}}to * by dn.exact="{SERVICE_DN}" read by * none
             )
             if uid in DISABLED:
                 entry += "\nemployeeType: disabled"
-            entries.append(entry)
+            entries.append(entry + self._sid_lines(uid))
         for cn, members in DIRECTORY.items():
             lines = "".join(f"\nmember: {member_dn(m)}" for m in members)
-            entries.append(f"dn: {group_dn(cn)}\nobjectClass: groupOfNames\ncn: {cn}{lines}")
+            entries.append(
+                f"dn: {group_dn(cn)}\nobjectClass: groupOfNames\ncn: {cn}{lines}{self._sid_lines(cn)}"
+            )
         return "\n\n".join(entries) + "\n"
+
+    def _sid_lines(self, name: str) -> str:
+        """The LDIF lines that give entry `name` its SID (with `sids`)."""
+        if not self.sids or name not in SIDS:
+            return ""
+        if name in SAMBA_SID_GROUPS:
+            return f"\nobjectClass: sambaGroupMapping\ngidNumber: 5106\nsambaGroupType: 2\nsambaSID: {SIDS[name]}"
+        encoded = base64.b64encode(sid_bytes(SIDS[name])).decode("ascii")
+        return f"\nobjectClass: extensibleObject\nobjectSid:: {encoded}"
 
 
 @contextlib.contextmanager
-def running_slapd() -> Iterator[SlapdServer]:
+def running_slapd(sids: bool = False) -> Iterator[SlapdServer]:
     """A slapd of the caller's own, closed after it (skipped, or failed under REQUIRE_SLAPD, without slapd)."""
-    require()
-    server = SlapdServer().start()
+    require(sids)
+    server = SlapdServer(sids).start()
     try:
         yield server
     finally:

@@ -505,6 +505,7 @@ def _sync_held(
     from core.offline import allow_hosts
     from enclave import wiring
     from enclave.store_commands import store_session
+    from enclave.uploads import is_upload_source
     from ingest.manifest import Manifest
     from ingest.reports import document_changes, files_under
     from ingest.sources import GroupMap, Selection, shown_location, sync_mirror
@@ -547,7 +548,9 @@ def _sync_held(
         max_mb = cfg.max_file_mb or settings.ingest.max_file_mb
         selection = Selection(tuple(cfg.include), tuple(cfg.exclude), int(max_mb * 1024 * 1024))
         with store_session(settings, "enclave sources sync", write=True):
-            connector = wiring.build_connector(cfg)
+            # An upload source's files are replaced only by a rename (enclave/uploads.py): its
+            # mirror links them rather than keeping a second copy.
+            connector = wiring.build_connector(cfg, hard_links=is_upload_source(settings, source))
             allow_hosts([cfg.endpoint.host] if cfg.endpoint.host else [])
             try:
                 mirror = sync_mirror(

@@ -309,8 +309,10 @@ def build_pipeline(
     )
 
 
-def build_connector(source: SourceSettings) -> Connector:
-    """The connector of a source's kind; its client library is imported only then."""
+def build_connector(source: SourceSettings, *, hard_links: bool = False) -> Connector:
+    """The connector of a source's kind; its client library is imported only then. `hard_links`:
+    a folder whose files are only ever replaced by a rename (an upload source), which the mirror
+    may link instead of copying."""
     where = source.endpoint
     match source.kind:
         case "folder":
@@ -318,7 +320,9 @@ def build_connector(source: SourceSettings) -> Connector:
 
             from ingest.sources import LocalConnector
 
-            return LocalConnector(Path(where.path), permissions=source.groups_from_source)
+            return LocalConnector(
+                Path(where.path), permissions=source.groups_from_source, hard_links=hard_links
+            )
         case "smb":
             from ingest.sources.smb import SmbConnector
 

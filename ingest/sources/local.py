@@ -5,7 +5,8 @@ moved within the folder is recognised. With `permissions`, each entry's readers 
 group, ACL groups and "other" that grant read (ingest.sources.permissions). Symlinked files are followed, symlinked folders and
 hidden folders are not entered (as the ingest's own walk). A folder that cannot be listed fails
 the whole listing: its files must not look deleted. An unmounted share usually leaves an empty
-mount point, which the mirror's ratio check takes for an outage.
+mount point, which the mirror's ratio check takes for an outage. With `hard_links` (upload
+sources only) the mirror links each file rather than copying it: one copy on disk.
 """
 
 from __future__ import annotations
@@ -28,10 +29,18 @@ _ENTRY_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.EL
 class LocalConnector:
     kind = "folder"
 
-    def __init__(self, root: Path, *, permissions: bool = False) -> None:
+    def __init__(self, root: Path, *, permissions: bool = False, hard_links: bool = False) -> None:
         self.root = Path(root).absolute()
         self.permissions = permissions
+        # Only for a folder whose files are replaced by a rename, never changed in place (an
+        # upload source, enclave/uploads.py): the mirror may then link a file instead of copying
+        # it, and the link keeps the bytes it was made with, as a copy would.
+        self.hard_links = hard_links
         self.location = str(self.root)
+
+    def linkable(self, entry: Entry) -> Path | None:
+        """The file the mirror may hard-link for `entry` instead of copying it, or None."""
+        return self.root / entry.path if self.hard_links else None
 
     def list(self) -> list[Entry]:
         if not self.root.is_dir():

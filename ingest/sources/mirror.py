@@ -15,6 +15,9 @@ replaced last. Entries fetched by a sync that then failed stay staged, and the n
 them without fetching again. One entry that cannot be read (IngestError from the connector) is
 reported as failed and keeps its previous copy.
 
+A connector that allows it (LocalConnector's `hard_links`, for an upload source) has its files
+hard-linked into the mirror instead of copied, each keeping its own mtime.
+
 With a GroupMap (`groups: from-source`), each entry's readers at the source become its Enclave
 groups, kept in the state beside its marker: a change of permissions alone changes no marker and
 fetches nothing, but is `regrouped`, and `mirror_groups` gives the ingest each file's groups. An

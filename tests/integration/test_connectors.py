@@ -343,6 +343,35 @@ def test_a_file_gone_at_fetch_fails_alone_and_keeps_its_copy(source: FileSource,
     assert again.removed == ["handbook.md"]
 
 
+def test_an_upload_folder_is_linked_into_the_mirror_not_copied(tmp_path: Path, mirror: Mirror) -> None:
+    """hard_links (an upload source, whose files are only replaced by a rename): each file is
+    linked, dated by the file itself and never re-dated, and a replaced file is linked anew."""
+    root = tmp_path / "uploads"
+    root.mkdir()
+    for rel, data in TREE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    stamps = {rel: (root / rel).stat().st_mtime_ns for rel in TREE}
+    first = mirror.sync(LocalConnector(root, hard_links=True))
+    assert sorted(first.added) == sorted(TREE) and first.bytes_fetched == 0
+    assert all(os.path.samefile(root / rel, mirror.folder / rel) for rel in TREE)
+    assert {rel: (root / rel).stat().st_mtime_ns for rel in TREE} == stamps
+    again = mirror.sync(LocalConnector(root, hard_links=True))
+    assert sorted(again.unchanged) == sorted(TREE) and not again.changed
+
+    staged = root / ".upload-new"
+    staged.write_bytes(b"# Handbook\n\nStaff get 28 days of leave.\n")
+    os.replace(staged, root / "handbook.md")  # as enclave/uploads.py replaces a file
+    replaced = mirror.sync(LocalConnector(root, hard_links=True))
+    assert replaced.changed == ["handbook.md"] and replaced.bytes_fetched == 0
+    assert os.path.samefile(root / "handbook.md", mirror.folder / "handbook.md")
+    assert contents(mirror.folder) == {**TREE, "handbook.md": b"# Handbook\n\nStaff get 28 days of leave.\n"}
+    # Without hard_links (any other folder source): copies, as before.
+    copied = Mirror(tmp_path / "copied")
+    copied.sync(LocalConnector(root))
+    assert not os.path.samefile(root / "handbook.md", copied.folder / "handbook.md")
+
+
 def test_a_second_sync_of_the_same_mirror_is_refused(folder_source: FileSource, mirror: Mirror) -> None:
     fill(folder_source)
     refused: list[Exception] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from core.users import UserStore
 from enclave import wiring
 from enclave.admin_channel import Jobs
 from enclave.admin_sources import AdminSources
-from enclave.sources import add_source, source_states
+from enclave.sources import SourcePaths, add_source, source_states
 from enclave.store_commands import Stores
 from tests.support.held_embedder import HeldEmbedder
 from tests.support.net import (
@@ -264,6 +265,9 @@ def test_an_upload_is_stored_hashed_ingested_for_its_groups_and_audited(served: 
     assert {p.name for p in folder.iterdir()} == {"rota.md", "salary bands.md"}
     assert (folder / "rota.md").read_bytes() == rota.read_bytes()
     assert served.groups_of("rota.md") == ["hr", "payroll"]
+    # One copy on disk: the source's mirror links each uploaded file rather than copying it.
+    mirror = SourcePaths.of(served.settings, "uploads").mirror
+    assert all(os.path.samefile(folder / name, mirror / name) for name in ("rota.md", "salary bands.md"))
     row = next(r for r in sources["data"] if r[0] == "uploads")
     assert row[1] == "upload" and row[3] == "chosen per file at upload" and row[5] == "ok"
     assert "uploads" in {c[0] if isinstance(c, list | tuple) else c for c in upload_choices["choices"]}
@@ -296,12 +300,16 @@ def test_the_same_name_is_replaced_only_when_asked(served: Served) -> None:
     assert "0 new, 1 replaced, 0 unchanged." in summary
     assert table["data"][0][3:] == ["replaced", "changed"]
     assert "08:00" in stored.read_text()
+    mirrored = SourcePaths.of(served.settings, "notices").mirror / "notice.md"
+    assert os.path.samefile(stored, mirrored) and "08:00" in mirrored.read_text()
+    stamp = stored.stat().st_mtime_ns
     record = served.records("upload")[-1]
     assert record.data["files"][0]["previous_sha256"] == before
     assert served.groups_of("notice.md") == ["public", "staff"]
     # The same bytes again: nothing to replace, nothing new in the index.
     summary, table, *_ = served.upload("adam", [changed], "notices", "public, staff")
     assert "0 new, 0 replaced, 1 unchanged." in summary and table["data"][0][3:] == ["unchanged", "unchanged"]
+    assert stored.stat().st_mtime_ns == stamp  # a sync never dates the upload it links
     # The same bytes for other groups: the document moves to them, nothing is embedded again.
     summary, table, *_ = served.upload("adam", [changed], "notices", "hr")
     assert table["data"][0][3:] == ["unchanged", "changed"]

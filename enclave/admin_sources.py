@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,53 @@ class AdminSources:
                 return {"upload": stored, "sync": None, "sync_error": str(exc)}
         assert outcome is not None
         return {"upload": stored, "sync": outcome.report, "sync_error": None}
+
+    def remove_upload(self, name: str, file_name: str, user: str, progress: Progress) -> dict[str, Any]:
+        """Remove one file from upload source `name` for admin `user`, sync the source so that its
+        document leaves the index, and audit it as `document_removed` (as `enclave docs remove`):
+        the record's data, with its id, and the sync's report (None, with "sync_error", when the
+        sync could not start: the file is gone, its document leaves at the next sync)."""
+        from enclave.sources import audit_user, get_source, run_sync
+        from enclave.store_commands import Call, Caller
+        from enclave.uploads import RemoveUploadArgs, remove_uploaded
+        from ingest.manifest import Manifest
+
+        settings = self.stores.settings
+        name, file_name = (name or "").strip(), (file_name or "").strip()
+        caller = Caller.admin_page(user)
+        audit = self.stores.audit_log()
+        with self.jobs.turn(
+            Call("sources upload remove", RemoveUploadArgs(name, file_name), Path("/"), caller)
+        ):
+            audit.check_writable()  # a removal that could not be audited is never begun
+            progress(0.0, f"removing {file_name} from {name}")
+            held = remove_uploaded(self.stores, name, file_name)
+            sync_error = None
+            try:
+                # Taken as a deletion even when it leaves the source far smaller (its last file):
+                # the admin removed it, under the source's lock; it is no outage.
+                source = get_source(settings, name)
+                outcome = run_sync(self.stores, source, caller, _ToProgress(progress), allow_shrink=True)
+                report = outcome.report if outcome is not None else None
+            except IngestError as exc:  # another replica syncs it, or an ingest holds the data folder
+                report, sync_error = None, str(exc)
+            manifest = Manifest(settings.manifest_path)
+            try:
+                left = held["doc_id"] is not None and manifest.doc(held["doc_id"]) is None
+            finally:
+                manifest.close()
+            data = {
+                **held,
+                "document_removed": left,
+                "sync_audit_id": report.get("audit_id") if report else None,
+                "started_by": asdict(caller),
+            }
+            record = audit.append("document_removed", audit_user(caller), data=data)
+            log.info(
+                "upload source %s: %s removed by %s on the admin page (audit record %s)",
+                name, file_name, user, record.id,
+            )  # fmt: skip
+        return {"removed": {**data, "audit_id": record.id}, "sync": report, "sync_error": sync_error}
 
 
 __all__ = ["AdminSources", "Progress"]

@@ -195,6 +195,8 @@ class Call:
         """The command as a person would name it."""
         if self.command == "sources upload":
             return f"an upload to source '{self.args.name}'"
+        if self.command == "sources upload remove":
+            return f"the removal of a file from source '{self.args.name}'"
         return f"`enclave {self.command}`"
 
 

@@ -281,9 +281,68 @@ def store_upload(
     return {**data, "audit_id": record.id}
 
 
+@dataclass(frozen=True)
+class RemoveUploadArgs:
+    """The removal of one uploaded file, as the web UI's command turn names it."""
+
+    name: str
+    file: str
+
+
+def remove_uploaded(stores: Stores, name: str, file_name: str) -> dict[str, Any]:
+    """Delete `file_name` from upload source `name` (and its line of the groups file) under the
+    source's sync lock; the caller then syncs the source, which takes its document out of the
+    index. Returns what the index held for it (doc_id, sha256, title, groups, paths), for the
+    audit record. ConfigError for a source that is not an upload source or a file it does not
+    hold, naming both."""
+    from enclave.sources import SourcePaths, get_source
+    from ingest.manifest import Manifest
+    from ingest.pipeline import exclusive
+    from ingest.sources import write_atomically
+
+    settings = stores.settings
+    source = get_source(settings, name)
+    if not is_upload_source(settings, source):
+        raise ConfigError(
+            f"source '{name}' is not an upload source: a file of it is removed at its location, then "
+            "the next sync takes it out of the index"
+        )
+    folder = upload_folder(settings, name)
+    problem = name_problem(file_name)
+    target = folder / file_name
+    if problem is not None or not target.is_file():
+        raise ConfigError(f"upload source '{name}' holds no file named {file_name[:120]!r}")
+    paths = SourcePaths.of(settings, name)
+    mirrored = str((paths.mirror / file_name).resolve())
+    held: dict[str, Any] = {"source": name, "file": file_name, "doc_id": None, "sha256": None}
+    manifest = Manifest(settings.manifest_path)
+    try:
+        entry = manifest.file(mirrored)
+        doc = manifest.doc(entry.doc_id) if entry is not None and entry.doc_id else None
+        if entry is not None:
+            held.update(doc_id=entry.doc_id, sha256=entry.sha256, groups=list(entry.groups))
+        if doc is not None:
+            held["title"] = doc.title
+    finally:
+        manifest.close()
+    held["paths"] = [str(target), mirrored]
+    acl = groups_file(settings, name)
+    with exclusive(paths.lock, busy=f"a sync of source '{name}' is running"):
+        target.unlink(missing_ok=True)
+        rules = _read_rules(acl)
+        # The last rule stays: an ACL file must hold one (ingest.acl), a rule for a file that is
+        # not there is harmless, and an upload of that name again writes its own.
+        if file_name in rules and len(rules) > 1:
+            del rules[file_name]
+            body = yaml.safe_dump(rules, sort_keys=True, allow_unicode=True)
+            write_atomically(acl, (_ACL_HEADER + body).encode("utf-8"), mode=0o644)
+    return held
+
+
 __all__ = [
     "DEFAULT_SOURCE",
     "UPLOAD_EVENT",
+    "RemoveUploadArgs",
     "Upload",
     "UploadArgs",
     "check_groups",
@@ -291,6 +350,7 @@ __all__ = [
     "groups_file",
     "is_upload_source",
     "name_problem",
+    "remove_uploaded",
     "store_upload",
     "supported_types",
     "upload_folder",

@@ -83,6 +83,8 @@ class SourceActions(Protocol):
         progress: Progress,
     ) -> dict[str, Any]: ...
 
+    def remove_upload(self, name: str, file_name: str, user: str, progress: Progress) -> dict[str, Any]: ...
+
 
 def is_admin(principal: Principal) -> bool:
     return principal.role in ADMIN_ROLES
@@ -303,6 +305,26 @@ def upload_summary(result: Mapping[str, Any]) -> str:
     return head + "  \n" + report_summary(_mapping(result.get("sync")), source)
 
 
+def removal_summary(result: Mapping[str, Any]) -> str:
+    """What removing an uploaded file did: the file, its document, the audit record, the sync."""
+    removed = _mapping(result.get("removed"))
+    source = str(removed.get("source", ""))
+    head = (
+        f"**{_code(str(removed.get('file', '')))} removed from {_code(source)}** "
+        f"(audit record {removed.get('audit_id')})"
+    )
+    if result.get("sync") is None:
+        why = literal(str(result.get("sync_error") or "the sync did not run"))
+        return f"{head}.  \n**Still in the index**: {why}. The source's next sync takes it out."
+    if removed.get("document_removed"):
+        head += ": its document left the index."
+    elif removed.get("doc_id"):
+        head += ": its document stays, as another file holds the same bytes."
+    else:
+        head += "."
+    return head + "  \n" + report_summary(_mapping(result.get("sync")), source)
+
+
 def uploaded_rows(result: Mapping[str, Any]) -> list[list[str]]:
     """Each uploaded file: its size, SHA-256, how it was stored and what the sync made of it."""
     changes = _mapping(_mapping(result.get("sync")).get("documents"))
@@ -469,6 +491,15 @@ class AdminPage:
                 value=False, label="Replace files of the same name", elem_id="enclave-admin-upload-replace"
             )
         self.upload = gr.Button("Upload and ingest", variant="primary", elem_id="enclave-admin-upload")
+        with gr.Row(equal_height=True):
+            self.remove_name = gr.Textbox(
+                label="Uploaded file to remove",
+                placeholder="rota.md",
+                info="A file of the upload source above, by name: it leaves the source and the index.",
+                scale=3,
+                elem_id="enclave-admin-remove-name",
+            )
+            self.remove = gr.Button("Remove file", variant="stop", scale=1, elem_id="enclave-admin-remove")
         self.upload_result = gr.Markdown(elem_id="enclave-admin-upload-result")
         self.uploaded = gr.Dataframe(
             value=_table(UPLOADED_HEADERS, []),
@@ -538,6 +569,16 @@ class AdminPage:
             inputs=[self.upload_files, self.upload_source, self.upload_groups, self.upload_replace],
             outputs=[self.upload_result, self.uploaded, self.upload_files, *self._sources_outputs()],
             api_name="admin_upload",
+            concurrency_limit=None,
+            show_progress_on=[self.upload_result],
+            **api,
+        )
+
+        self.remove.click(
+            self.remove_now,
+            inputs=[self.upload_source, self.remove_name],
+            outputs=[self.upload_result, self.remove_name, *self._sources_outputs()],
+            api_name="admin_remove_upload",
             concurrency_limit=None,
             show_progress_on=[self.upload_result],
             **api,
@@ -643,6 +684,28 @@ class AdminPage:
             None,
             *self._sources_view(),
         )
+
+    def remove_now(
+        self,
+        name: str | None,
+        file_name: str | None,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[Any, ...]:
+        """Remove one uploaded file from its upload source, then sync it out of the index."""
+        try:
+            principal = self._admin(request, "remove an uploaded file")
+            actions = self._actions()
+            if not (name or "").strip() or not (file_name or "").strip():
+                raise EnclaveError("Name the upload source and the file to remove first.")
+            result = self._call(
+                lambda: actions.remove_upload(
+                    name or "", file_name or "", principal.name, _progress(progress)
+                )
+            )
+        except EnclaveError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
+        return (removal_summary(result), "", *self._sources_view())
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -151,6 +151,7 @@ EVENTS: Mapping[str, Access] = {
     "admin_source_report": ADMINS,
     "admin_sync": ADMINS,
     "admin_upload": ADMINS,
+    "admin_remove_upload": ADMINS,
 }
 # The events whose file inputs take uploads (each file one the caller's sign-in uploaded); a file
 # input of any other event is refused whole. Admins' only: ui/admin.py's upload.

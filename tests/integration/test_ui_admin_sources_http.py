@@ -422,8 +422,12 @@ def test_only_admins_upload_or_sync(served: Served, name: str | None) -> None:
             config = http.get("/config").json()
             ids = {d.get("api_name"): d["id"] for d in config["dependencies"]}
         else:
-            ids = {"admin_sync": 0, "admin_upload": 0}
-        for api, data in (("admin_sync", ["handbook"]), ("admin_upload", [None, "uploads", "hr", False])):
+            ids = {"admin_sync": 0, "admin_upload": 0, "admin_remove_upload": 0}
+        for api, data in (
+            ("admin_sync", ["handbook"]),
+            ("admin_upload", [None, "uploads", "hr", False]),
+            ("admin_remove_upload", ["uploads", "rota.md"]),
+        ):
             body = {"data": data, "fn_index": ids[api], "session_hash": session, "event_data": None}
             assert http.post("/gradio_api/queue/join", json=body).status_code == status, api
             assert http.post(f"/gradio_api/call/{api}", json={"data": data}).status_code == status, api
@@ -436,6 +440,7 @@ def test_only_admins_upload_or_sync(served: Served, name: str | None) -> None:
             ("/gradio_api/upload_progress", "role"),
             ("/gradio_api/queue/join", "The event 'admin_sync' is for the admin role only."),
             ("/gradio_api/queue/join", "The event 'admin_upload' is for the admin role only."),
+            ("/gradio_api/queue/join", "The event 'admin_remove_upload' is for the admin role only."),
         }
 
 
@@ -456,6 +461,7 @@ def test_the_handlers_check_the_role_themselves(served: Served, name: str) -> No
     state = served.state("handbook")
     calls = {
         "upload files": lambda: page.upload_now([str(memo)], "uploads", "hr", False, request),
+        "remove an uploaded file": lambda: page.remove_now("uploads", "rota.md", request),
         "sync a source": lambda: page.sync_now("handbook", request),
         "see the sources": lambda: page.sources_view(request),
         "read a source's report": lambda: page.source_report("handbook", request),
@@ -470,6 +476,46 @@ def test_the_handlers_check_the_role_themselves(served: Served, name: str) -> No
         r.data for r in served.records("access_denied") if r.user == name and r.data.get("page") == "admin"
     ]
     assert {d["action"] for d in denied} >= set(calls)
+
+
+def test_an_uploaded_file_is_removed_from_the_page_and_audited(served: Served) -> None:
+    """One file out of an upload source: gone from it, its mirror and the index at once, audited
+    as document_removed (as `enclave docs remove`) with the sync's own record; the others stay."""
+    memo = served.file("berth memo.md", "# Berth memo\n\nBerth 9 is closed for dredging until June.\n")
+    keep = served.file("keep.md", "# Keep\n\nThe pilot boat leaves from pier 2.\n")
+    served.upload("adam", [memo, keep], "removals", "hr")
+    assert served.finds("Which berth is closed for dredging?", ("hr",), "Berth 9")
+    sha = hashlib.sha256(memo.read_bytes()).hexdigest()
+    adam = served.client("adam")
+    with pytest.raises(AppError, match=r"upload source 'removals' holds no file named 'nothing\.md'"):
+        adam.predict("removals", "nothing.md", api_name="/admin_remove_upload")
+    with pytest.raises(AppError, match="source 'handbook' is not an upload source"):
+        adam.predict("handbook", "leave.md", api_name="/admin_remove_upload")
+
+    summary, cleared, *_ = adam.predict("removals", "berth memo.md", api_name="/admin_remove_upload")
+    assert summary.startswith("**`berth memo.md` removed from `removals`** (audit record ")
+    assert "its document left the index." in summary and cleared == ""
+    folder = served.settings.uploads_dir / "removals"
+    mirror = SourcePaths.of(served.settings, "removals").mirror
+    assert {p.name for p in folder.iterdir()} == {"keep.md"} and {p.name for p in mirror.iterdir()} == {
+        "keep.md"
+    }
+    assert "berth memo.md" not in (served.settings.uploads_dir / "removals.groups.yaml").read_text()
+    assert not served.finds("Which berth is closed for dredging?", ("hr",), "Berth 9")
+    assert served.finds("Where does the pilot boat leave from?", ("hr",), "pier 2")
+    record = served.records("document_removed")[-1]
+    assert record.user == "adam" and record.data["started_by"]["via"] == "admin page"
+    assert record.data["source"] == "removals" and record.data["file"] == "berth memo.md"
+    assert record.data["sha256"] == sha and record.data["doc_id"] == sha[:32]
+    assert record.data["document_removed"] is True and record.data["groups"] == ["hr"]
+    sync = served.records("source_sync")[-1]
+    assert sync.id == record.data["sync_audit_id"] and sync.id < record.id
+    assert [r["path"] for r in sync.data["removed"]] == ["berth memo.md"]
+
+    # The last file of a source too: a deliberate removal is no outage.
+    adam.predict("removals", "keep.md", api_name="/admin_remove_upload")
+    assert not served.finds("Where does the pilot boat leave from?", ("hr",), "pier 2")
+    assert served.state("removals")["state"] == "ok"
 
 
 def test_an_uploaded_file_is_usable_by_the_sign_in_that_uploaded_it_only(served: Served) -> None:

@@ -635,7 +635,7 @@ def ask(
         typer.echo("\nSources:")
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
-            typer.echo(f"  [{c.n}] {c.title} ({c.source}{page})")
+            typer.echo(f"  [{c.n}] {c.title} ({c.location or c.source}{page})")
 
 
 # -- users -----------------------------------------------------------------------------------

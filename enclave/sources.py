@@ -508,7 +508,7 @@ def _sync_held(
     from enclave.uploads import is_upload_source
     from ingest.manifest import Manifest
     from ingest.reports import document_changes, files_under
-    from ingest.sources import GroupMap, Selection, shown_location, sync_mirror
+    from ingest.sources import GroupMap, Selection, sync_mirror
 
     settings = stores.settings
     cfg = source.settings
@@ -576,11 +576,7 @@ def _sync_held(
             changes["failed"].insert(0, {"path": path, "reason": reason})
         for path, reason in mirror.skipped:
             changes["skipped"].insert(0, {"path": path, "reason": reason})
-        for rows in changes.values():  # where each lives at the source, as citations show it
-            for row in rows:
-                path = row["path"]
-                if not path.startswith("/") and (where := shown_location(mirror.location, path)):
-                    row["location"] = where
+        _add_locations(changes, mirror.location)
         report["documents"] = changes
         manifest = Manifest(settings.manifest_path)
         try:
@@ -633,6 +629,20 @@ def _sync_held(
     else:
         log.info("source %s: synced (%s documents, audit record %s)", source.name, documents, audit_id)
     return SyncOutcome(code, report)
+
+
+def _add_locations(changes: dict[str, list[dict[str, Any]]], location: str | None) -> None:
+    """Each file of a sync's or a removal's changes with where it lives at the source at
+    `location`, as citations show it (none for a folder source's)."""
+    from ingest.sources import shown_location
+
+    if location is None:
+        return
+    for rows in changes.values():
+        for row in rows:
+            path = row["path"]
+            if not path.startswith("/") and (where := shown_location(location, path)):
+                row["location"] = where
 
 
 def _audit_data(report: dict[str, Any]) -> dict[str, Any]:
@@ -743,7 +753,12 @@ def remove_source(stores: Stores, name: str, caller: Caller, console: Console) -
         audit.check_writable()
         from enclave.store_commands import store_session
         from ingest.acl import GroupPolicy
+        from ingest.sources import mirror_location
 
+        try:
+            location = mirror_location(paths.mirror_state)  # before the state goes with the mirror
+        except IngestError:
+            location = None
         with store_session(settings, "enclave sources remove", write=True):
             if in_file:
                 drop_source_entry(settings, name)  # first: no schedule starts it again
@@ -756,6 +771,7 @@ def remove_source(stores: Stores, name: str, caller: Caller, console: Console) -
                 [paths.mirror], GroupPolicy(("removed",)), prune=True, report_to=console.files
             )
         changes = document_changes(ingested, before, pipeline.manifest, paths.mirror)
+        _add_locations(changes, location)
         data = {"source": name, "started_by": asdict(caller), "removed": changes["removed"]}
         record = audit.append(REMOVED_EVENT, audit_user(caller), data=data)
         shutil.rmtree(paths.mirror, ignore_errors=True)

@@ -109,6 +109,14 @@ def test_an_smb_document_is_cited_at_its_share(run: Run, samba: SambaServer, tmp
     assert f"`{expected}`" in shown
     (row,) = audit(tmp_path, "source_sync").data["added"]
     assert row["location"] == expected
+    text = run("ask", "What is the budget for 2027?", "--user", "ann")
+    assert text.exit_code == 0 and f"({expected})" in text.output
+    assert str((tmp_path / "var").resolve()) not in text.output
+
+    removed = run("sources", "remove", "finance-share")
+    assert removed.exit_code == 0, removed.output
+    (row,) = audit(tmp_path, "source_removed").data["removed"]
+    assert row["path"] == "Budgets/budget 2027.md" and row["location"] == expected
 
 
 def test_a_webdav_document_is_cited_at_its_url(run: Run, tmp_path: Path) -> None:

@@ -577,3 +577,15 @@ def test_admin_uploads_for_a_group_syncs_a_source_and_staff_of_that_group_only_f
     answer = ask(felix, ROTA_QUESTION)
     expect(answer).not_to_contain_text("22:00")
     expect(felix.locator("#enclave-chat")).not_to_contain_text("rota.md")
+
+    # The admin removes the upload: it leaves the source and the index, audited.
+    page.locator("#enclave-admin-remove-name textarea").fill("rota.md")
+    page.locator("#enclave-admin-remove").click()
+    expect(result).to_contain_text("rota.md removed from uploads")
+    expect(result).to_contain_text("its document left the index")
+    assert not stored.exists()
+    removed = next(r for r in served.audit.last(50) if r.event == "document_removed")
+    assert removed.user == "adam" and removed.data["sha256"] == digest
+    again = open_page()
+    sign_in(again, served, "hanna")
+    expect(ask(again, ROTA_QUESTION)).not_to_contain_text("22:00")

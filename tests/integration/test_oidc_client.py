@@ -348,3 +348,30 @@ def test_a_browser_signs_in_and_out_at_the_provider(
         assert httpx.URL(caught[-1]).params["state"] == "bye"
     finally:
         page.close()
+
+
+def test_over_https_the_providers_certificate_must_chain_to_ca_file(
+    browser: httpx.Client, tmp_path: Path
+) -> None:
+    """A provider on https (its own certificate for 127.0.0.1): with ca_file naming its CA the
+    sign-in works and the probe says the TLS is valid; with another CA nothing is fetched, and
+    the error says it is the certificate."""
+    from tests.support.dovecot import self_signed
+
+    with running_provider({"bob": ["hr"]}, tls=True) as provider:
+        assert provider.issuer.startswith("https://") and provider.ca_file is not None
+        with OidcClient(oidc_settings(provider, ca_file=provider.ca_file, allow_plain=False)) as client:
+            url, pending = client.begin()
+            with httpx.Client(timeout=10, verify=str(provider.ca_file)) as tls_browser:
+                login = client.finish(pending, sign_in(tls_browser, url, "bob", provider.password))
+            assert login.account.groups == ("hr-docs",)
+            probed = {name: (ok, detail) for name, ok, detail in client.probe()}
+            assert probed["OIDC TLS"][0] and all(ok for ok, _ in probed.values()), probed
+        other = tmp_path / "other-ca"
+        other.mkdir()
+        stranger, _ = self_signed(other)
+        with OidcClient(oidc_settings(provider, ca_file=stranger, allow_plain=False)) as client:
+            with pytest.raises(DirectoryUnavailable, match=r"(?i)certificate"):
+                client.begin()
+            probed = {name: (ok, detail) for name, ok, detail in client.probe()}
+            assert not probed["OIDC TLS"][0] and "certificate" in probed["OIDC TLS"][1].lower()

@@ -79,10 +79,13 @@ class OidcProvider(LocalDaemon):
         claims_in_id_token: bool = False,
         redirect_url: str = REDIRECT_URL,
         post_logout_url: str = POST_LOGOUT_URL,
+        tls: bool = False,
     ) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="enclave-oidc-"))
         self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        # tls: https with a certificate for 127.0.0.1 of its own (`ca_file`), as a real provider is.
+        self.ca_file: Path | None = None
+        self.issuer = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log_path = self.base / "provider.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.user = next(iter(accounts), "")
@@ -112,9 +115,19 @@ class OidcProvider(LocalDaemon):
                     "accounts": str(self.accounts_path),
                     "clients": clients,
                     "claimsInIdToken": claims_in_id_token,
+                    **({"tls": self._certificate()} if tls else {}),
                 }
             )
         )
+
+    def _certificate(self) -> dict[str, str]:
+        from tests.support.dovecot import self_signed
+
+        folder = self.base / "tls"
+        folder.mkdir()
+        cert, key = self_signed(folder)
+        self.ca_file = cert
+        return {"cert": str(cert), "key": str(key)}
 
     def _client(self, client_id: str, secret: str) -> dict[str, Any]:
         return {

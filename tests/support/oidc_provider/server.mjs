@@ -10,6 +10,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 
 import Provider, { errors } from 'oidc-provider';
 
@@ -147,7 +148,11 @@ async function interaction(req, res, uid, action) {
 }
 
 const callback = provider.callback();
-const server = createServer(async (req, res) => {
+// config.tls {cert, key} (PEM files): served over https, as a real provider is.
+const serve = config.tls
+  ? (handler) => createTlsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, handler)
+  : (handler) => createServer(handler);
+const server = serve(async (req, res) => {
   const match = /^\/interaction\/([\w-]+)(?:\/(login))?$/.exec(new URL(req.url, issuer).pathname);
   if (!match) return callback(req, res);
   try {

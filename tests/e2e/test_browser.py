@@ -34,8 +34,9 @@ from audit import AuditLog
 from core.settings import Settings, load_settings
 from enclave import wiring
 from enclave.demo import DEMO_CORPUS
-from tests.support.chromium import CHROMIUM, chromium_args
+from tests.support.chromium import launched
 from tests.support.net import free_port
+from tests.support.served import doc_id_of
 from ui import build_app, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -59,35 +60,14 @@ SECTION = "Submitting a berth application"
 COMMENT = "Please also say where form BA-1 is found."
 
 
-def _browser_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed: run make (requirements.lock pins it)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium; Playwright gives each launch a fresh, empty user-data folder."""
-    missing = _browser_missing()
-    if missing:
-        # CI sets REQUIRE_BROWSER=1 so that a missing browser fails instead of skipping quietly.
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    from playwright.sync_api import expect, sync_playwright
+    with launched(tmp_path_factory.mktemp("chromium")) as browser:
+        from playwright.sync_api import expect
 
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as playwright:
-        args = chromium_args(tmp_path_factory.mktemp("chromium"))
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+        expect.set_options(timeout=WAIT_MS)
+        yield browser
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -99,14 +79,6 @@ class Served:
     settings: Settings
     audit: AuditLog
     doc_ids: dict[str, str]  # file name -> document id
-
-
-def doc_id_of(settings: Settings, path: Path) -> str:
-    from ingest.manifest import Manifest
-
-    entry = Manifest(settings.manifest_path).file(str(path.resolve()))
-    assert entry is not None and entry.doc_id is not None, path
-    return entry.doc_id
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ signs them out at the provider too (RP-initiated logout).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +23,10 @@ from audit.log import AuditRecord
 from core.settings import GroupMappingSettings, GroupRuleSettings, OidcSettings, Settings, load_settings
 from core.users import UserStore
 from enclave import wiring
-from tests.support.chromium import CHROMIUM, chromium_args
+from tests.support.chromium import launched
 from tests.support.net import free_port
 from tests.support.oidc_provider import OidcProvider, running_provider
+from tests.support.served import doc_id_of, events_of, ingest_folders, write_files
 from ui import build_app, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -44,15 +43,7 @@ class Served:
     docs: dict[str, str]
 
     def events(self, event: str, user: str) -> list[AuditRecord]:
-        return [r for r in reversed(self.log.last(1000)) if r.event == event and r.user == user]
-
-
-def doc_id(settings: Settings, path: Path) -> str:
-    from ingest.manifest import Manifest
-
-    entry = Manifest(settings.manifest_path).file(str(path.resolve()))
-    assert entry is not None and entry.doc_id is not None
-    return entry.doc_id
+        return events_of(self.log, event, user)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         "public/leave.md": "# Leave\n\nStaff get 25 days of annual leave.\n",
         "finance/crane.md": "# Crane budget\n\nThe crane at berth 7 costs 4.2 million euros.\n",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text, encoding="utf-8")
+    write_files(root, files)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     accounts = {"alice": ["all-staff", "finance-team"], "bob": ["all-staff"], "carol": ["all-staff"]}
@@ -91,14 +80,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
                 ]
             ),
         )
-        pipeline = wiring.build_pipeline(settings, embedder=embedder, store=wiring.build_store(settings))
-        pipeline.run([root / "public"], ["public"])
-        pipeline.run([root / "finance"], ["finance"])
+        ingest_folders(settings, embedder, root, {"public": ["public"], "finance": ["finance"]})
         log = AuditLog(settings.audit_path)
         app = build_app(object(), UserStore(settings.users_path), settings, audit=log)
         url = serve(app, settings, block=False, sources=wiring.build_originals(settings).find)
         try:
-            docs = {Path(n).name: doc_id(settings, root / n) for n in files}
+            docs = {Path(n).name: doc_id_of(settings, root / n) for n in files}
             yield Served(url.rstrip("/"), settings, log, provider, docs)
         finally:
             app.close()
@@ -106,25 +93,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = None if CHROMIUM.exists() else f"{CHROMIUM} is missing: install Debian's chromium"
-    if reason is None and importlib.util.find_spec("playwright") is None:
-        reason = "playwright is not installed: run make (requirements.lock pins it)"
-    if reason is not None:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=chromium_args(tmp_path_factory.mktemp("chromium")),
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched(tmp_path_factory.mktemp("chromium")) as browser:
+        yield browser
 
 
 def sign_in(served: Served, page: Any, user: str) -> None:

@@ -31,6 +31,7 @@ from tests.support.net import (
     free_port,
     nothing_left_loopback,  # noqa: F401 (an autouse fixture)
 )
+from tests.support.served import doc_id_of, events_of, ingest_folders, write_files
 from tests.support.slapd import SlapdServer, running_slapd, user_dn
 from ui import build_app, serve
 from ui.sessions import COOKIE
@@ -61,15 +62,7 @@ class Served:
         return httpx.Client(base_url=self.url, cookies={COOKIE: answer.cookies[COOKIE]})
 
     def events(self, event: str, user: str) -> list[AuditRecord]:
-        return [r for r in reversed(self.log.last(1000)) if r.event == event and r.user == user]
-
-
-def doc_id(settings: Settings, path: Path) -> str:
-    from ingest.manifest import Manifest
-
-    entry = Manifest(settings.manifest_path).file(str(path.resolve()))
-    assert entry is not None and entry.doc_id is not None
-    return entry.doc_id
+        return events_of(self.log, event, user)
 
 
 @pytest.fixture(scope="module")
@@ -80,26 +73,22 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         "finance/crane.md": "# Crane budget\n\nThe crane at berth 7 costs 4.2 million euros.\n",
         "hr/salaries.md": "# Salary bands\n\nBand C starts at 52 thousand euros.\n",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text, encoding="utf-8")
+    write_files(root, files)
     with running_slapd() as slapd:
         settings = load_settings(None, data_dir=root / "var")
         settings.ui.port = free_port()
         settings.auth.revalidate_minutes = CHECK_S / 60
         settings.auth.unreachable_grace_minutes = 0
         settings.auth.ldap = slapd.settings(root)
-        pipeline = wiring.build_pipeline(settings, embedder=embedder, store=wiring.build_store(settings))
-        pipeline.run([root / "staff"], ["staff-docs"])
-        pipeline.run([root / "finance"], ["finance-docs"])
-        pipeline.run([root / "hr"], ["hr-docs"])
+        folders = {"staff": ["staff-docs"], "finance": ["finance-docs"], "hr": ["hr-docs"]}
+        ingest_folders(settings, embedder, root, folders)
         users = UserStore(settings.users_path)
         users.add("breakglass", BREAK_GLASS, "admin", ("staff-docs",))
         log = AuditLog(settings.audit_path)
         app = build_app(object(), users, settings, audit=log)
         url = serve(app, settings, block=False, sources=wiring.build_originals(settings).find)
         try:
-            docs = {Path(n).name: doc_id(settings, root / n) for n in files}
+            docs = {Path(n).name: doc_id_of(settings, root / n) for n in files}
             yield Served(url, settings, log, slapd, docs)
         finally:
             app.close()

@@ -6,8 +6,6 @@ the provider gone, and RP-initiated logout."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 from core.errors import ConfigError
 from core.identity import DirectoryAccount, DirectoryUnavailable, Gone
 from core.settings import GroupMappingSettings, OidcSettings
-from tests.support.chromium import CHROMIUM, chromium_args
+from tests.support.chromium import launched
 from tests.support.net import nothing_left_loopback  # noqa: F401 (autouse)
 from tests.support.oidc_provider import OidcProvider, running_provider, sign_in, sign_out
 from ui.oidc import OidcClient, OidcError, OidcLogin
@@ -303,22 +301,8 @@ def test_logout_ends_the_providers_session(
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Chromium (skipped without it, failed under REQUIRE_BROWSER=1)."""
-    reason = None if CHROMIUM.exists() else f"{CHROMIUM} is missing: install Debian's chromium"
-    if reason is None and importlib.util.find_spec("playwright") is None:
-        reason = "playwright is not installed: run make (requirements.lock pins it)"
-    if reason is not None:
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        args = chromium_args(tmp_path_factory.mktemp("chromium"))
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched(tmp_path_factory.mktemp("chromium")) as browser:
+        yield browser
 
 
 @pytest.mark.browser

@@ -25,6 +25,7 @@ from tests.support.net import (
     free_port,
     nothing_left_loopback,  # noqa: F401 (an autouse fixture)
 )
+from tests.support.served import doc_id_of, events_of, ingest_folders, write_files
 from ui import build_app, serve
 from ui.sessions import COOKIE
 
@@ -53,15 +54,7 @@ class Served:
         )
 
     def events(self, event: str, user: str) -> list[AuditRecord]:
-        return [r for r in reversed(self.log.last(1000)) if r.event == event and r.user == user]
-
-
-def doc_id(settings: Settings, path: Path) -> str:
-    from ingest.manifest import Manifest
-
-    entry = Manifest(settings.manifest_path).file(str(path.resolve()))
-    assert entry is not None and entry.doc_id is not None
-    return entry.doc_id
+        return events_of(self.log, event, user)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         "public/leave.md": "# Leave\n\nStaff get 25 days of annual leave.\n",
         "finance/crane.md": "# Crane budget\n\nThe crane at berth 7 costs 4.2 million euros.\n",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text, encoding="utf-8")
+    write_files(root, files)
     settings = load_settings(None, data_dir=root / "var")
     settings.ui.port = free_port()
     settings.ui.sso_header = "X-Remote-User"
@@ -89,16 +80,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         ],
         auditor=["enclave-auditors"],
     )
-    pipeline = wiring.build_pipeline(settings, embedder=embedder, store=wiring.build_store(settings))
-    pipeline.run([root / "public"], ["public"])
-    pipeline.run([root / "finance"], ["finance"])
+    ingest_folders(settings, embedder, root, {"public": ["public"], "finance": ["finance"]})
     users = UserStore(settings.users_path)
     users.add("breakglass", PASSWORD, "admin", ("public",))
     log = AuditLog(settings.audit_path)
     app = build_app(object(), users, settings, audit=log)
     url = serve(app, settings, block=False, sources=wiring.build_originals(settings).find)
     try:
-        yield Served(url, settings, log, {Path(n).name: doc_id(settings, root / n) for n in files}, app)
+        yield Served(url, settings, log, {Path(n).name: doc_id_of(settings, root / n) for n in files}, app)
     finally:
         app.close()
 

@@ -13,7 +13,12 @@ reaching for from a loopback-only namespace (tests/e2e/test_egress.py, each in i
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,3 +40,36 @@ def chromium_args(work: Path) -> list[str]:
     no_manifest = work / "no-model-manifest.json"
     no_manifest.write_text("{}")
     return [*CHROMIUM_ARGS, f"--optimization-guide-manifest-override={no_manifest}"]
+
+
+def missing() -> str | None:
+    """Why headless Chromium cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed: run make (requirements.lock pins it)"
+    return None
+
+
+@contextlib.contextmanager
+def launched(work: Path) -> Iterator[Any]:
+    """Headless Chromium (Playwright's Browser), off the network, its switches' files in `work`.
+    Skips the calling test without it; fails it instead where CI sets REQUIRE_BROWSER=1. Each
+    launch has a fresh, empty user-data folder."""
+    import pytest
+
+    why = missing()
+    if why is not None:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=chromium_args(work)
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -390,22 +390,9 @@ class Gate:
             )
             return Refusal(403, f"Your account is {found.reason}: ask the service desk to enable it.")
         self.store.succeeded(attempt, pair)
-        if self.users.local(found.name) is not None:
-            # The directory's name for this user is a local account's: never let one become the other.
-            self.audit_event(
-                "sign_in_failed",
-                found.name,
-                {
-                    "reason": "directory user has a local account's name",
-                    "address": address,
-                    "backend": "ldap",
-                },
-            )
-            return Refusal(
-                403,
-                f"The directory's account {found.name!r} has the name of a local Enclave account; "
-                "ask an administrator to rename one of them.",
-            )
+        taken = self._local_name_taken(found, address)
+        if taken is not None:
+            return taken
         return self._signed_in(self.users.signed_in(found), "password", address, now)
 
     def _wrong_password(self, logged_name: str, address: str) -> Refusal:
@@ -428,22 +415,30 @@ class Gate:
     ) -> str | Refusal:
         """A session for a user an identity provider vouched for (OIDC): kept with `state` (its
         refresh token, for the checks to come), the sign_in record naming their groups."""
-        if self.users.local(found.name) is not None:
-            self.audit_event(
-                "sign_in_failed",
-                found.name,
-                {
-                    "reason": "provider user has a local account's name",
-                    "address": address,
-                    "backend": found.backend,
-                },
-            )
-            return Refusal(
-                403,
-                f"The provider's account {found.name!r} has the name of a local Enclave account; "
-                "ask an administrator to rename one of them.",
-            )
+        taken = self._local_name_taken(found, address)
+        if taken is not None:
+            return taken
         return self._signed_in(self.users.signed_in(found, state), method, address, now)
+
+    def _local_name_taken(self, found: DirectoryAccount, address: str) -> Refusal | None:
+        """A refusal (audited) when the directory's or provider's name for this user is a local
+        account's: never let one become the other. None when the name is free."""
+        if self.users.local(found.name) is None:
+            return None
+        self.audit_event(
+            "sign_in_failed",
+            found.name,
+            {
+                "reason": f"{found.backend} user has a local account's name",
+                "address": address,
+                "backend": found.backend,
+            },
+        )
+        return Refusal(
+            403,
+            f"The organisation's account {found.name!r} has the name of a local Enclave account; "
+            "ask an administrator to rename one of them.",
+        )
 
     def _logged_name(self, name: str) -> str:
         """A typed user name as the audit log keeps it: only when it names a user, local or

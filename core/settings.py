@@ -824,9 +824,10 @@ def setting_sources(settings: Settings, config: Path | str | None = None) -> dic
     data = _read_yaml(path) if path else {}
     sources: dict[str, str] = {}
     for key in flatten(settings.model_dump()):
-        section, _, fld = key.partition(".")
-        env_name = ENV_PREFIX + (f"{section}__{fld}" if fld else section).upper()
-        if env_name in os.environ or (section == "sources" and ENV_PREFIX + "SOURCES" in os.environ):
+        parts = key.split(".")
+        # ENCLAVE_AUTH__LDAP='{...}' sets every auth.ldap.* key, as ENCLAVE_AUTH__LDAP__USER_BASE one.
+        names = {ENV_PREFIX + "__".join(parts[:i]).upper() for i in range(1, len(parts) + 1)}
+        if any(name in os.environ for name in names):
             sources[key] = "env"
         elif _in_file(data, key):
             sources[key] = "file"

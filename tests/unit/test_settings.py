@@ -41,6 +41,17 @@ def test_file_then_env_then_override(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert src["llm.model"] == "default"
 
 
+def test_a_nested_section_from_one_environment_variable_is_said_to_come_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENCLAVE_AUTH__LDAP", '{"urls": ["ldaps://dc1.corp.example"], "user_base": "dc=corp"}')
+    s = load_settings(None, data_dir=tmp_path / "d")
+    assert s.auth.ldap is not None and s.auth.ldap.user_base == "dc=corp"
+    src = setting_sources(s)
+    assert src["auth.ldap.user_base"] == "env" and src["auth.ldap.mapping.pass_through"] == "env"
+    assert src["auth.revalidate_minutes"] == "default"
+
+
 def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "other.yaml"
     cfg.write_text("llm:\n  base_url: http://127.0.0.1:9/v1\n  model: tiny\n")

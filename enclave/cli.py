@@ -190,9 +190,10 @@ def ingest(
 # -- docs ------------------------------------------------------------------------------------
 
 
-def _doc_dict(doc: Any, files: list[Any]) -> dict[str, Any]:
+def _doc_dict(doc: Any, files: list[Any], location: str | None = None) -> dict[str, Any]:
     return {
         "doc_id": doc.doc_id,
+        "location": location,  # where a synced document lives at its source; None: see paths
         "title": doc.title,
         "groups": list(doc.groups),
         "chunks": doc.chunks,
@@ -222,12 +223,18 @@ def docs_list(
         for f in rows:
             typer.echo(f"{f.status}\t{f.path}\t{f.error}")
         return
+    from enclave.sources import SourceLocations
+
+    # A synced document by where it lives at its source (as citations show it), not its mirror copy.
+    locate = SourceLocations(state.settings.sources_dir)
     docs = manifest.docs()
     if as_json:
-        emit_json([_doc_dict(d, manifest.files(d.doc_id)) for d in docs])
+        emit_json([_doc_dict(d, manifest.files(d.doc_id), locate(d.source)) for d in docs])
         return
     for d in docs:
-        typer.echo(f"{d.doc_id}  {d.chunks:5d} chunks  {','.join(d.groups):20}  {d.source}")
+        typer.echo(
+            f"{d.doc_id}  {d.chunks:5d} chunks  {','.join(d.groups):20}  {locate(d.source) or d.source}"
+        )
 
 
 @docs_app.command("show")
@@ -240,8 +247,10 @@ def docs_show(
     from ingest.manifest import Manifest
 
     manifest = Manifest(state.settings.manifest_path)
+    from enclave.sources import SourceLocations
+
     doc = store_commands.resolve_doc(manifest, ref, Path.cwd())
-    data = _doc_dict(doc, manifest.files(doc.doc_id))
+    data = _doc_dict(doc, manifest.files(doc.doc_id), SourceLocations(state.settings.sources_dir)(doc.source))
     data["attachments"] = [
         {"name": a.name, "status": a.status, "doc_id": a.doc_id, "error": a.error}
         for a in manifest.attachments(doc.doc_id)

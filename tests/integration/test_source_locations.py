@@ -112,6 +112,10 @@ def test_an_smb_document_is_cited_at_its_share(run: Run, samba: SambaServer, tmp
     text = run("ask", "What is the budget for 2027?", "--user", "ann")
     assert text.exit_code == 0 and f"({expected})" in text.output
     assert str((tmp_path / "var").resolve()) not in text.output
+    listed = run("docs", "list")  # the admin's list names it where it lives, too
+    assert listed.exit_code == 0 and expected in listed.output and "/mirror/" not in listed.output
+    (doc,) = json.loads(run("docs", "list", "--json").stdout)
+    assert doc["location"] == expected and doc["paths"][0].startswith(str((tmp_path / "var").resolve()))
 
     removed = run("sources", "remove", "finance-share")
     assert removed.exit_code == 0, removed.output

@@ -12,12 +12,14 @@ gone, locked (an open Office document) or denied since the listing fails alone.
 
 from __future__ import annotations
 
+import select
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import smbclient
+import smbprotocol.transport
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException, SMBOSError
 from smbprotocol.header import NtStatus
 from smbprotocol.open import FilePipePrinterAccessMask, InfoType, SMB2QueryInfoRequest, SMB2QueryInfoResponse
@@ -26,6 +28,32 @@ from smbprotocol.security_descriptor import SMB2CreateSDBuffer
 from core.errors import IngestError, SourceUnavailable
 from ingest.sources.base import Entry, read_credentials
 from ingest.sources.permissions import sid_readers
+
+
+class _PollSelect:
+    """What smbprotocol's transport calls as `select.select` to wait for its one socket, done
+    with poll(): select() refuses a descriptor numbered 1024 or above (FD_SETSIZE), which a
+    server holding many connections and files reaches, and every SMB sync then failed with
+    "filedescriptor out of range in select()". smbprotocol 1.17 waits only to read one socket."""
+
+    @staticmethod
+    def select(
+        rlist: list[Any], wlist: list[Any], xlist: list[Any], timeout: float | None = None
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        poller = select.poll()
+        for sock in rlist:
+            poller.register(sock, select.POLLIN | select.POLLPRI)
+        for sock in wlist:
+            poller.register(sock, select.POLLOUT)
+        ready = {fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)}
+        return (
+            [s for s in rlist if s.fileno() in ready],
+            [s for s in wlist if s.fileno() in ready],
+            [],
+        )
+
+
+smbprotocol.transport.select = _PollSelect  # type: ignore[attr-defined]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DACL_SECURITY_INFORMATION = 0x00000004

@@ -417,6 +417,23 @@ def test_smb_wrong_credentials_name_the_source_and_the_file(
 
 
 @pytest.mark.slow
+def test_an_smb_sync_works_when_descriptors_above_1024_are_in_use(
+    smb_source: FileSource, mirror: Mirror
+) -> None:
+    """A server holding many connections and files gives the SMB socket a descriptor above 1023,
+    which select() refuses ("filedescriptor out of range in select()"): smbprotocol's wait is
+    done with poll() (ingest/sources/smb.py), so the sync goes through."""
+    smb_source.put("handbook.md", b"# Handbook\n\nStaff get 25 days of leave a year.\n")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert min(set(range(2048)) - {*held, 0, 1, 2}) >= 1024 or max(held) >= 1024
+        result = mirror.sync(smb_source.connect())
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert result.added == ["handbook.md"]
+
+
 def test_an_smb_share_through_the_ingest(
     smb_source: FileSource, mirror: Mirror, settings: Settings, embedder: Any
 ) -> None:

@@ -157,3 +157,19 @@ def test_the_groups_header_is_not_believed_without_the_proxys_proof(served: Serv
     ) as direct:
         assert direct.get("/config").status_code == 403
     assert served.events("sign_in", "nils") == []
+
+
+def test_a_signed_in_users_own_groups_header_is_ignored_off_the_proxy(served: Served) -> None:
+    """A staff member signed in through the proxy sends their cookie straight to the app with a
+    groups header of their choosing (and no user header): the groups stay the proxy's."""
+    crane = served.docs["crane.md"]
+    with served.proxy("omar", "all-staff") as proxy:
+        assert proxy.get(f"/files/{crane}").status_code == 403
+        token = proxy.cookies[COOKIE]
+    with httpx.Client(
+        base_url=served.url, cookies={COOKIE: token}, headers={"X-Remote-Groups": FINANCE_DN}
+    ) as direct:
+        assert direct.get("/config").status_code == 200  # the session itself is good
+        refused = direct.get(f"/files/{crane}")
+    assert refused.status_code == 403 and "4.2 million" not in refused.text
+    assert served.events("identity_changed", "omar") == []

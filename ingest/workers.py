@@ -266,6 +266,9 @@ class ParserPool:
         self._poll_s = min(0.5, timeout_s / 4) if timeout_s > 0 else 0.5
         self._context = multiprocessing.get_context("spawn")  # torch and threads do not survive fork
         self._pool: cf.ProcessPoolExecutor | None = None
+        # Pools given up on after a kill or crash: left to wind down meanwhile, waited for at the
+        # end of the run, so no parser process outlives it.
+        self._retired: list[cf.ProcessPoolExecutor] = []
         self._broken = False
         self._started: Any = None
         self._running: dict[int, _Running] = {}  # slot index -> the parse it runs now
@@ -378,6 +381,7 @@ class ParserPool:
         self._drain()
         assert self._pool is not None
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._retired.append(self._pool)
         lost = [s for s in self._window(slots) if s.future is not None and not _finished(s.future)]
         for slot in lost:
             slot.future = None
@@ -420,6 +424,9 @@ class ParserPool:
                     os.kill(running.pid, signal.SIGKILL)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
+        for pool in self._retired:
+            pool.shutdown(wait=True)
+        self._retired.clear()
 
 
 def _in_flight(slot: _Slot) -> bool:

@@ -47,9 +47,9 @@ REPO = HERE.parents[1]
 
 FILES = {
     # file: (corpus, answerable, unanswerable, heldout answerable, heldout unanswerable, id prefix)
-    "ntsb.jsonl": ("ntsb-reports", 60, 20, 20, 7, "ntsb-"),
-    "18f.jsonl": ("18f-handbook", 50, 15, 17, 5, "18f-"),
-    "github-policy.jsonl": ("github-site-policy", 40, 12, 13, 4, "gh-"),
+    "ntsb.jsonl": ("ntsb-reports", 92, 40, 40, 15, "ntsb-"),
+    "18f.jsonl": ("18f-handbook", 76, 31, 33, 11, "18f-"),
+    "github-policy.jsonl": ("github-site-policy", 64, 28, 27, 10, "gh-"),
     "demo.jsonl": ("demo_corpus", 20, 8, 7, 3, "demo-"),
 }
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from assistant.support import content_terms
+from assistant.support import STOPWORDS, content_terms
 from core.types import Citation, Hit
 
 Kind = Literal[
@@ -36,8 +36,9 @@ Kind = Literal[
 # Calibrated on the tune split of bench/grounding (never the held-out one) at the point where at
 # most 5% of answerable questions whose answer is in the passages are refused; docs/benchmarks.md.
 MIN_COVERAGE = 0.0  # share of the question's (weighted) words a typed best candidate must hold
-MIN_COVERAGE_UNTYPED = 0.2  # the same, when the question asks for no particular kind of value
-MIN_COSINE = 0.4  # a candidate below this is about something else, whatever words it shares
+MIN_COVERAGE_UNTYPED = 0.1  # the same, when the question asks for no particular kind of value
+MIN_COSINE = 0.4  # a typed candidate below this is about something else, whatever words it shares
+MIN_COSINE_UNTYPED = 0.35  # the same for the best candidate when no kind of value is asked for
 SUBJECT_SHARE = 0.6  # of the question's words its best document holds, a candidate's must hold
 TYPED_RANK = 1  # the first candidate of the kind asked for must be among the best TYPED_RANK + 1
 WEIGHT_COSINE = 1.0
@@ -47,6 +48,8 @@ WEIGHT_LABEL = 1.0  # a form field whose label the question names ("What destina
 MIN_LABEL_MATCH = 0.5  # share of a label's words the question must hold for the field to count
 MAX_LABEL_WORDS = 5  # "Last Flight Review or Equivalent:" is a label; a longer lead-in is a sentence
 SHOWN = 3  # candidates quoted in an extractive answer: the answer first, then its context
+WEIGHT_OFF_SUBJECT = 0.5  # taken off a candidate from a document about another subject than the
+# one the question names
 
 _MONTHS = (
     "january february march april may june july august september october november december "
@@ -124,10 +127,12 @@ _NOT_UNITS = frozenset(
     "of the a an more times time total in did do does is are was were can will has have must should "
     "would could may might had been get need were there".split()
 )
-_LABEL = re.compile(r"^[A-Z][\w &/()'’.-]{0,40}?:\s+(?=\S)")
+_LABEL = re.compile(r"^[A-Z][\w &/()'’.,-]{0,40}?:\s+(?=\S)")
 _MONEY_NOUNS = frozenset({"money", "cash", "funding", "dollars", "euros"})
 _RELATIVE = re.compile(
-    r"\b(?:after|before|within|until|by the end of|no later than|prior to)\b", re.IGNORECASE
+    r"\b(?:after|before|within|until|by the end of|no later than|prior to|upon|once|whenever|as soon as|"
+    r"at the (?:start|end|beginning|close) of)\b",
+    re.IGNORECASE,
 )
 _MONEY_WORDS = re.compile(
     r"\b(?:fee|fees|cost|costs|price|charge|charged|pay|paid|salary|allowance|fine|budget|spend|spent|"
@@ -143,9 +148,13 @@ class Expectation:
     kind: Kind
     units: tuple[str, ...] = ()
 
-    def met_by(self, text: str) -> bool:
+    def met_by(self, text: str, question: str = "") -> bool:
         """Whether `text` holds a value of this kind (with one of the units, when they are named).
-        In a `Label: value` line only the value counts: a label is no name."""
+        In a `Label: value` line only the value counts: a label is no name. Nor does a value the
+        `question` itself gives: "the PA-28-140" holds a number, and is no answer to "how much
+        altitude did the PA-28-140 lose?"."""
+        if question:
+            text = without_asked(text, question)
         label = _LABEL.match(text)
         if label and self.kind == "number" and self.units and _number_with_unit(text, self.units):
             return True  # "Age: 17": the label is the unit
@@ -182,6 +191,40 @@ class Expectation:
         return _number_with_unit(text, self.units)
 
 
+_TOKEN = re.compile(r"[\w$€£][\w'’.,/&:-]*[\w%]|[\w$€£]")
+_MASK = "\u2026"
+
+
+def _token_key(token: str) -> str:
+    return token.lower().replace("’", "'").removesuffix("'s")
+
+
+def without_asked(text: str, question: str) -> str:
+    """`text` with the names and figures that the question itself holds masked out: a value is an
+    answer only when it is new. Only words with a digit or a capital are masked (a unit such as
+    "hours" that the question names stays, so that "1364 hours" still reads as hours)."""
+    asked = {_token_key(t) for t in _TOKEN.findall(question)}
+
+    def mask(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if (token[0].isupper() or any(ch.isdigit() for ch in token)) and _token_key(token) in asked:
+            return _MASK
+        return token
+
+    return _TOKEN.sub(mask, text)
+
+
+def restates(text: str, question: str) -> bool:
+    """Whether a candidate says nothing the question does not: its content words (its value's, for
+    a `Label: value` line) are some of the question's, not all ("Aircraft: Cessna 152" for a
+    question about the Cessna 152 accident). A line holding every one of them is what was
+    searched for (a sentence pasted to find its source), not a part given back."""
+    line = _LEAD.sub("", text)
+    label = _LABEL.match(line)
+    words = content_terms(line[label.end() :] if label else line)
+    return bool(words) and words < content_terms(question)
+
+
 def _number_with_unit(text: str, units: Sequence[str]) -> bool:
     words = [w for unit in units for w in _UNITS.get(unit, (unit, unit.removesuffix("s")))]
     unit = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
@@ -195,7 +238,8 @@ def _number_with_unit(text: str, units: Sequence[str]) -> bool:
 
 
 _HOW_MANY = re.compile(
-    r"\bhow\s+(?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?([a-z-]+)(?:\s+([a-z-]+))?", re.IGNORECASE
+    r"\bhow\s+(?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?([a-z-]+)(?:\s+([a-z-]+))?(?:\s+([a-z-]+))?",
+    re.IGNORECASE,
 )
 
 
@@ -210,7 +254,8 @@ def expectation(question: str) -> Expectation:
         return Expectation("percent")
     if re.match(r"(?:on )?(?:what date|which date|by what date)\b", q):
         return Expectation("date")
-    if re.match(r"(?:when|by when|what day|which day)\b", q):
+    # "When ...", or after a lead-in: "According to the policy, when did ...?"
+    if re.search(r"(?:^|, )(?:when|by when|what day|which day)\b", q):
         return Expectation("when")
     if re.search(r"\b(?:what|which) (?:year|month)\b|\bin what year\b", q):
         return Expectation("date")
@@ -218,9 +263,12 @@ def expectation(question: str) -> Expectation:
         return Expectation("time")
     found = _HOW_MANY.search(q)
     if found:
-        nouns = [n for n in found.groups() if n and n not in _NOT_UNITS]
+        # "how many total flight hours": a unit may come third; a noun that is no unit only in
+        # the first two ("how many vendor quotes do ...").
+        words = [n for n in found.groups() if n and n not in _NOT_UNITS]
+        nouns = [n for n in found.groups()[:2] if n and n not in _NOT_UNITS]
         units = tuple(
-            u for u, words in _UNITS.items() if any(n in words or n.rstrip("s") == u for n in nouns)
+            u for u, unit_words in _UNITS.items() if any(n in unit_words or n.rstrip("s") == u for n in words)
         )
         if "much" in found.group(0) and not units:
             money = any(_MONEY_WORDS.fullmatch(n) or n in _MONEY_NOUNS for n in nouns)
@@ -332,6 +380,13 @@ class Scored:
     typed: bool  # holds a value of the kind the question asks for
     label: float  # share of its field label's words the question names (label_match)
     score: float
+    restates: bool = False  # says nothing the question does not (see `restates`)
+    on_subject: bool = True  # from a document about what the question is about (see `_on_subject`)
+
+    @property
+    def adds(self) -> bool:
+        """Whether it can answer at all: on the question's subject, and more than its words."""
+        return self.on_subject and not self.restates
 
     @property
     def covers(self) -> float:
@@ -363,11 +418,13 @@ class EvidenceFinder:
         min_coverage: float = MIN_COVERAGE,
         min_coverage_untyped: float = MIN_COVERAGE_UNTYPED,
         min_cosine: float = MIN_COSINE,
+        min_cosine_untyped: float = MIN_COSINE_UNTYPED,
     ) -> None:
         self.embedder = embedder
         self.min_coverage = min_coverage
         self.min_coverage_untyped = min_coverage_untyped
         self.min_cosine = min_cosine
+        self.min_cosine_untyped = min_cosine_untyped
 
     def find(
         self, question: str, hits: Sequence[Hit], citations: Sequence[Citation], search_query: str = ""
@@ -390,7 +447,12 @@ class EvidenceFinder:
         for i, c in enumerate(found):
             by_passage.setdefault(c.passage, []).append(i)
         held = [content_terms(c.text) for c in found]
-        on_subject = _on_subject(terms, hits, found, held)
+        on_subject = _on_subject(terms, hits, found, held, question)
+        # Only a question that names its subject marks a candidate off it for the ranking and
+        # the verdict; its typed value and field label count for nothing off the subject anyway.
+        names = question_names(question)
+        named = len(names) >= MIN_NAMES
+        name_terms = content_terms(" ".join(names))
         ranked = []
         for i, c in enumerate(found):
             cosine = max(sum(a * b for a, b in zip(q, vectors[i], strict=True)) for q in queries)
@@ -403,8 +465,11 @@ class EvidenceFinder:
                 near |= held[j]
             own = _coverage(terms, held[i])
             coverage = max(own, 0.5 * own + 0.5 * _coverage(terms, near))
-            typed = expected.kind != "any" and expected.met_by(c.text)
-            label = label_match(asked_terms, c.text)
+            typed = expected.kind != "any" and expected.met_by(c.text, asked)
+            label = label_match(asked_terms, c.text, name_terms)
+            repeated = restates(c.text, asked)
+            if repeated:  # the question's own words, given back: no answer, whatever its label
+                typed, label = False, 0.0
             if not on_subject[i]:  # another aircraft's altimeter setting answers nothing about this one
                 typed, label = False, 0.0
             if typed and numbers and not all(y in " ".join(found[j].text for j in siblings) for y in numbers):
@@ -414,15 +479,25 @@ class EvidenceFinder:
                 + WEIGHT_COVERAGE * coverage
                 + (WEIGHT_TYPED if typed else 0.0)
                 + WEIGHT_LABEL * label
+                - (WEIGHT_OFF_SUBJECT if named and not on_subject[i] else 0.0)
             )
-            ranked.append(Scored(c, cosine, coverage, typed, label, score))
-        ranked.sort(key=lambda s: s.score, reverse=True)
+            ranked.append(
+                Scored(c, cosine, coverage, typed, label, score, repeated, on_subject[i] or not named)
+            )
+        # A line that only gives back the question's words comes after every line that adds to them.
+        ranked.sort(key=lambda s: (not s.restates, s.score), reverse=True)
         return Finding(expected, ranked, *self._verdict(expected, ranked))
 
     def _verdict(self, expected: Expectation, ranked: list[Scored]) -> tuple[bool, str]:
         if expected.kind == "any":
-            best = ranked[0]
-            if best.covers >= self.min_coverage_untyped and (best.cosine >= self.min_cosine or best.label):
+            # The question's own words given back, or a line about another subject, answer
+            # nothing: judge the best that can answer.
+            best = next((s for s in ranked if s.adds), None)
+            if best is None:
+                return False, "no passage states it"
+            if best.covers >= self.min_coverage_untyped and (
+                best.cosine >= self.min_cosine_untyped or best.label
+            ):
                 return True, ""
             return False, "no passage states it"
         typed = [(rank, s) for rank, s in enumerate(ranked) if s.typed]
@@ -440,19 +515,55 @@ class EvidenceFinder:
 
 
 def _on_subject(
-    terms: dict[str, float], hits: Sequence[Hit], found: Sequence[Candidate], held: Sequence[set[str]]
+    terms: dict[str, float],
+    hits: Sequence[Hit],
+    found: Sequence[Candidate],
+    held: Sequence[set[str]],
+    question: str = "",
 ) -> list[bool]:
     """Per candidate: whether its document, as far as the passages show it (their text and title),
-    holds at least SUBJECT_SHARE of the (weighted) question words that the best-matching
-    document holds. A question names what it is about ("the Cessna 152 accident at Venice"); a
-    value from a document about something else is no answer to it, however well it fits."""
+    is about what the question is about. A question names what it is about ("the Cessna 152
+    accident at Venice, Florida"); a value from a document about something else is no answer to
+    it, however well it fits. A document is off the subject when it holds less than SUBJECT_SHARE
+    of the (weighted) question words that the best-matching document holds and, where the
+    question gives MIN_NAMES or more names and figures (`question_names`), less than
+    SUBJECT_SHARE of the share of them that the document holding most holds too (a handbook's
+    page may spell out the acronym that the question uses)."""
+    names = question_names(question)
     words: dict[str, set[str]] = {}
+    named: dict[str, set[str]] = {}
     for c, h in zip(found, held, strict=True):
         chunk = hits[c.passage].chunk
         words.setdefault(chunk.doc_id, content_terms(chunk.title)).update(h)
-    share = {doc: _coverage(terms, held_words) for doc, held_words in words.items()}
+        tokens = {_token_key(t) for t in _TOKEN.findall(chunk.title + "\n" + c.text)}
+        named.setdefault(chunk.doc_id, set()).update(tokens & names)
+    by_words = _near_best({doc: _coverage(terms, held_words) for doc, held_words in words.items()})
+    if len(names) >= MIN_NAMES:
+        by_names = _near_best({doc: len(held_names) / len(names) for doc, held_names in named.items()})
+        on = {doc: by_words[doc] or by_names[doc] for doc in words}
+    else:
+        on = by_words
+    return [on[hits[c.passage].chunk.doc_id] for c in found]
+
+
+def _near_best(share: dict[str, float]) -> dict[str, bool]:
     best = max(share.values(), default=0.0)
-    return [share[hits[c.passage].chunk.doc_id] >= SUBJECT_SHARE * best for c in found]
+    return {doc: value >= SUBJECT_SHARE * best for doc, value in share.items()}
+
+
+MIN_NAMES = 2  # names and figures a question must give to name its subject by them
+
+
+def question_names(question: str) -> set[str]:
+    """The names and figures a question gives: its words with a capital (but the first) or a digit
+    ("Tallahassee", "PA-22-150", "2007", "GitHub's")."""
+    tokens = _TOKEN.findall(question)
+    return {
+        _token_key(t)
+        for i, t in enumerate(tokens)
+        if any(ch.isdigit() for ch in t)
+        or (i > 0 and t[0].isupper() and len(t) > 1 and _token_key(t) not in STOPWORDS)
+    }
 
 
 def _years(question: str) -> set[str]:
@@ -505,6 +616,8 @@ _FIELD_WORDS = {
     "owned": "owner",
     "operat": "operator",
     "depart": "departure",
+    "leave": "departure",
+    "left": "departure",
     "tall": "height",
     "high": "height",
     "fast": "speed",
@@ -514,18 +627,20 @@ _FIELD_WORDS = {
 }
 
 
-def label_match(asked: set[str], line: str) -> float:
+def label_match(asked: set[str], line: str, names: set[str] = frozenset()) -> float:  # type: ignore[assignment]
     """The share of a `Label: value` line's label words that the question holds (`asked`, its
     content terms) when it names all of them, or at least two and MIN_LABEL_MATCH of them; else
     0 (and when the line is no field): a form's answer is the field the question names, whatever
-    else the form's narrative shares with it."""
+    else the form's narrative shares with it. A label made only of the names the question gives
+    (`names`, content terms: "GitHub does not: ..." for a question about GitHub) is no field
+    the question asks for."""
     line = _LEAD.sub("", line)  # "- Destination: Volcan", a list of fields
     match = _LABEL.match(line)
     if not match:
         return 0.0
     label = line[: match.end()]
     words = content_terms(label)
-    if not words or len(label.split()) > MAX_LABEL_WORDS:
+    if not words or len(label.split()) > MAX_LABEL_WORDS or words <= names:
         return 0.0  # "You can use Sick Leave for: ..." is a sentence, not a field
     asked = asked | {label for word, label in _FIELD_WORDS.items() if word in asked}
     named = len(words & asked)

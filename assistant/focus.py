@@ -11,6 +11,12 @@ come from are scored again, among themselves, on what the evidence judgement loo
 for on the same line as those words, and the stored embedding's cosine. The best of them that
 retrieval did not already give join the passages, after the hits.
 
+When the question names its subject so that only one of the documents found holds every name
+and figure it gives ("the Piper PA-22-150 accident at Tallahassee in December 2007"), passages
+of the other documents answer nothing about it however alike they read (the other accident
+reports share every field label and most of the narrative's words): they give way to that
+document's own best chunks, and the pass adds to it as to any document.
+
 No new embedding is computed (the stored vectors are read back), and a document of more than
 MAX_DOCUMENT_CHUNKS chunks is not scanned: a long handbook's passages are many, and retrieval's
 own ranking serves it better than a scan on a handful of words.
@@ -23,13 +29,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from assistant.evidence import (
+    _TOKEN,
+    MIN_NAMES,
     WEIGHT_COSINE,
     WEIGHT_COVERAGE,
     WEIGHT_LABEL,
     WEIGHT_TYPED,
+    _token_key,
     expectation,
     label_match,
     line_terms,
+    question_names,
 )
 from assistant.support import content_terms
 from core.types import Chunk, Hit
@@ -57,6 +67,9 @@ class DocumentPass:
         among their document's chunks, than every passage of it already given."""
         if not hits or self.extra <= 0:
             return list(hits)
+        subject = self._subject(store, question, hits)
+        if subject is not None:
+            return self._within(subject, question, vector, hits)
         given = {h.chunk.chunk_id for h in hits}
         docs: list[Chunk] = []
         for hit in hits[: self.documents]:
@@ -77,6 +90,60 @@ class DocumentPass:
         found.sort(key=lambda pair: pair[0], reverse=True)
         return list(hits) + [hit for _, hit in found[: self.extra]]
 
+    def _subject(
+        self, store: DocumentReader, question: str, hits: Sequence[Hit]
+    ) -> list[tuple[Chunk, list[float]]] | None:
+        """The chunks of the best hit's document when it holds every name and figure of the
+        question (at least MIN_NAMES of them) and no other hit's document does; else None."""
+        names = question_names(question)
+        if len(names) < MIN_NAMES:
+            return None
+        holding = []
+        seen: set[str] = set()
+        for hit in hits:
+            if hit.chunk.doc_id in seen:
+                continue
+            seen.add(hit.chunk.doc_id)
+            pairs = store.document_embeddings(hit.chunk.doc_id, hit.chunk.groups)
+            if not pairs:
+                continue
+            held = {_token_key(t) for c, _ in pairs for t in _TOKEN.findall(c.title + "\n" + c.text)}
+            if names <= held:
+                holding.append(pairs)
+                if len(holding) > 1:
+                    return None
+            elif not holding:
+                return None  # the best passage's document is not the one the question names
+        return holding[0] if holding else None
+
+    def _within(
+        self,
+        pairs: Sequence[tuple[Chunk, list[float]]],
+        question: str,
+        vector: Sequence[float],
+        hits: Sequence[Hit],
+    ) -> list[Hit]:
+        """The hits of the subject's document, in their order; then its other chunks best first
+        (as the pass scores them) in the places of the other documents' hits; then up to `extra`
+        more that hold what is asked, as the pass adds to any document."""
+        doc = pairs[0][0].doc_id
+        kept = [h for h in hits if h.chunk.doc_id == doc]
+        given = {h.chunk.chunk_id for h in kept}
+        cosines = [_cosine(vector, v) for _, v in pairs]
+        scores = chunk_scores(question, [c.text for c, _ in pairs], cosines)
+        rest = sorted(
+            (
+                (dense + lexical, lexical, Hit(chunk=chunk, score=cosine, cosine=cosine))
+                for (chunk, _), (dense, lexical), cosine in zip(pairs, scores, cosines, strict=True)
+                if chunk.chunk_id not in given
+            ),
+            key=lambda item: item[0],
+            reverse=True,
+        )
+        freed = len(hits) - len(kept)
+        extra = [hit for _, lexical, hit in rest[freed:] if lexical >= MIN_LINE_SCORE][: self.extra]
+        return kept + [hit for _, _, hit in rest[:freed]] + extra
+
 
 def chunk_scores(question: str, texts: Sequence[str], cosines: Sequence[float]) -> list[tuple[float, float]]:
     """How well each of one document's chunks answers `question`: its best line's weighted share
@@ -86,13 +153,14 @@ def chunk_scores(question: str, texts: Sequence[str], cosines: Sequence[float]) 
     lines = [[ln for ln in t.splitlines() if ln.strip()] for t in texts]
     terms = line_terms(question, texts)
     asked = content_terms(question)
+    names = content_terms(" ".join(question_names(question)))
     out = []
     for text_lines, cosine in zip(lines, cosines, strict=True):
         best = 0.0
         for line in text_lines:
             coverage = terms.coverage(line)
-            label = label_match(asked, line)
-            typed = (coverage > 0 or label > 0) and expected.kind != "any" and expected.met_by(line)
+            label = label_match(asked, line, names)
+            typed = (coverage > 0 or label > 0) and expected.kind != "any" and expected.met_by(line, question)
             best = max(
                 best, WEIGHT_COVERAGE * coverage + WEIGHT_LABEL * label + (WEIGHT_TYPED if typed else 0.0)
             )

@@ -29,7 +29,16 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "script",
-    ["ingest.py", "embed_cost.py", "load.py", "retrieval.py", "quality.py", "sources.py", "report.py"],
+    [
+        "ingest.py",
+        "embed_cost.py",
+        "load.py",
+        "retrieval.py",
+        "quality.py",
+        "sources.py",
+        "report.py",
+        "fit_evidence.py",
+    ],
 )
 def test_bench_script_help(script: str) -> None:
     done = run(str(BENCH / script), "--help")

@@ -112,3 +112,28 @@ def test_the_field_that_answers_is_found_inside_the_best_document(answers: Any) 
 def test_the_pass_adds_nothing_when_no_other_chunk_holds_what_is_asked(answers: Any) -> None:
     found = answers("What happened to the Cessna 172 near Boquete, Panama on December 23, 2007?", 2)
     assert len(found.hits) == 1  # the narrative answers; the forms hold none of its rarer words
+
+
+def test_a_question_that_names_its_report_is_given_that_reports_passages(
+    settings: Settings, embedder: Any, tmp_path: Path
+) -> None:
+    settings.retrieval.top_k = 5  # more passages than the report has chunks: the other report's come too
+    store = wiring.build_store(settings)
+    wiring.build_pipeline(settings, embedder=embedder, store=store).run(
+        [report(tmp_path / "docs")], ["public"]
+    )
+
+    def hits(question: str, extra: int) -> list[Any]:
+        settings.retrieval.document_pass = extra
+        return wiring.build_assistant(settings, embedder=embedder, store=store).ask(ALL, question).hits
+
+    named = "What engine model was fitted to the Cessna 172 that crashed near Boquete, Panama in 2007?"
+    without = hits(named, 0)
+    titles = {h.chunk.source.rsplit("/", 1)[-1] for h in without}
+    assert titles == {"boquete.md", "arteaga.md"}, titles  # retrieval alone mixes the two reports
+    focused = hits(named, 2)
+    assert {h.chunk.source.rsplit("/", 1)[-1] for h in focused} == {"boquete.md"}
+    assert any("Engine Model/Series: O-320-E2D" in h.chunk.text for h in focused)
+    # Names both reports hold single out neither: the other report's passages stay.
+    both = hits("What happened in December 2007 on a flight in day visual conditions?", 2)
+    assert {h.chunk.source.rsplit("/", 1)[-1] for h in both} == {"boquete.md", "arteaga.md"}

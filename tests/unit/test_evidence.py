@@ -8,8 +8,17 @@ from typing import Any
 import pytest
 
 from assistant.citations import citations_for
-from assistant.evidence import EvidenceFinder, candidates, expectation
+from assistant.evidence import (
+    EvidenceFinder,
+    candidates,
+    expectation,
+    label_match,
+    question_names,
+    restates,
+    without_asked,
+)
 from assistant.extractive import ExtractiveAnswerer
+from assistant.support import content_terms
 from core.types import Chunk, Hit
 
 LEAVE = (
@@ -60,6 +69,9 @@ def finder(embedder: Any) -> EvidenceFinder:
         ("What percentage of calls were answered?", "percent", ()),
         ("How often should the team review risks?", "frequency", ()),
         ("Does GitHub offer phone support?", "any", ()),
+        ("How many total flight hours did the pilot have?", "number", ("hour",)),
+        ("How many paid keeping-in-touch days can I work?", "number", ("day",)),
+        ("According to the DPA-Covered Previews list, when did Copilot CLI become available?", "when", ()),
     ],
 )
 def test_what_a_question_asks_for(question: str, kind: str, units: tuple[str, ...]) -> None:
@@ -186,3 +198,54 @@ def test_dimensions_want_their_units() -> None:
     old = expectation("How old was the student pilot?")
     assert old.met_by("Age: 17, Male") and old.met_by("The pilot, age 85, was landing.")
     assert not old.met_by("Aircraft: Piper PA-28-140")
+
+
+def test_a_value_the_question_itself_gives_is_no_answer() -> None:
+    question = "How much altitude did the student lose while slipping the PA-28-140 at Murfreesboro?"
+    narrative = "The student pilot slipped the Piper PA-28-140 in order to lose altitude on final approach."
+    assert "PA-28-140" not in without_asked(narrative, question)
+    assert not expectation(question).met_by(narrative, question)
+    assert expectation(question).met_by(narrative)  # without the question: a number, as before
+    # A unit the question names stays, so that a new figure in it still reads as that unit.
+    hours = "How many hours had the pilot flown in the 24 hours before the accident?"
+    assert expectation(hours).met_by("Flight Time: 1364 hours (Total, all aircraft)", hours)
+    assert not expectation(hours).met_by("Flight Time: 24 hours (Last 24 hours)", hours)
+
+
+def test_an_event_answers_when(finder: EvidenceFinder) -> None:
+    when = expectation("When should the team update the README?")
+    assert when.met_by("The team should update the README upon a new project phase.")
+    assert when.met_by("Send it at the end of discovery.") and not when.met_by("The README is a template.")
+
+
+def test_a_line_that_gives_back_the_question_ranks_below_one_that_answers(finder: EvidenceFinder) -> None:
+    question = "What was the pilot of the Air Tractor AT-401 doing when he crashed near Soledad, CA?"
+    assert restates("Aircraft: Air Tractor AT-401", question)
+    assert not restates("The pilot was seeding an area next to mountainous terrain.", question)
+    pasted = "The capital budget for the new crane at berth 7 is 4.2 million euros."
+    assert not restates(pasted, pasted)  # a sentence searched for is found, not given back
+    found = one_document(
+        "Location: Soledad, CA\nAircraft: Air Tractor AT-401",
+        "The pilot was seeding an area next to mountainous terrain. The airplane was destroyed.",
+    )
+    finding = finder.find(question, found, citations_for(found))
+    assert finding.ranked[0].candidate.text.startswith("The pilot was seeding"), finding.ranked[:3]
+    assert {s.candidate.text for s in finding.ranked if s.restates} == {
+        "Location: Soledad, CA",
+        "Aircraft: Air Tractor AT-401",
+    }
+    # Only the restating lines: nothing answers.
+    alone = one_document("Location: Soledad, CA\nAircraft: Air Tractor AT-401")
+    assert not finder.find(question, alone, citations_for(alone)).answerable
+
+
+def test_labels_with_a_comma_count_and_a_label_of_names_does_not() -> None:
+    asked = content_terms("What latitude and longitude are recorded for the Murfreesboro accident?")
+    assert label_match(asked, "Latitude, Longitude: 35.877500, -86.377500") == 1.0
+    question = "What service fee is deducted when an organization funds GitHub Sponsors?"
+    names = content_terms(" ".join(question_names(question)))
+    assert question_names(question) == {"github", "sponsors"}
+    line = "GitHub does not: Act as a money transmitter"
+    assert label_match(content_terms(question), line) == 1.0  # the label's one word is in the question
+    assert label_match(content_terms(question), line, names) == 0.0  # but it is only the subject's name
+    assert question_names("Who do I call, and what is the 72-hour number? I need it.") == {"72-hour"}

@@ -38,6 +38,7 @@ import importlib.util
 import io
 import itertools
 import logging
+import re
 import tempfile
 import threading
 import warnings
@@ -402,6 +403,24 @@ def _require(path: Path, label: str, packages: dict[str, str]) -> None:
 # --- Enclave's own readers -------------------------------------------------------------------
 
 
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*$\r?\n?", re.S | re.M)
+_YAML_LINE = re.compile(r"^(?:[\w.-]+[ \t]*:(?:[ \t].*)?|[ \t]+\S.*|-[ \t].*|#.*|)$")
+_FRONT_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.+?)[ \t]*$", re.M)
+
+
+def front_matter(text: str) -> tuple[str, str | None]:
+    """(its title, the text without it) for Markdown that opens with a YAML front matter block
+    (Jekyll, Hugo, MkDocs, GitHub Docs: `---`, `key: value` lines, `---`); ("", None) for any
+    other. The block is the page's metadata, not its text: indexed, its lines become passages
+    ("versions: fpt: '*'") and answers quote them. Its `title` is the page's title."""
+    match = _FRONT_MATTER.match(text)
+    if not match or not all(_YAML_LINE.match(line) for line in match.group(1).splitlines()):
+        return "", None
+    found = _FRONT_TITLE.search(match.group(1))
+    title = " ".join(found.group(1).strip("'\"").split()) if found else ""
+    return title, "\n" * match.group(0).count("\n") + text[match.end() :]
+
+
 def _read_text(path: Path, fmt: _Format, text_encoding: str | None) -> str:
     try:
         return encoding.decode(path.read_bytes(), text_encoding)
@@ -501,7 +520,11 @@ def _parse_unstructured(
     if fmt.module == "msg":
         message = _open_msg(path)
         attachments, subject = mail.msg_attachments(message), " ".join(str(message.subject or "").split())
-    elements, titles = _partition(path, source, fmt, text_encoding)
+    data, front_title = None, ""
+    if fmt.label == "Markdown" and source == path:
+        front_title, body = front_matter(_read_text(path, fmt, text_encoding))
+        data = body.encode("utf-8") if body is not None else None
+    elements, titles = _partition(path, source, fmt, text_encoding, data)
     if fmt.label == "PDF":
         pdf.refuse_if_too_complex(path)
         with _library_warnings(path):
@@ -510,7 +533,7 @@ def _parse_unstructured(
         subject, attachments = _eml_parts(path, text_encoding)
     classified = fmt.module in _CLASSIFIED_TITLES
     sections = _sections(elements, titles.is_title, fmt.label in _SPREADSHEETS, table_chars, classified)
-    title = _title(path, fmt, elements, titles.is_title, fallback=subject)
+    title = front_title or _title(path, fmt, elements, titles.is_title, fallback=subject)
     if sections:
         return ParsedDocument(path=path, title=title, sections=sections, attachments=attachments)
     if fmt.label == "PDF":
@@ -609,12 +632,15 @@ def _relay_library_logs() -> None:
 
 
 def _partition(
-    path: Path, source: Path, fmt: _Format, text_encoding: str | None
+    path: Path, source: Path, fmt: _Format, text_encoding: str | None, data: bytes | None = None
 ) -> tuple[list[Any], _classification.Titles]:
+    """`data`, when given, is the file's text to partition instead of the file (UTF-8)."""
     options: dict[str, Any] = {"filename": str(source), **fmt.options}
     if source != path:
         options["metadata_filename"] = str(path)
-    if text_encoding and (fmt.label == "email" or fmt.label in _PANDOC_TEXT):
+    if data is not None:
+        options.update(filename=None, file=io.BytesIO(data), metadata_filename=str(path))
+    elif text_encoding and (fmt.label == "email" or fmt.label in _PANDOC_TEXT):
         # partition_email takes no encoding (RFC 5322 mail is 8-bit) and pandoc reads UTF-8 only.
         data = _read_text(path, fmt, text_encoding).encode("utf-8")
         options.update(filename=None, file=io.BytesIO(data), metadata_filename=str(path))

@@ -708,6 +708,27 @@ def test_pandoc_formats_keep_headings(tmp_path: Path, ext: str) -> None:
     assert section_with(doc, "assembly point").heading == "Evacuation"
 
 
+def test_markdown_front_matter_is_the_pages_metadata_not_its_text(tmp_path: Path) -> None:
+    page = (
+        "---\ntitle: 'GitHub Synthetic Media and AI Tools'\nshortTitle: Synthetic Media\nversions:\n"
+        "  fpt: '*'\nredirect_from:\n  - /ai-tools\n---\n\n"
+        "GitHub does not allow projects designed for the creation of non-consensual imagery.\n\n"
+        "## Enforcement\n\nWe look at how a project is configured and how it is marketed.\n"
+    )
+    path = tmp_path / "synthetic-media.md"
+    path.write_text(page, encoding="utf-16")  # read in the file's own encoding, as any Markdown
+    doc = parse_file(path)
+    assert doc.title == "GitHub Synthetic Media and AI Tools"
+    text = "\n".join(s.text for s in doc.sections)
+    assert "shortTitle" not in text and "fpt" not in text and "redirect_from" not in text
+    assert section_with(doc, "how it is marketed").heading == "Enforcement"
+    assert "non-consensual imagery" in text
+    # A rule at the top that opens no key: value block is the page's own text.
+    plain = tmp_path / "notes.md"
+    plain.write_text("---\nThe first line after a rule.\n---\n\nMore text here.\n")
+    assert "The first line after a rule." in "\n".join(s.text for s in parse_file(plain).sections)
+
+
 def test_markdown_in_utf16(tmp_path: Path) -> None:
     path = tmp_path / "utf16.md"
     path.write_text("# Büro\n\nDas Büro schließt um achtzehn Uhr.\n", encoding="utf-16")

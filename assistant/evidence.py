@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Protocol
 
 from assistant.support import STOPWORDS, content_terms
@@ -199,11 +201,26 @@ def _token_key(token: str) -> str:
     return token.lower().replace("’", "'").removesuffix("'s")
 
 
+def token_keys(text: str) -> set[str]:
+    """`text`'s words and figures as names are compared ("GitHub's" and "github" alike)."""
+    return {_token_key(t) for t in _TOKEN.findall(text)}
+
+
+@lru_cache(maxsize=64)
+def _question_keys(question: str) -> frozenset[str]:
+    return frozenset(token_keys(question))  # once per question, not per candidate
+
+
+@lru_cache(maxsize=64)
+def _question_terms(question: str) -> frozenset[str]:
+    return frozenset(content_terms(question))
+
+
 def without_asked(text: str, question: str) -> str:
     """`text` with the names and figures that the question itself holds masked out: a value is an
     answer only when it is new. Only words with a digit or a capital are masked (a unit such as
     "hours" that the question names stays, so that "1364 hours" still reads as hours)."""
-    asked = {_token_key(t) for t in _TOKEN.findall(question)}
+    asked = _question_keys(question)
 
     def mask(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -222,7 +239,7 @@ def restates(text: str, question: str) -> bool:
     line = _LEAD.sub("", text)
     label = _LABEL.match(line)
     words = content_terms(line[label.end() :] if label else line)
-    return bool(words) and words < content_terms(question)
+    return bool(words) and words < _question_terms(question)
 
 
 def _number_with_unit(text: str, units: Sequence[str]) -> bool:
@@ -535,8 +552,7 @@ def _on_subject(
     for c, h in zip(found, held, strict=True):
         chunk = hits[c.passage].chunk
         words.setdefault(chunk.doc_id, content_terms(chunk.title)).update(h)
-        tokens = {_token_key(t) for t in _TOKEN.findall(chunk.title + "\n" + c.text)}
-        named.setdefault(chunk.doc_id, set()).update(tokens & names)
+        named.setdefault(chunk.doc_id, set()).update(token_keys(chunk.title + "\n" + c.text) & names)
     by_words = _near_best({doc: _coverage(terms, held_words) for doc, held_words in words.items()})
     if len(names) >= MIN_NAMES:
         by_names = _near_best({doc: len(held_names) / len(names) for doc, held_names in named.items()})
@@ -627,7 +643,7 @@ _FIELD_WORDS = {
 }
 
 
-def label_match(asked: set[str], line: str, names: set[str] = frozenset()) -> float:  # type: ignore[assignment]
+def label_match(asked: set[str], line: str, names: AbstractSet[str] = frozenset()) -> float:
     """The share of a `Label: value` line's label words that the question holds (`asked`, its
     content terms) when it names all of them, or at least two and MIN_LABEL_MATCH of them; else
     0 (and when the line is no field): a form's answer is the field the question names, whatever

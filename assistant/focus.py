@@ -24,22 +24,21 @@ own ranking serves it better than a scan on a handful of words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from assistant.evidence import (
-    _TOKEN,
     MIN_NAMES,
     WEIGHT_COSINE,
     WEIGHT_COVERAGE,
     WEIGHT_LABEL,
     WEIGHT_TYPED,
-    _token_key,
     expectation,
     label_match,
     line_terms,
     question_names,
+    token_keys,
 )
 from assistant.support import content_terms
 from core.types import Chunk, Hit
@@ -67,7 +66,14 @@ class DocumentPass:
         among their document's chunks, than every passage of it already given."""
         if not hits or self.extra <= 0:
             return list(hits)
-        subject = self._subject(store, question, hits)
+        read: dict[str, list[tuple[Chunk, list[float]]]] = {}  # each document read once
+
+        def chunks_of(chunk: Chunk) -> list[tuple[Chunk, list[float]]]:
+            if chunk.doc_id not in read:
+                read[chunk.doc_id] = store.document_embeddings(chunk.doc_id, chunk.groups)
+            return read[chunk.doc_id]
+
+        subject = self._subject(chunks_of, question, hits)
         if subject is not None:
             return self._within(subject, question, vector, hits)
         given = {h.chunk.chunk_id for h in hits}
@@ -77,7 +83,7 @@ class DocumentPass:
                 docs.append(hit.chunk)
         found: list[tuple[float, Hit]] = []
         for first in docs:
-            pairs = store.document_embeddings(first.doc_id, first.groups)
+            pairs = chunks_of(first)
             if len(pairs) < 2 or len(pairs) > self.max_chunks:
                 continue
             scores = chunk_scores(
@@ -91,7 +97,10 @@ class DocumentPass:
         return list(hits) + [hit for _, hit in found[: self.extra]]
 
     def _subject(
-        self, store: DocumentReader, question: str, hits: Sequence[Hit]
+        self,
+        chunks_of: Callable[[Chunk], list[tuple[Chunk, list[float]]]],
+        question: str,
+        hits: Sequence[Hit],
     ) -> list[tuple[Chunk, list[float]]] | None:
         """The chunks of the best hit's document when it holds every name and figure of the
         question (at least MIN_NAMES of them) and no other hit's document does; else None."""
@@ -104,10 +113,10 @@ class DocumentPass:
             if hit.chunk.doc_id in seen:
                 continue
             seen.add(hit.chunk.doc_id)
-            pairs = store.document_embeddings(hit.chunk.doc_id, hit.chunk.groups)
+            pairs = chunks_of(hit.chunk)
             if not pairs:
                 continue
-            held = {_token_key(t) for c, _ in pairs for t in _TOKEN.findall(c.title + "\n" + c.text)}
+            held = set().union(*(token_keys(c.title + "\n" + c.text) for c, _ in pairs))
             if names <= held:
                 holding.append(pairs)
                 if len(holding) > 1:

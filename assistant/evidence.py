@@ -482,9 +482,11 @@ class EvidenceFinder:
                 near |= held[j]
             own = _coverage(terms, held[i])
             coverage = max(own, 0.5 * own + 0.5 * _coverage(terms, near))
-            typed = expected.kind != "any" and expected.met_by(c.text, asked)
+            # What the user asked, not a model's rewrite of it, says what a line merely gives back:
+            # a rewrite may hold any words (a scripted model's holds the passage's own).
+            typed = expected.kind != "any" and expected.met_by(c.text, question)
             label = label_match(asked_terms, c.text, name_terms)
-            repeated = restates(c.text, asked)
+            repeated = restates(c.text, question)
             if repeated:  # the question's own words, given back: no answer, whatever its label
                 typed, label = False, 0.0
             if not on_subject[i]:  # another aircraft's altimeter setting answers nothing about this one

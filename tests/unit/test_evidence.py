@@ -249,3 +249,14 @@ def test_labels_with_a_comma_count_and_a_label_of_names_does_not() -> None:
     assert label_match(content_terms(question), line) == 1.0  # the label's one word is in the question
     assert label_match(content_terms(question), line, names) == 0.0  # but it is only the subject's name
     assert question_names("Who do I call, and what is the 72-hour number? I need it.") == {"72-hour"}
+
+
+def test_a_rewrite_holding_the_passages_words_does_not_make_the_answer_a_repeat(
+    finder: EvidenceFinder,
+) -> None:
+    # A model rewrites follow-ups, and may write anything: the passage's own sentence, say. What
+    # counts as given back is what the user asked.
+    passage = "The mission lifted off from pad 39A in July, on schedule, with three crew."
+    found = hits(passage)
+    finding = finder.find("When did the mission lift off?", found, citations_for(found), search_query=passage)
+    assert finding.answerable and finding.ranked[0].typed and not finding.ranked[0].restates
